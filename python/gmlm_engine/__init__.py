@@ -1,0 +1,27 @@
+"""gmlm-engine: fast inference for Generative Masked Language Models.
+
+    import gmlm_engine
+    tr = gmlm_engine.Translator("default")
+    tr.translate_batch(["A man rides a bike."], iterations=4, length_beam=3)
+
+The runtime (Translator) needs numpy, safetensors and sentencepiece only; the PyTorch side
+(gmlm_engine.reference, .model, .train) needs the [train] extra.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import TranslationResult
+from .config import ModelConfig, ModelError
+
+__version__ = "0.1.0"
+__all__ = ["ModelConfig", "ModelError", "TranslationResult", "default_model_dir", "__version__"]
+
+
+def default_model_dir() -> Path:
+    """The GMLM shipped with the package (models/ in the source tree, gmlm_engine/models when installed)."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "models" / "default", here.parent.parent / "models" / "gmlm-en-de"):
+        if (cand / "config.json").is_file():
+            return cand
+    raise ModelError("no default model is shipped with this installation; pass a model directory")

@@ -1,0 +1,182 @@
+"""The `gmlm` command: translate, train, distill, eval, export, analyze."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _decoding_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding (same names as translate_batch)")
+    g.add_argument("--iterations", type=int, default=4)
+    g.add_argument("--length-beam", type=int, default=3)
+    g.add_argument("--remask", default="linear", help="linear | threshold")
+    g.add_argument("--threshold", type=float, default=None)
+    g.add_argument("--no-stutter-remask", dest="stutter_remask", action="store_false")
+    g.add_argument("--init", default="mask", help="mask | random")
+    g.add_argument("--sampling", action="store_true")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--beam-size", type=int, default=1, help="ar models: 1 = greedy")
+    g.add_argument("--max-batch-size", type=int, default=64)
+    g.add_argument("--batch-type", default="examples", help="examples | tokens")
+
+
+def _options(args, objective: str) -> dict:
+    if objective == "ar":
+        return dict(beam_size=args.beam_size, max_batch_size=args.max_batch_size, batch_type=args.batch_type)
+    return dict(iterations=args.iterations, length_beam=args.length_beam, remask=args.remask,
+                threshold=args.threshold, stutter_remask=args.stutter_remask, init=args.init,
+                sampling=args.sampling, seed=args.seed, max_batch_size=args.max_batch_size,
+                batch_type=args.batch_type)
+
+
+def _model_args(p):
+    p.add_argument("--model", default="default", help="model directory (default: the shipped model)")
+    p.add_argument("--engine", choices=("cpu", "torch"), default="cpu",
+                   help="cpu: the compiled engine; torch: the PyTorch reference decoder")
+    p.add_argument("--threads", type=int, default=0)
+
+
+def _translator(args):
+    if args.engine == "torch":
+        from .reference import ReferenceTranslator
+
+        return ReferenceTranslator(args.model, threads=args.threads)
+    try:
+        from .engine import Translator
+    except ImportError as e:
+        raise RuntimeError(f"the compiled engine is not available ({e}); use --engine torch") from None
+    return Translator(args.model, device="cpu", intra_threads=args.threads)
+
+
+def cmd_translate(args) -> int:
+    tr = _translator(args)
+    opts = _options(args, tr.cfg.objective)
+    src = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for r in tr.translate_iterable((line.rstrip("\n") for line in src), batch_size=args.batch_size, **opts):
+            out.write(r.text + "\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import run
+
+    tr = _translator(args)
+    return run(args, tr, _options(args, tr.cfg.objective))
+
+
+def cmd_export(args) -> int:
+    from .export import export_ctranslate2
+
+    out = export_ctranslate2(args.model_dir, args.ctranslate2, quantization=args.quantization, force=args.force)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_distill(args) -> int:
+    import tempfile
+
+    from .data import split_file, read_lines
+    from .export import CT2Translator, export_ctranslate2
+
+    src = read_lines(args.source) if args.source else read_lines(split_file(args.data_dir, args.split, args.src_lang))
+    with tempfile.TemporaryDirectory() as tmp:
+        export_ctranslate2(args.teacher, tmp + "/ct2", force=True)
+        from .config import read_model_dir
+
+        max_len = read_model_dir(args.teacher).config.max_target_len
+        ct = CT2Translator(tmp + "/ct2", threads=args.threads)
+        from tqdm import tqdm
+
+        with open(args.out, "w", encoding="utf-8") as f:
+            for i in tqdm(range(0, len(src), args.chunk), unit="chunk", disable=args.no_progress):
+                for line in ct.translate_batch(src[i:i + args.chunk], beam_size=args.beam_size,
+                                               max_batch_size=64, max_decoding_length=max_len):
+                    f.write(line + "\n")
+    print(f"wrote {len(src)} lines to {args.out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gmlm", description="Generative masked language models: train, translate, evaluate")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("translate", help="translate lines from stdin or a file")
+    _model_args(t)
+    _decoding_args(t)
+    t.add_argument("--input", "-i", default=None)
+    t.add_argument("--output", "-o", default=None)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.set_defaults(func=cmd_translate)
+
+    tr = sub.add_parser("train", help="train a gmlm or ar model")
+    from .train import add_arguments
+
+    add_arguments(tr)
+    tr.set_defaults(func=lambda a: __import__("gmlm_engine.train", fromlist=["run"]).run(a))
+
+    e = sub.add_parser("eval", help="sacreBLEU / chrF / speed on a split or files")
+    _model_args(e)
+    _decoding_args(e)
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--split", default="test2016", help="train | val | test2016")
+    e.add_argument("--src-lang", default="en")
+    e.add_argument("--tgt-lang", default="de")
+    e.add_argument("--src", default=None)
+    e.add_argument("--ref", default=None)
+    e.add_argument("--limit", type=int, default=0)
+    e.add_argument("--json", default=None, help="write the result as JSON")
+    e.add_argument("--output", default=None, help="write the translations")
+    e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="export an ar model to CTranslate2")
+    x.add_argument("model_dir")
+    x.add_argument("--ctranslate2", required=True, metavar="OUT_DIR")
+    x.add_argument("--quantization", default=None)
+    x.add_argument("--force", action="store_true")
+    x.set_defaults(func=cmd_export)
+
+    d = sub.add_parser("distill", help="translate training sources with an ar teacher (CTranslate2 beam search)")
+    d.add_argument("--teacher", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--data-dir", default=None)
+    d.add_argument("--split", default="train")
+    d.add_argument("--src-lang", default="en")
+    d.add_argument("--source", default=None, help="source file instead of a Multi30k split")
+    d.add_argument("--beam-size", type=int, default=4)
+    d.add_argument("--threads", type=int, default=0)
+    d.add_argument("--chunk", type=int, default=1024)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_distill)
+
+    try:
+        from .analysis.cli import add_arguments as analysis_args, run as analysis_run
+    except ImportError:
+        analysis_args = None
+    if analysis_args is not None:
+        a = sub.add_parser("analyze", help="the paper's theory and error modes: exact samplers, report")
+        analysis_args(a)
+        a.set_defaults(func=analysis_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        from .config import ModelError  # noqa: F401
+
+        print(f"gmlm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""What the reference decoder and the compiled engine share: options, results, source encoding,
+the counter-based RNG, batching of inputs, and the iterable/file front-ends.
+
+No PyTorch here: the engine runtime imports this module.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+REMASK = ("linear", "threshold")
+INIT = ("mask", "random")
+BATCH_TYPES = ("examples", "tokens")
+
+
+@dataclass
+class TranslationResult:
+    text: str
+    tokens: list[str]
+    score: float = 0.0
+    iterations: int = 0
+    history: list[list[str]] | None = None
+    length_candidates: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    iterations: int = 4
+    length_beam: int = 3
+    remask: str = "linear"
+    threshold: float | None = None
+    stutter_remask: bool = True
+    init: str = "mask"
+    sampling: bool = False
+    seed: int = 0
+    beam_size: int = 1
+    max_batch_size: int = 0
+    batch_type: str = "examples"
+    return_scores: bool = False
+    return_history: bool = False
+
+
+def _int_option(name, v, lo, hi=None):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {v!r}")
+    v = int(v)
+    if v < lo or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be {rng}, got {v}")
+    return v
+
+
+def validate_options(objective: str, max_target_len: int, *, iterations=4, length_beam=3, remask="linear",
+                     threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None,
+                     beam_size=1, max_batch_size=0, batch_type="examples", return_scores=False,
+                     return_history=False) -> DecodeOptions:
+    """Check every decoding option; raise ValueError naming the bad one."""
+    iterations = _int_option("iterations", iterations, 1, 1000)
+    length_beam = _int_option("length_beam", length_beam, 1, max_target_len)
+    beam_size = _int_option("beam_size", beam_size, 1, 256)
+    max_batch_size = _int_option("max_batch_size", max_batch_size, 0)
+    if remask not in REMASK:
+        raise ValueError(f"remask must be one of {REMASK}, got {remask!r}")
+    if remask == "threshold":
+        if threshold is None:
+            raise ValueError("threshold must be set (a probability in (0, 1)) when remask='threshold'")
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"threshold must be a probability in (0, 1), got {threshold!r}")
+        threshold = float(threshold)
+    elif threshold is not None:
+        raise ValueError("threshold is only used with remask='threshold'")
+    if init not in INIT:
+        raise ValueError(f"init must be one of {INIT}, got {init!r}")
+    if batch_type not in BATCH_TYPES:
+        raise ValueError(f"batch_type must be one of {BATCH_TYPES}, got {batch_type!r}")
+    if seed is None:
+        seed = 0
+    seed = _int_option("seed", seed, 0, 2**63 - 1)
+    for name, v in (("stutter_remask", stutter_remask), ("sampling", sampling),
+                    ("return_scores", return_scores), ("return_history", return_history)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"{name} must be a bool, got {v!r}")
+    if objective == "gmlm" and beam_size != 1:
+        raise ValueError("beam_size applies to ar models; a gmlm model uses iterations and length_beam")
+    return DecodeOptions(iterations, length_beam, remask, threshold, bool(stutter_remask), init,
+                         bool(sampling), seed, beam_size, max_batch_size, batch_type, bool(return_scores),
+                         bool(return_history))
+
+
+def check_sources(source) -> list[str]:
+    if isinstance(source, str):
+        raise ValueError("source must be a list of strings, not a single string")
+    try:
+        source = list(source)
+    except TypeError:
+        raise ValueError(f"source must be a list of strings, got {type(source).__name__}") from None
+    for i, s in enumerate(source):
+        if not isinstance(s, str):
+            raise ValueError(f"source[{i}] must be a string, got {type(s).__name__}")
+    return source
+
+
+def encode_sources(tokenizer, cfg, texts: list[str]) -> list[list[int]]:
+    """Encoder input ids per text ([] for an empty text): gmlm [<len>] + pieces + [</s>], ar pieces +
+    [</s>]; over-long inputs are truncated to max_source_len with a warning."""
+    prefix = [cfg.len_id] if cfg.objective == "gmlm" else []
+    room = cfg.max_source_len - len(prefix) - 1
+    out, truncated = [], 0
+    for text, ids in zip(texts, tokenizer.encode(texts)):
+        if not text.strip():
+            out.append([])
+            continue
+        if len(ids) > room:
+            ids = ids[:room]
+            truncated += 1
+        out.append(prefix + ids + [cfg.eos_id])
+    if truncated:
+        warnings.warn(f"{truncated} source(s) longer than max_source_len={cfg.max_source_len} tokens "
+                      "were truncated", stacklevel=3)
+    return out
+
+
+# --- the counter-based RNG (docs/decoding.md) ------------------------------------------------
+_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z):
+    z = np.asarray(z, dtype=np.uint64)
+    z = z ^ (z >> np.uint64(30))
+    z = z * _M1
+    z = z ^ (z >> np.uint64(27))
+    z = z * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def source_hash(ids: list[int]) -> int:
+    """FNV-1a 64 over the little-endian int32 bytes of the encoder input ids."""
+    h = 0xCBF29CE484222325
+    for b in np.asarray(ids, dtype="<i4").tobytes():
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def hash_bits(seed: int, stream: int, src_hash, k, t: int, i, v) -> np.ndarray:
+    """64-bit hash of (seed, stream, source, candidate, iteration, position, vocab id); arguments
+    broadcast (numpy arrays of any integer type)."""
+    with np.errstate(over="ignore"):
+        h = _mix(np.asarray(np.uint64(seed) + _GOLDEN, dtype=np.uint64))
+        for x in (stream, src_hash, k, t, i, v):
+            h = _mix(h ^ np.asarray(x).astype(np.uint64))
+    return h
+
+
+def hash_uniform(h: np.ndarray) -> np.ndarray:
+    """Top 24 bits -> uniform float in (0, 1), exact in float32 and float64."""
+    return ((h >> np.uint64(40)).astype(np.float64) + 0.5) / float(1 << 24)
+
+
+def gumbel_noise(seed, src_hash, k, t, i, vocab_size) -> np.ndarray:
+    """(M, V) float32 Gumbel noise for M selected positions (src_hash, k, i arrays of length M)."""
+    v = np.arange(vocab_size, dtype=np.uint64)[None, :]
+    col = lambda a: np.asarray(a, dtype=np.uint64)[:, None]  # noqa: E731
+    u = hash_uniform(hash_bits(seed, 0, col(src_hash), col(k), t, col(i), v))
+    return (-np.log(-np.log(u))).astype(np.float32)
+
+
+def random_init_tokens(seed, src_hash, k, i, vocab_size, first_id) -> np.ndarray:
+    """Random initial tokens in [first_id, vocab_size) (stream 1, t = 0, v = 0)."""
+    h = hash_bits(seed, 1, np.asarray(src_hash, np.uint64), np.asarray(k, np.uint64), 0,
+                  np.asarray(i, np.uint64), 0)
+    return (first_id + (h >> np.uint64(40)) % np.uint64(vocab_size - first_id)).astype(np.int64)
+
+
+# --- batching -------------------------------------------------------------------------------
+def plan_batches(lengths: list[int], max_batch_size: int, batch_type: str, default_size: int) -> list[list[int]]:
+    """Indices grouped into batches, sorted by length (longest first); results are put back in
+    input order by the caller. max_batch_size counts examples or tokens (batch_type)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    size = max_batch_size or default_size
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        m = max(cur_max, lengths[i], 1)
+        cost = m * (len(cur) + 1) if batch_type == "tokens" else len(cur) + 1
+        if cur and cost > size:
+            batches.append(cur)
+            cur, m = [], max(lengths[i], 1)
+        cur.append(i)
+        cur_max = m
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+class TranslatorFrontEnd:
+    """translate_iterable / translate_file on top of translate_batch (shared by both decoders)."""
+
+    def translate_iterable(self, source: Iterable[str], batch_size: int = 64, **options) -> Iterator[TranslationResult]:
+        buf: list[str] = []
+        for line in source:
+            buf.append(line)
+            if len(buf) >= batch_size:
+                yield from self.translate_batch(buf, **options)
+                buf = []
+        if buf:
+            yield from self.translate_batch(buf, **options)
+
+    def translate_file(self, src_path: str | os.PathLike, out_path: str | os.PathLike, batch_size: int = 64,
+                       progress: bool | None = None, **options) -> dict:
+        """Translate a text file line by line; returns {'sentences': n, 'seconds': s}."""
+        import time
+
+        with open(src_path, encoding="utf-8") as f:
+            lines = [line.rstrip("\n") for line in f]
+        bar = _progress(len(lines), progress)
+        t0 = time.perf_counter()
+        tmp = f"{out_path}.partial"
+        with open(tmp, "w", encoding="utf-8") as out:
+            for start in range(0, len(lines), batch_size):
+                for r in self.translate_batch(lines[start:start + batch_size], **options):
+                    out.write(r.text + "\n")
+                bar.update(min(batch_size, len(lines) - start))
+        os.replace(tmp, out_path)
+        bar.close()
+        return {"sentences": len(lines), "seconds": time.perf_counter() - t0}
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, progress: bool | None):
+    if progress is False or (progress is None and total < 1000):
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, unit="sent", desc="translate")
+
+
+def collapse_repeats(ids: list[int]) -> list[int]:
+    return [x for j, x in enumerate(ids) if j == 0 or x != ids[j - 1]]
+
+
+def mean_score(conf) -> float:
+    conf = np.asarray(conf, dtype=np.float64)
+    return float(conf.sum() / len(conf)) if len(conf) else 0.0
+
+
+def log_threshold(threshold: float) -> float:
+    """Positions with conf < log(threshold) (float64) stay masked."""
+    return math.log(threshold)

@@ -1,0 +1,234 @@
+"""The model directory format: config.json, model.safetensors, spm.model, training.json.
+
+Everything here is plain Python + numpy + safetensors: loading a model for the engine needs no
+PyTorch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORMAT_VERSION = 1
+OBJECTIVES = ("gmlm", "ar")
+FEED_FORWARD = ("relu", "gated-gelu")
+
+
+class ModelError(Exception):
+    """A model directory is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class ModelConfig:
+    objective: str = "gmlm"
+    vocab_size: int = 8000
+    d_model: int = 256
+    d_kv: int = 64
+    d_ff: int = 1024
+    num_heads: int = 4
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 3
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    feed_forward_proj: str = "relu"
+    layer_norm_epsilon: float = 1e-6
+    tie_word_embeddings: bool = True
+    dropout_rate: float = 0.1
+    max_source_len: int = 128
+    max_target_len: int = 128
+    pad_id: int = 0
+    eos_id: int = 1
+    unk_id: int = 2
+    mask_id: int = 3
+    len_id: int = 4
+    decoder_start_token_id: int = 0
+    format_version: int = FORMAT_VERSION
+
+    def validate(self) -> "ModelConfig":
+        if self.objective not in OBJECTIVES:
+            raise ModelError(f"config.json: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.feed_forward_proj not in FEED_FORWARD:
+            raise ModelError(f"config.json: feed_forward_proj must be one of {FEED_FORWARD}, "
+                             f"got {self.feed_forward_proj!r}")
+        for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads", "num_encoder_layers",
+                     "num_decoder_layers", "relative_attention_num_buckets",
+                     "relative_attention_max_distance", "max_source_len", "max_target_len"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ModelError(f"config.json: {name} must be a positive integer, got {v!r}")
+        for name in ("pad_id", "eos_id", "unk_id", "mask_id", "len_id", "decoder_start_token_id"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 0 <= v < self.vocab_size:
+                raise ModelError(f"config.json: {name} must be a token id in [0, {self.vocab_size}), got {v!r}")
+        if not (isinstance(self.layer_norm_epsilon, (int, float)) and self.layer_norm_epsilon > 0):
+            raise ModelError("config.json: layer_norm_epsilon must be > 0")
+        if self.format_version != FORMAT_VERSION:
+            raise ModelError(f"config.json: format_version {self.format_version} is not supported "
+                             f"(this version reads {FORMAT_VERSION})")
+        if self.max_source_len < 3:
+            raise ModelError("config.json: max_source_len must be at least 3")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise ModelError("config.json must hold a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelError(f"config.json: unknown keys {unknown}")
+        return cls(**d).validate()
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    # --- weight layout ----------------------------------------------------------------------
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor name of model.safetensors and its shape (the contract every loader checks)."""
+        D, I, F, V = self.d_model, self.num_heads * self.d_kv, self.d_ff, self.vocab_size
+        shapes: dict[str, tuple[int, ...]] = {"shared.weight": (V, D)}
+
+        def ffn(prefix):
+            if self.feed_forward_proj == "relu":
+                shapes[f"{prefix}.DenseReluDense.wi.weight"] = (F, D)
+            else:
+                shapes[f"{prefix}.DenseReluDense.wi_0.weight"] = (F, D)
+                shapes[f"{prefix}.DenseReluDense.wi_1.weight"] = (F, D)
+            shapes[f"{prefix}.DenseReluDense.wo.weight"] = (D, F)
+            shapes[f"{prefix}.layer_norm.weight"] = (D,)
+
+        def attn(prefix, kind):
+            for p in "qkv":
+                shapes[f"{prefix}.{kind}.{p}.weight"] = (I, D)
+            shapes[f"{prefix}.{kind}.o.weight"] = (D, I)
+            shapes[f"{prefix}.layer_norm.weight"] = (D,)
+
+        for stack, n in (("encoder", self.num_encoder_layers), ("decoder", self.num_decoder_layers)):
+            for i in range(n):
+                b = f"{stack}.block.{i}"
+                attn(f"{b}.layer.0", "SelfAttention")
+                if stack == "decoder":
+                    attn(f"{b}.layer.1", "EncDecAttention")
+                    ffn(f"{b}.layer.2")
+                else:
+                    ffn(f"{b}.layer.1")
+            shapes[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (
+                self.relative_attention_num_buckets, self.num_heads)
+            shapes[f"{stack}.final_layer_norm.weight"] = (D,)
+        if not self.tie_word_embeddings:
+            shapes["lm_head.weight"] = (V, D)
+        if self.objective == "gmlm":
+            shapes["length_head.weight"] = (self.max_target_len, D)
+        return shapes
+
+
+def relative_position_bucket(relative_position, bidirectional: bool, num_buckets: int, max_distance: int):
+    """T5's bucketing of key_pos - query_pos (numpy version; model.py has the torch twin)."""
+    import numpy as np
+
+    rp = np.asarray(relative_position, dtype=np.int64)
+    buckets = np.zeros_like(rp)
+    if bidirectional:
+        num_buckets //= 2
+        buckets += (rp > 0).astype(np.int64) * num_buckets
+        rp = np.abs(rp)
+    else:
+        rp = -np.minimum(rp, 0)
+    max_exact = num_buckets // 2
+    is_small = rp < max_exact
+    with np.errstate(divide="ignore"):
+        large = max_exact + (np.log(np.maximum(rp, 1).astype(np.float32) / max_exact)
+                             / math.log(max_distance / max_exact) * (num_buckets - max_exact)).astype(np.int64)
+    large = np.minimum(large, num_buckets - 1)
+    return buckets + np.where(is_small, rp, large)
+
+
+@dataclass
+class ModelFiles:
+    path: Path
+    config: ModelConfig
+    weights_path: Path
+    spm_path: Path
+    training: dict = field(default_factory=dict)
+
+
+def resolve_model_dir(model: str | os.PathLike) -> Path:
+    """'default' -> the shipped model; otherwise a directory path."""
+    if str(model) == "default":
+        from . import default_model_dir
+
+        return default_model_dir()
+    p = Path(model)
+    if not p.exists():
+        raise FileNotFoundError(f"model directory not found: {p}")
+    if not p.is_dir():
+        raise ModelError(f"model path is not a directory: {p}")
+    return p
+
+
+def read_model_dir(model: str | os.PathLike) -> ModelFiles:
+    p = resolve_model_dir(model)
+    cfg_path = p / "config.json"
+    if not cfg_path.is_file():
+        raise ModelError(f"{p}: missing config.json")
+    try:
+        d = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{cfg_path}: not valid JSON ({e})") from None
+    try:
+        cfg = ModelConfig.from_dict(d)
+    except TypeError as e:
+        raise ModelError(f"{cfg_path}: {e}") from None
+    w = p / "model.safetensors"
+    if not w.is_file():
+        raise ModelError(f"{p}: missing model.safetensors")
+    spm = p / "spm.model"
+    if not spm.is_file():
+        raise ModelError(f"{p}: missing spm.model")
+    training = {}
+    tj = p / "training.json"
+    if tj.is_file():
+        try:
+            training = json.loads(tj.read_text())
+        except json.JSONDecodeError:
+            training = {}
+    return ModelFiles(p, cfg, w, spm, training)
+
+
+def load_weights_numpy(files: ModelFiles, dtype="float32") -> dict:
+    """Read model.safetensors into float32 numpy arrays, checking every name, shape and value."""
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        raw = load_file(str(files.weights_path))
+    except (SafetensorError, OSError, ValueError, Exception) as e:  # safetensors raises several kinds
+        raise ModelError(f"{files.weights_path}: cannot read safetensors file ({e})") from None
+    expected = files.config.weight_shapes()
+    missing = sorted(set(expected) - set(raw))
+    if missing:
+        raise ModelError(f"{files.weights_path}: missing tensors {missing[:5]}"
+                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    unexpected = sorted(set(raw) - set(expected))
+    if unexpected:
+        raise ModelError(f"{files.weights_path}: unexpected tensors {unexpected[:5]}")
+    out = {}
+    for name, shape in expected.items():
+        a = raw[name]
+        if tuple(a.shape) != shape:
+            raise ModelError(f"{files.weights_path}: tensor {name} has shape {tuple(a.shape)}, "
+                             f"expected {shape} from config.json")
+        if a.dtype not in (np.float32, np.float16) and str(a.dtype) != "bfloat16":
+            raise ModelError(f"{files.weights_path}: tensor {name} has dtype {a.dtype}, expected float32 or float16")
+        a = np.ascontiguousarray(a.astype(dtype))
+        if not np.isfinite(a).all():
+            raise ModelError(f"{files.weights_path}: tensor {name} contains NaN or Inf values")
+        out[name] = a
+    return out

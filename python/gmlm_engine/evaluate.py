@@ -1,0 +1,53 @@
+"""`gmlm eval`: sacreBLEU (detokenized, cased, 13a) and chrF of a model on a split or files."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def score(hyp: list[str], ref: list[str]) -> dict:
+    import sacrebleu
+
+    if len(hyp) != len(ref):
+        raise ValueError(f"{len(hyp)} hypotheses for {len(ref)} references")
+    bleu = sacrebleu.corpus_bleu(hyp, [ref], tokenize="13a")
+    chrf = sacrebleu.corpus_chrf(hyp, [ref])
+    return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2), "bleu_signature": str(bleu.get_signature())}
+
+
+def format_table(rows: list[dict], cols: list[str]) -> str:
+    cells = [[str(r.get(c, "")) for c in cols] for r in rows]
+    w = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    line = lambda xs: "| " + " | ".join(x.ljust(n) for x, n in zip(xs, w)) + " |"  # noqa: E731
+    return "\n".join([line(cols), "|" + "|".join("-" * (n + 2) for n in w) + "|"] + [line(x) for x in cells])
+
+
+def run(args, translator, options: dict) -> int:
+    from .data import load_split, read_parallel
+
+    if args.src or args.ref:
+        if not (args.src and args.ref):
+            raise ValueError("--src and --ref go together")
+        src, ref = read_parallel(args.src, args.ref)
+        name = args.src
+    else:
+        src, ref = load_split(args.data_dir, args.split, args.src_lang, args.tgt_lang)
+        name = args.split
+    if args.limit:
+        src, ref = src[:args.limit], ref[:args.limit]
+    t0 = time.perf_counter()
+    hyp = [r.text for r in translator.translate_batch(src, **options)]
+    secs = time.perf_counter() - t0
+    row = {"model": str(args.model), "engine": args.engine, "data": name, "sentences": len(src),
+           **score(hyp, ref), "seconds": round(secs, 2), "sent/s": round(len(src) / secs, 1),
+           "options": options}
+    print(format_table([row], ["model", "engine", "data", "sentences", "bleu", "chrf", "sent/s"]))
+    print(f"sacreBLEU: {row['bleu_signature']}", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(row, f, indent=2)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write("\n".join(hyp) + "\n")
+    return 0

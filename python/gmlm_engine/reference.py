@@ -1,0 +1,276 @@
+"""The PyTorch reference decoder: the executable spec of docs/decoding.md.
+
+GMLM models decode by iterative parallel refinement over length candidates; AR models by greedy or
+beam search. Batched: one decoder call per iteration for all live candidates of a batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .common import (TranslationResult, TranslatorFrontEnd, check_sources, collapse_repeats, encode_sources,
+                     gumbel_noise, log_threshold, mean_score, plan_batches, random_init_tokens, source_hash,
+                     validate_options)
+from .model import load_torch_model
+from .tokenizer import NUM_SPECIAL, Tokenizer
+
+DEFAULT_BATCH = 32
+
+
+def _pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad, dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return ids.to(device), (ids != pad).to(device) if pad >= 0 else None
+
+
+class ReferenceTranslator(TranslatorFrontEnd):
+    """Same translate_batch signature as gmlm_engine.Translator."""
+
+    def __init__(self, model="default", device: str = "cpu", threads: int = 0):
+        if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model, self.files = load_torch_model(model, self.device)
+        self.cfg = self.model.cfg
+        self.tokenizer = Tokenizer(self.files.spm_path)
+        if self.tokenizer.vocab_size > self.cfg.vocab_size:
+            from .config import ModelError
+
+            raise ModelError(f"{self.files.spm_path}: vocabulary of {self.tokenizer.vocab_size} pieces "
+                             f"exceeds the model's vocab_size {self.cfg.vocab_size}")
+
+    @classmethod
+    def from_model(cls, model, tokenizer, device="cpu") -> "ReferenceTranslator":
+        """Wrap an in-memory T5Model (used by training for validation BLEU)."""
+        self = cls.__new__(cls)
+        self.device, self.model, self.cfg, self.tokenizer, self.files = torch.device(device), model, model.cfg, tokenizer, None
+        return self
+
+    # --- public API --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def translate_batch(self, source, *, iterations=4, length_beam=3, remask="linear", threshold=None,
+                        stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
+                        max_batch_size=0, batch_type="examples", return_scores=False, return_history=False,
+                        ) -> list[TranslationResult]:
+        opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
+                                length_beam=length_beam, remask=remask, threshold=threshold,
+                                stutter_remask=stutter_remask, init=init, sampling=sampling, seed=seed,
+                                beam_size=beam_size, max_batch_size=max_batch_size, batch_type=batch_type,
+                                return_scores=return_scores, return_history=return_history)
+        source = check_sources(source)
+        was_training = self.model.training
+        self.model.eval()
+        enc_ids = encode_sources(self.tokenizer, self.cfg, source)
+        results: list[TranslationResult | None] = [None] * len(source)
+        todo = [i for i, ids in enumerate(enc_ids) if ids]
+        for i, ids in enumerate(enc_ids):
+            if not ids:
+                results[i] = TranslationResult("", [], 0.0, 0, [] if opts.return_history else None)
+        lengths = [len(enc_ids[i]) for i in todo]
+        for batch in plan_batches(lengths, opts.max_batch_size, opts.batch_type, DEFAULT_BATCH):
+            idx = [todo[b] for b in batch]
+            srcs = [enc_ids[i] for i in idx]
+            if self.cfg.objective == "gmlm":
+                outs = self._refine(srcs, opts)
+            else:
+                outs = self._ar(srcs, opts)
+            for i, (ids, score, passes, hist, cands) in zip(idx, outs):
+                results[i] = TranslationResult(
+                    self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
+                    [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, cands)
+        self.model.train(was_training)
+        return results  # type: ignore[return-value]
+
+    # --- GMLM: iterative parallel refinement ---------------------------------------------------
+    def _refine(self, srcs: list[list[int]], o):
+        cfg, m, dev = self.cfg, self.model, self.device
+        B, K, T = len(srcs), o.length_beam, o.iterations
+        src, src_mask = _pad(srcs, cfg.pad_id, dev)
+        enc = m.encode(src, src_mask)
+        ckv = m.cross_kv(enc)
+        len_lp = F.log_softmax(m.length_logits(enc).float(), dim=-1)              # (B, maxT)
+        order = torch.sort(-len_lp, dim=-1, stable=True).indices[:, :K]           # ties: shorter first
+        lengths = (order + 1).reshape(-1).cpu()                                   # (N,) N = B*K
+        N, Lmax = B * K, int(lengths.max())
+        enc_index = torch.arange(B, device=dev).repeat_interleave(K)
+        pos = torch.arange(Lmax)
+        valid = pos[None, :] < lengths[:, None]                                   # (N, Lmax)
+        shash = np.array([source_hash(s) for s in srcs], dtype=np.uint64).repeat(K)
+        cand_k = np.tile(np.arange(K, dtype=np.uint64), B)
+
+        tokens = torch.full((N, Lmax), cfg.pad_id, dtype=torch.long)
+        tokens[valid] = cfg.mask_id
+        conf = torch.zeros(N, Lmax, dtype=torch.float32)
+        masked = valid.clone()
+        done = torch.zeros(N, dtype=torch.bool)
+        passes = torch.zeros(N, dtype=torch.long)
+        prev = tokens.clone()
+        history = [] if o.return_history else None
+        log_thr = log_threshold(o.threshold) if o.remask == "threshold" else None
+
+        for t in range(T):
+            live = (~done).nonzero().squeeze(1)
+            if len(live) == 0:
+                break
+            Lm = int(lengths[live].max())
+            inp = torch.where(masked, torch.full_like(tokens, cfg.mask_id), tokens)[live, :Lm]
+            if t == 0 and o.init == "random":
+                rows, cols = valid[live, :Lm].nonzero(as_tuple=True)
+                r = live[rows].numpy()
+                inp[rows, cols] = torch.from_numpy(random_init_tokens(
+                    o.seed, shash[r], cand_k[r], cols.numpy(), cfg.vocab_size, NUM_SPECIAL))
+            h = m.decode(inp.to(dev), valid[live, :Lm].to(dev), None, src_mask, ckv, enc_index[live.to(dev)])
+            sel = masked[live, :Lm]                                               # (n, Lm)
+            rows, cols = sel.nonzero(as_tuple=True)
+            logp = F.log_softmax(m.vocab_logits(h[sel.to(dev)]).float(), dim=-1).cpu()   # (M, V)
+            if o.sampling:
+                r = live[rows].numpy()
+                g = gumbel_noise(o.seed, shash[r], cand_k[r], t, cols.numpy(), logp.shape[1])
+                pred = torch.argmax(logp + torch.from_numpy(g), dim=-1)
+            else:
+                pred = torch.argmax(logp, dim=-1)                                 # first max: lowest id
+            grow = live[rows]
+            tokens[grow, cols] = pred
+            conf[grow, cols] = logp.gather(1, pred[:, None]).squeeze(1)
+            passes[live] += 1
+            if history is not None:
+                history.append(tokens.clone())
+
+            # stop: unchanged since the previous pass, or the last iteration
+            if t >= 1:
+                same = (tokens[live] == prev[live]).all(dim=1)
+                done[live[same]] = True
+            prev[live] = tokens[live]
+            if t == T - 1:
+                done[live] = True
+            go = live[~done[live]]
+            if len(go) == 0:
+                continue
+
+            # re-mask: order positions by (conf asc, index asc); padding last
+            c = torch.where(valid[go], conf[go], torch.tensor(float("inf")))
+            if o.remask == "linear":
+                n = torch.div(lengths[go] * (T - 1 - t), T, rounding_mode="floor")
+                rank = torch.empty_like(c, dtype=torch.long)
+                srt = torch.sort(c, dim=1, stable=True).indices
+                rank.scatter_(1, srt, torch.arange(Lmax).expand_as(srt).contiguous())
+                new_mask = rank < n[:, None]
+            else:
+                just = masked[go] & valid[go]
+                new_mask = just & (c.double() < log_thr)
+                all_kept = new_mask.sum(1) == just.sum(1)
+                if all_kept.any():
+                    cj = torch.where(just, c, torch.tensor(float("-inf")))
+                    last = torch.sort(cj, dim=1, stable=True).indices[:, -1]      # highest conf, highest index
+                    rr = all_kept.nonzero().squeeze(1)
+                    new_mask[rr, last[rr]] = False
+            if o.stutter_remask:
+                tg = tokens[go]
+                rep = torch.zeros_like(new_mask)
+                rep[:, 1:] = (tg[:, 1:] == tg[:, :-1]) & valid[go][:, 1:]
+                new_mask |= rep
+            new_mask &= valid[go]
+            masked[go] = new_mask
+            done[go[new_mask.sum(1) == 0]] = True
+
+        # score candidates, pick the best per sentence (ties: lower candidate index)
+        outs = []
+        for b in range(B):
+            best, best_s, best_ids = 0, None, None
+            for k in range(K):
+                r = b * K + k
+                L = int(lengths[r])
+                ids, cf = tokens[r, :L].tolist(), conf[r, :L].numpy()
+                if o.stutter_remask:
+                    keep = [j for j in range(L) if j == 0 or ids[j] != ids[j - 1]]
+                    ids, cf = [ids[j] for j in keep], cf[keep]
+                s = mean_score(cf)
+                if best_s is None or s > best_s:
+                    best, best_s, best_ids = k, s, ids
+            r = b * K + best
+            hist = [hh[r, :int(lengths[r])].tolist() for hh in history[:int(passes[r])]] if history else []
+            outs.append((best_ids, best_s, int(passes[r]), hist, lengths[b * K:(b + 1) * K].tolist()))
+        return outs
+
+    # --- AR: greedy and beam search ------------------------------------------------------------
+    def _ar(self, srcs: list[list[int]], o):
+        cfg, m, dev = self.cfg, self.model, self.device
+        src, src_mask = _pad(srcs, cfg.pad_id, dev)
+        enc = m.encode(src, src_mask)
+        beam = o.beam_size
+        B = len(srcs)
+        if beam > 1:
+            enc, src_mask = enc.repeat_interleave(beam, 0), src_mask.repeat_interleave(beam, 0)
+        ckv = m.cross_kv(enc)
+        R = enc.shape[0]
+        cache = m.new_self_cache(R, cfg.max_target_len + 1, dev)
+        tok = torch.full((R,), cfg.decoder_start_token_id, dtype=torch.long, device=dev)
+        out = torch.zeros(R, 0, dtype=torch.long, device=dev)
+        score = torch.zeros(R, dtype=torch.float64, device=dev)
+        if beam > 1:  # only the first beam is alive at step 0
+            score.view(B, beam)[:, 1:] = float("-inf")
+        finished: list[list[tuple[float, list[int], float]]] = [[] for _ in range(B)]
+        alive = torch.ones(R, dtype=torch.bool, device=dev)
+        for step in range(cfg.max_target_len):
+            h = m.decode_step(tok, step, cache, ckv, src_mask)
+            logp = F.log_softmax(m.vocab_logits(h).float(), dim=-1)               # (R, V)
+            if beam == 1:
+                nxt = torch.argmax(logp, dim=-1)
+                score = score + torch.where(alive, logp.gather(1, nxt[:, None]).squeeze(1).double(), 0.0)
+                nxt = torch.where(alive, nxt, torch.full_like(nxt, cfg.pad_id))
+                out = torch.cat([out, nxt[:, None]], 1)
+                alive &= nxt != cfg.eos_id
+                tok = nxt
+                if not alive.any():
+                    break
+                continue
+            V = logp.shape[1]
+            total = (score[:, None] + logp.double()).view(B, beam * V)
+            top_s, top_i = total.topk(2 * beam, dim=1)                             # (B, 2beam)
+            src_beam, word = top_i // V, top_i % V
+            new_rows, new_tok, new_score = [], [], []
+            for b in range(B):
+                rows, toks, scs = [], [], []
+                for s, sb, w in zip(top_s[b].tolist(), src_beam[b].tolist(), word[b].tolist()):
+                    if s == float("-inf"):
+                        break
+                    r = b * beam + sb
+                    if w == cfg.eos_id or step == cfg.max_target_len - 1:
+                        if len(finished[b]) < beam:
+                            hyp = out[r].tolist() + ([] if w == cfg.eos_id else [w])
+                            finished[b].append((s / (len(hyp) + 1), hyp, s))
+                    else:
+                        rows.append(r); toks.append(w); scs.append(s)  # noqa: E702
+                    if len(rows) == beam:
+                        break
+                if len(finished[b]) >= beam or not rows:
+                    rows, toks, scs = [b * beam] * beam, [cfg.pad_id] * beam, [float("-inf")] * beam
+                while len(rows) < beam:
+                    rows.append(rows[0]); toks.append(cfg.pad_id); scs.append(float("-inf"))  # noqa: E702
+                new_rows += rows; new_tok += toks; new_score += scs
+            if all(len(f) >= beam for f in finished):
+                break
+            idx = torch.tensor(new_rows, device=dev)
+            m.reorder_self_cache(cache, idx)
+            out = torch.cat([out[idx], torch.tensor(new_tok, device=dev)[:, None]], 1)
+            tok = torch.tensor(new_tok, device=dev)
+            score = torch.tensor(new_score, dtype=torch.float64, device=dev)
+        outs = []
+        for b in range(B):
+            if beam == 1:
+                ids = out[b].tolist()
+                if cfg.eos_id in ids:
+                    ids = ids[:ids.index(cfg.eos_id)]
+                ids = [i for i in ids if i != cfg.pad_id]
+                s = float(score[b]) / (len(ids) + 1)
+            else:
+                if not finished[b]:
+                    finished[b].append((float(score[b * beam]), out[b * beam].tolist(), 0.0))
+                s, ids, _ = max(finished[b], key=lambda x: x[0])
+            outs.append((ids, s, len(ids) + 1, [], []))
+        return outs

@@ -1,0 +1,64 @@
+"""The joint SentencePiece vocabulary: pad=0, eos=1, unk=2, <mask>=3, <len>=4."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import sentencepiece as spm
+
+SPECIAL = {"pad": 0, "eos": 1, "unk": 2, "mask": 3, "len": 4}
+NUM_SPECIAL = 5  # ids below this are never produced as "content" by random init
+
+
+class Tokenizer:
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            ok = self.sp.Load(self.path)
+        except (OSError, RuntimeError) as e:
+            from .config import ModelError
+
+            raise ModelError(f"{self.path}: cannot load SentencePiece model ({e})") from None
+        if not ok:  # pragma: no cover - Load raises in current versions
+            from .config import ModelError
+
+            raise ModelError(f"{self.path}: cannot load SentencePiece model")
+        self.vocab_size = self.sp.GetPieceSize()
+        self.pad_id, self.eos_id, self.unk_id = self.sp.pad_id(), self.sp.eos_id(), self.sp.unk_id()
+        self.mask_id = self.sp.PieceToId("<mask>")
+        self.len_id = self.sp.PieceToId("<len>")
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.Encode(list(texts), out_type=int)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.Decode([int(i) for i in ids])
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        return [self.sp.IdToPiece(int(i)) for i in ids]
+
+
+def train_spm(texts_files: list[str | os.PathLike], model_path: str | os.PathLike, vocab_size: int = 8000,
+              seed_sentences: int = 2_000_000) -> Tokenizer:
+    """Train a joint SentencePiece (unigram) model on plain-text or .gz files; writes model_path."""
+    from .data import read_lines
+
+    model_path = Path(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        with open(corpus, "w", encoding="utf-8") as f:
+            for p in texts_files:
+                for line in read_lines(p):
+                    f.write(line + "\n")
+        prefix = Path(tmp) / "spm"
+        spm.SentencePieceTrainer.Train(
+            input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type="unigram",
+            character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+            user_defined_symbols=["<mask>", "<len>"], num_threads=2, minloglevel=2)
+        (Path(tmp) / "spm.model").replace(model_path)
+    tok = Tokenizer(model_path)
+    assert tok.mask_id == SPECIAL["mask"] and tok.len_id == SPECIAL["len"], "unexpected special ids"
+    return tok

@@ -1,0 +1,360 @@
+"""`gmlm train`: train a gmlm or ar model on parallel text (Multi30k by default).
+
+AdamW with inverse-sqrt warm-up, label smoothing, dropout, gradient clipping, periodic validation
+(loss and BLEU of the reference decoder on a slice of val), best/last checkpoints, averaging of
+the last N checkpoints, resume, a progress bar, CPU or CUDA picked automatically, fixed seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .data import load_split, read_lines, split_file, token_batches
+from .model import T5Model, load_torch_model, save_model_dir
+from .tokenizer import NUM_SPECIAL, Tokenizer, train_spm
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--objective", choices=("gmlm", "ar"), required=True)
+    p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
+    p.add_argument("--data-dir", default=None, help="Multi30k folder (default: $GMLM_DATA_DIR)")
+    p.add_argument("--src-lang", default="en")
+    p.add_argument("--tgt-lang", default="de")
+    p.add_argument("--train-target", default=None, help="file of training targets (e.g. distilled) "
+                   "replacing the reference targets, aligned with the training sources")
+    p.add_argument("--train-limit", type=int, default=0, help="use only the first N training pairs")
+    p.add_argument("--spm", default=None, help="existing SentencePiece model (default: train one)")
+    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--d-kv", type=int, default=64)
+    p.add_argument("--d-ff", type=int, default=1024)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--encoder-layers", type=int, default=4)
+    p.add_argument("--decoder-layers", type=int, default=3)
+    p.add_argument("--ffn", choices=("relu", "gated-gelu"), default="relu")
+    p.add_argument("--untie", action="store_true", help="separate lm_head instead of tied embeddings")
+    p.add_argument("--max-source-len", type=int, default=96)
+    p.add_argument("--max-target-len", type=int, default=96)
+    p.add_argument("--init-from", default=None, help="initialise from a Hugging Face T5 checkpoint folder "
+                   "(matching names and shapes are copied)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--max-tokens", type=int, default=4096, help="padded target+source tokens per batch")
+    p.add_argument("--max-steps", type=int, default=100_000)
+    p.add_argument("--max-minutes", type=float, default=0, help="stop after this wall time (0: no limit)")
+    p.add_argument("--length-loss-weight", type=float, default=0.1)
+    p.add_argument("--corrupt-keep", type=float, default=0.0, help="gmlm: share of noised positions kept")
+    p.add_argument("--corrupt-random", type=float, default=0.0, help="gmlm: share replaced by random tokens")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--val-bleu-sentences", type=int, default=200)
+    p.add_argument("--keep-last", type=int, default=5, help="checkpoints kept for averaging")
+    p.add_argument("--average-last", type=int, default=5, help="average the last N checkpoints at the end (0: off)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _check(args) -> None:
+    for name in ("lr", "max_tokens", "max_steps", "val_every"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0")
+    if not 0 <= args.corrupt_keep + args.corrupt_random <= 1 or min(args.corrupt_keep, args.corrupt_random) < 0:
+        raise ValueError("--corrupt-keep and --corrupt-random must be >= 0 and sum to at most 1")
+    if not 0 <= args.label_smoothing < 1:
+        raise ValueError("--label-smoothing must be in [0, 1)")
+
+
+class Examples:
+    """Tokenized pairs as id lists (encoder input and target pieces)."""
+
+    def __init__(self, tok: Tokenizer, cfg: ModelConfig, src: list[str], tgt: list[str]):
+        s_ids, t_ids = tok.encode(src), tok.encode(tgt)
+        prefix = [cfg.len_id] if cfg.objective == "gmlm" else []
+        room_t = cfg.max_target_len - (0 if cfg.objective == "gmlm" else 1)
+        self.src, self.tgt = [], []
+        for s, t in zip(s_ids, t_ids):
+            if not s or not t:
+                continue
+            self.src.append(prefix + s[:cfg.max_source_len - len(prefix) - 1] + [cfg.eos_id])
+            self.tgt.append(t[:room_t])
+        self.lengths = [max(len(s), len(t) + 1) for s, t in zip(self.src, self.tgt)]
+
+    def __len__(self):
+        return len(self.src)
+
+
+def _pad(seqs, pad):
+    n = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), n), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s)
+    return out
+
+
+def make_batch(ex: Examples, idx: list[int], cfg: ModelConfig, gen: torch.Generator, corrupt=(0.0, 0.0)):
+    """Tensors for one step. gmlm: masked target; ar: teacher forcing."""
+    src = _pad([ex.src[i] for i in idx], cfg.pad_id)
+    tgt_lists = [ex.tgt[i] for i in idx]
+    if cfg.objective == "ar":
+        labels = _pad([t + [cfg.eos_id] for t in tgt_lists], -100)
+        tgt_in = _pad([[cfg.decoder_start_token_id] + t for t in tgt_lists], cfg.pad_id)
+        return dict(src=src, src_mask=src != cfg.pad_id, tgt_in=tgt_in, tgt_mask=labels != -100, labels=labels)
+    tgt = _pad(tgt_lists, -100)
+    valid = tgt != -100
+    L = valid.sum(1)
+    # per-sentence masking ratio uniform in (0, 1], at least one token
+    ratio = 1.0 - torch.rand(len(idx), generator=gen)
+    n = torch.clamp(torch.ceil(ratio * L).long(), min=1)
+    score = torch.rand(tgt.shape, generator=gen).masked_fill(~valid, 2.0)
+    rank = score.argsort(1).argsort(1)
+    noised = rank < n[:, None]
+    tgt_in = tgt.clamp(min=0).masked_fill(~valid, cfg.pad_id)
+    r = torch.rand(tgt.shape, generator=gen)
+    keep, rand_tok = corrupt
+    to_mask = noised & (r >= keep + rand_tok)
+    to_rand = noised & (r >= keep) & (r < keep + rand_tok)
+    tgt_in = tgt_in.masked_fill(to_mask, cfg.mask_id)
+    random_ids = torch.randint(NUM_SPECIAL, cfg.vocab_size, tgt.shape, generator=gen)
+    tgt_in = torch.where(to_rand, random_ids, tgt_in)
+    labels = tgt.masked_fill(~noised, -100)
+    return dict(src=src, src_mask=src != cfg.pad_id, tgt_in=tgt_in, tgt_mask=valid, labels=labels,
+                length_labels=torch.clamp(L - 1, max=cfg.max_target_len - 1))
+
+
+def compute_loss(model: T5Model, b: dict, label_smoothing: float, length_weight: float):
+    """Returns (loss, token-loss sum without smoothing, number of predicted tokens)."""
+    enc = model.encode(b["src"], b["src_mask"])
+    h = model.decode(b["tgt_in"], b["tgt_mask"], enc, b["src_mask"])
+    sel = b["labels"] != -100
+    logits = model.vocab_logits(h[sel]).float()
+    y = b["labels"][sel]
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    with torch.no_grad():
+        nll = F.cross_entropy(logits, y, reduction="sum")
+    if model.is_gmlm and length_weight > 0:
+        loss = loss + length_weight * F.cross_entropy(model.length_logits(enc).float(), b["length_labels"])
+    return loss, float(nll), int(sel.sum())
+
+
+def _to(b, dev):
+    return {k: v.to(dev) for k, v in b.items()}
+
+
+@torch.no_grad()
+def validate(model, ex_val: Examples, cfg, dev, tok, val_src, val_ref, n_bleu: int) -> dict:
+    import sacrebleu
+
+    from .reference import ReferenceTranslator
+
+    model.eval()
+    gen = torch.Generator().manual_seed(12345)  # the same val masks every time
+    tot, cnt = 0.0, 0
+    for idx in token_batches(ex_val.lengths, 4096, shuffle=False):
+        b = _to(make_batch(ex_val, idx, cfg, gen), dev)
+        _, nll, n = compute_loss(model, b, 0.0, 0.0)
+        tot, cnt = tot + nll, cnt + n
+    out = {"val_loss": tot / max(cnt, 1)}
+    if n_bleu:
+        tr = ReferenceTranslator.from_model(model, tok, dev)
+        opts = dict(iterations=4, length_beam=3) if cfg.objective == "gmlm" else dict(beam_size=1)
+        hyp = [r.text for r in tr.translate_batch(val_src[:n_bleu], max_batch_size=64, **opts)]
+        out["val_bleu"] = sacrebleu.corpus_bleu(hyp, [val_ref[:n_bleu]]).score
+    model.train()
+    return out
+
+
+def lr_at(step: int, peak: float, warmup: int) -> float:
+    step = max(step, 1)
+    return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+def average_checkpoints(dirs: list[Path]) -> dict:
+    from safetensors.torch import load_file
+
+    avg = None
+    for d in dirs:
+        sd = load_file(str(d / "model.safetensors"))
+        if avg is None:
+            avg = {k: v.double() for k, v in sd.items()}
+        else:
+            for k in avg:
+                avg[k] += sd[k].double()
+    return {k: (v / len(dirs)).float() for k, v in avg.items()}
+
+
+def init_from_t5(model: T5Model, folder: str) -> list[str]:
+    """Copy every tensor of a Hugging Face T5 checkpoint whose name and shape match; returns the names copied."""
+    from safetensors.torch import load_file
+
+    f = Path(folder)
+    if (f / "model.safetensors").is_file():
+        sd = load_file(str(f / "model.safetensors"))
+    elif (f / "pytorch_model.bin").is_file():
+        sd = torch.load(f / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise FileNotFoundError(f"{f}: no model.safetensors or pytorch_model.bin (only local folders are "
+                                "supported: nothing is downloaded)")
+    own = model.state_dict()
+    copied = []
+    for k, v in sd.items():
+        if k in own and own[k].shape == v.shape:
+            own[k] = v.float()
+            copied.append(k)
+    model.load_state_dict(own)
+    return copied
+
+
+def run(args) -> int:
+    _check(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+
+    src, tgt = load_split(args.data_dir, "train", args.src_lang, args.tgt_lang)
+    if args.train_target:
+        tgt = read_lines(args.train_target)
+        if len(tgt) != len(src):
+            raise ValueError(f"--train-target has {len(tgt)} lines, the training sources {len(src)}")
+    if args.train_limit:
+        src, tgt = src[:args.train_limit], tgt[:args.train_limit]
+    val_src, val_ref = load_split(args.data_dir, "val", args.src_lang, args.tgt_lang)
+
+    spm_path = out / "spm.model"
+    if args.spm:
+        if Path(args.spm).resolve() != spm_path.resolve():
+            shutil.copyfile(args.spm, spm_path)
+    elif not spm_path.is_file():
+        train_spm([split_file(args.data_dir, "train", args.src_lang), split_file(args.data_dir, "train", args.tgt_lang)],
+                  spm_path, args.vocab_size)
+    tok = Tokenizer(spm_path)
+
+    state_path = out / "state.pt"
+    if args.resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        cfg = ModelConfig.from_dict(state["config"])
+    else:
+        state = None
+        cfg = ModelConfig(objective=args.objective, vocab_size=tok.vocab_size, d_model=args.d_model, d_kv=args.d_kv,
+                          d_ff=args.d_ff, num_heads=args.heads, num_encoder_layers=args.encoder_layers,
+                          num_decoder_layers=args.decoder_layers, feed_forward_proj=args.ffn,
+                          tie_word_embeddings=not args.untie, dropout_rate=args.dropout,
+                          max_source_len=args.max_source_len, max_target_len=args.max_target_len,
+                          mask_id=tok.mask_id, len_id=tok.len_id).validate()
+    model = T5Model(cfg).to(dev)
+    if args.init_from and state is None:
+        copied = init_from_t5(model, args.init_from)
+        print(f"initialised {len(copied)} tensors from {args.init_from}", file=sys.stderr)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-8,
+                            weight_decay=args.weight_decay)
+    step, best, elapsed, history = 0, -1.0, 0.0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, best, elapsed, history = state["step"], state["best"], state["elapsed"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed from step {step}", file=sys.stderr)
+
+    ex = Examples(tok, cfg, src, tgt)
+    ex_val = Examples(tok, cfg, val_src, val_ref)
+    gen = torch.Generator().manual_seed(args.seed + step)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{cfg.objective}: {n_params / 1e6:.2f}M parameters, {len(ex)} training pairs, device {dev}",
+          file=sys.stderr)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.max_steps, initial=step, unit="step", dynamic_ncols=True)
+    model.train()
+    t0 = time.perf_counter() - elapsed
+    epoch = step // max(1, len(token_batches(ex.lengths, args.max_tokens, True, args.seed)))
+    ckpts = sorted(out.glob("ckpt-*"), key=lambda d: int(d.name.split("-")[1]))
+    stop = False
+    corrupt = (args.corrupt_keep, args.corrupt_random)
+    log = open(out / "train.log", "a")
+
+    def card(extra=None):
+        d = {"objective": cfg.objective, "data": f"Multi30k {args.src_lang}->{args.tgt_lang} train"
+             + (f" (targets: {args.train_target})" if args.train_target else ""),
+             "train_pairs": len(ex), "steps": step, "wall_seconds": round(time.perf_counter() - t0, 1),
+             "hardware": f"{platform.processor() or platform.machine()}, {dev}, {torch.get_num_threads()} threads",
+             "parameters": n_params, "args": {k: v for k, v in vars(args).items() if k != "func"},
+             "history": history[-20:]}
+        d.update(extra or {})
+        return d
+
+    while not stop:
+        batches = token_batches(ex.lengths, args.max_tokens, True, args.seed + epoch)
+        for idx in batches:
+            b = _to(make_batch(ex, idx, cfg, gen, corrupt), dev)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step + 1, args.lr, args.warmup)
+            loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            step += 1
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", ep=epoch)
+            timed_out = args.max_minutes and (time.perf_counter() - t0) > args.max_minutes * 60
+            if step % args.val_every == 0 or step >= args.max_steps or timed_out:
+                v = validate(model, ex_val, cfg, dev, tok, val_src, val_ref, args.val_bleu_sentences)
+                v.update(step=step, epoch=epoch, train_loss=round(loss.item(), 4), grad_norm=round(float(gnorm), 3),
+                         minutes=round((time.perf_counter() - t0) / 60, 2))
+                history.append(v)
+                log.write(json.dumps(v) + "\n")
+                log.flush()
+                print(json.dumps(v), file=sys.stderr)
+                metric = v.get("val_bleu", -v["val_loss"])
+                save_model_dir(model, out / "last", spm_path, card())
+                ck = out / f"ckpt-{step}"
+                save_model_dir(model, ck, spm_path)
+                ckpts.append(ck)
+                while len(ckpts) > args.keep_last:
+                    shutil.rmtree(ckpts.pop(0), ignore_errors=True)
+                if metric > best:
+                    best = metric
+                    save_model_dir(model, out / "best", spm_path, card({"selected_by": "val_bleu", "best": v}))
+                torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "step": step, "best": best, "elapsed": time.perf_counter() - t0, "history": history,
+                            "torch_rng": torch.get_rng_state()}, state_path)
+            if step >= args.max_steps or timed_out:
+                stop = True
+                break
+        epoch += 1
+    if bar:
+        bar.close()
+    if args.average_last > 1 and len(ckpts) > 1:
+        use = ckpts[-args.average_last:]
+        model.load_state_dict(average_checkpoints(use))
+        v = validate(model, ex_val, cfg, dev, tok, val_src, val_ref, args.val_bleu_sentences)
+        print(json.dumps({"averaged": [d.name for d in use], **v}), file=sys.stderr)
+        save_model_dir(model, out / "averaged", spm_path, card({"averaged": [d.name for d in use], "validation": v}))
+    log.close()
+    return 0

@@ -1,0 +1,41 @@
+import io
+import json
+import sys
+
+from gmlm_engine.cli import main
+from gmlm_engine.reference import ReferenceTranslator
+from conftest import TINY_GMLM
+
+
+def test_translate_stdin_to_stdout(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("A man rides a bike.\n\nTwo dogs.\n"))
+    assert main(["translate", "--model", str(TINY_GMLM), "--engine", "torch", "--iterations", "3"]) == 0
+    out = capsys.readouterr().out.split("\n")
+    ref = ReferenceTranslator(TINY_GMLM).translate_batch(["A man rides a bike.", "", "Two dogs."], iterations=3)
+    assert out[:3] == [r.text for r in ref]
+
+
+def test_translate_bad_option_is_a_clean_error(capsys, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("A man.\n")
+    assert main(["translate", "--model", str(TINY_GMLM), "--engine", "torch", "--iterations", "0",
+                 "-i", str(src)]) == 2
+    assert "iterations" in capsys.readouterr().err
+
+
+def test_eval_json(tmp_path, multi30k, capsys):
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", str(TINY_GMLM), "--engine", "torch", "--data-dir", multi30k, "--split", "val",
+                 "--limit", "20", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["sentences"] == 20 and 0 <= r["bleu"] <= 100 and r["chrf"] > 0 and "13a" in r["bleu_signature"]
+    assert "bleu" in capsys.readouterr().out
+
+
+def test_translate_file(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("A man.\nA dog runs.\n")
+    tr = ReferenceTranslator(TINY_GMLM)
+    info = tr.translate_file(src, tmp_path / "out.txt", batch_size=1)
+    assert info["sentences"] == 2
+    assert (tmp_path / "out.txt").read_text().split("\n")[:2] == [r.text for r in tr.translate_batch(["A man.", "A dog runs."])]

@@ -1,0 +1,53 @@
+"""Export of ar models: CTranslate2 greedy output equals our reference greedy output."""
+import pytest
+
+from gmlm_engine.cli import main
+from gmlm_engine.config import ModelError
+from gmlm_engine.reference import ReferenceTranslator
+from conftest import TINY_AR, TINY_GMLM
+
+SOURCES = ["A man rides a bike.", "Two dogs play in the snow.", "", "A woman is reading a book in the park.",
+           "People are walking down a busy street at night while a street musician plays the guitar."]
+
+
+def test_ctranslate2_greedy_equals_reference_greedy(tmp_path):
+    pytest.importorskip("ctranslate2")
+    from gmlm_engine.export import CT2Translator
+
+    assert main(["export", str(TINY_AR), "--ctranslate2", str(tmp_path / "ct2")]) == 0
+    ct = CT2Translator(tmp_path / "ct2", threads=1)
+    ours = [r.text for r in ReferenceTranslator(TINY_AR).translate_batch(SOURCES)]
+    theirs = ct.translate_batch(SOURCES, max_decoding_length=48)
+    assert theirs == ours
+    assert ours[2] == "" and len(set(ours)) > 2
+
+
+def test_export_rejects_gmlm(tmp_path):
+    from gmlm_engine.export import export_hf
+
+    with pytest.raises(ModelError, match="only ar models"):
+        export_hf(TINY_GMLM, tmp_path / "x")
+
+
+def test_beam_search_score_is_the_models_length_normalised_logprob():
+    import torch
+
+    tr = ReferenceTranslator(TINY_AR)
+    b = tr.translate_batch(SOURCES, beam_size=4)
+    assert b[2].text == "" and b == tr.translate_batch(SOURCES, beam_size=4)
+    cfg, m = tr.cfg, tr.model
+    checked = 0
+    for src, r in zip(SOURCES, b):
+        ids = [tr.tokenizer.sp.PieceToId(p) for p in r.tokens]
+        if not ids:
+            continue
+        ended = len(ids) < cfg.max_target_len               # else it stopped at the length limit
+        s = torch.tensor([tr.tokenizer.encode([src])[0] + [cfg.eos_id]])
+        labels = torch.tensor([ids + [cfg.eos_id]] if ended else [ids])
+        dec = torch.tensor([[cfg.decoder_start_token_id] + (ids if ended else ids[:-1])])
+        with torch.no_grad():
+            logits, _ = m(s, s != 0, dec, torch.ones_like(dec, dtype=torch.bool))
+        lp = torch.log_softmax(logits.float(), -1).gather(2, labels[..., None]).sum().item()
+        assert r.score == pytest.approx(lp / (len(ids) + 1), abs=1e-4)
+        checked += 1
+    assert checked >= 1
