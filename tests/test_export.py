@@ -51,3 +51,18 @@ def test_beam_search_score_is_the_models_length_normalised_logprob():
         assert r.score == pytest.approx(lp / (len(ids) + 1), abs=1e-4)
         checked += 1
     assert checked >= 1
+
+
+def test_distill_writes_teacher_beam_translations(tmp_path):
+    pytest.importorskip("ctranslate2")
+    from gmlm_engine.export import CT2Translator, export_ctranslate2
+
+    src = tmp_path / "src.txt"
+    src.write_text("\n".join(SOURCES) + "\n")
+    out = tmp_path / "distilled.de"
+    assert main(["distill", "--teacher", str(TINY_AR), "--source", str(src), "--out", str(out),
+                 "--beam-size", "2", "--no-progress", "--chunk", "2"]) == 0
+    lines = out.read_text().split("\n")[:-1]
+    export_ctranslate2(TINY_AR, tmp_path / "ct2")
+    assert lines == CT2Translator(tmp_path / "ct2").translate_batch(SOURCES, beam_size=2, max_decoding_length=48)
+    assert len(lines) == len(SOURCES) and lines[2] == ""
