@@ -15,7 +15,7 @@ from .common import TranslationResult
 from .config import ModelConfig, ModelError
 
 __version__ = "0.1.0"
-__all__ = ["ModelConfig", "ModelError", "TranslationResult", "default_model_dir", "__version__"]
+__all__ = ["ModelConfig", "ModelError", "TranslationResult", "Translator", "default_model_dir", "__version__"]
 
 
 def default_model_dir() -> Path:
@@ -25,3 +25,13 @@ def default_model_dir() -> Path:
         if (cand / "config.json").is_file():
             return cand
     raise ModelError("no default model is shipped with this installation; pass a model directory")
+
+
+def __getattr__(name: str):
+    # Translator lives in the compiled engine; imported on first use so that the PyTorch-only parts
+    # (training, the reference decoder) work even where the extension is being rebuilt.
+    if name == "Translator":
+        from .engine import Translator
+
+        return Translator
+    raise AttributeError(f"module 'gmlm_engine' has no attribute {name!r}")
