@@ -351,15 +351,40 @@ def test_analyze_quick_writes_report(tmp_path):
     assert res["translations"] == {"skipped": "no --gmlm-model or --ar-model given"}
 
 
-def test_analyze_bad_model_dir(tmp_path, capsys):
-    from gmlm_engine.analysis.cli import run
-
+def _data_dir(tmp_path) -> Path:
     data = tmp_path / "data"
     data.mkdir()
-    (data / "test_2016_flickr.en").write_text("A dog.\n")
-    (data / "test_2016_flickr.de").write_text("Ein Hund.\n")
-    args = _args(tmp_path, "--parts", "translations", "--gmlm-model", str(tmp_path / "missing"),
-                 "--data-dir", str(data))
+    (data / "test_2016_flickr.en").write_text("A dog runs.\nTwo men talk.\n")
+    (data / "test_2016_flickr.de").write_text("Ein Hund rennt.\nZwei Männer reden.\n")
+    return data
+
+
+def test_analyze_translations_on_fixtures(tmp_path):
     pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    from gmlm_engine.analysis.cli import run
+
+    args = _args(tmp_path, "--parts", "translations", "--gmlm-model", str(ROOT / "tests/data/tiny-gmlm"),
+                 "--ar-model", str(ROOT / "tests/data/tiny-ar"), "--data-dir", str(_data_dir(tmp_path)))
+    assert run(args) == 0
+    out = tmp_path / "report"
+    res = json.loads((out / "results.json").read_text())
+    tr = res["translations"]
+    assert tr["sentences"] == 2 and tr["direction"] == "en->de"
+    assert [r["label"] for r in tr["rows"]] == ["T=1 linear", "T=1 linear +stutter-remask", "T=4 linear",
+                                                "T=4 linear +stutter-remask", "T=4 threshold 0.9",
+                                                "T=4 threshold 0.9 +stutter-remask", "AR greedy"]
+    md = (out / "report.md").read_text()
+    assert "**Real translations (part 3" in md and "(error_rates_vs_iterations.png)" in md
+    assert (out / "error_rates_vs_iterations.png").stat().st_size > 1000
+
+
+def test_analyze_bad_model_dir(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from gmlm_engine.analysis.cli import run
+
+    args = _args(tmp_path, "--parts", "translations", "--gmlm-model", str(tmp_path / "missing"),
+                 "--data-dir", str(_data_dir(tmp_path)))
     assert run(args) == 2
     assert "gmlm analyze: error:" in capsys.readouterr().err
+    assert run(_args(tmp_path, "--num-sentences", "0")) == 2
