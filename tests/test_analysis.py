@@ -388,3 +388,18 @@ def test_analyze_bad_model_dir(tmp_path, capsys):
     assert run(args) == 2
     assert "gmlm analyze: error:" in capsys.readouterr().err
     assert run(_args(tmp_path, "--num-sentences", "0")) == 2
+
+
+def test_report_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    from gmlm_engine.analysis.experiments import Sizes, exact_study
+    from gmlm_engine.analysis.report import write_report
+
+    results = {"meta": {"command": "gmlm analyze --quick --parts exact", "quick": True, "seconds": {"total": 1.0}},
+               "exact": exact_study(Sizes.quick())}
+    monkeypatch.setitem(sys.modules, "matplotlib", None)            # import matplotlib -> ImportError
+    md = write_report(results, tmp_path / "r").read_text()
+    assert "Plots skipped: matplotlib is not installed" in md
+    assert "![" not in md and not list((tmp_path / "r").glob("*.png"))
+    assert "**(b)" in md and "**(c)" in md and "**(a)" not in md

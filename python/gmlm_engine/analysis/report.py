@@ -421,7 +421,11 @@ def write_report(results: dict, out_dir) -> Path:
     """Write report.md, the PNG plots and results.json into ``out_dir``; returns report.md's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _plots(results, out)
+    try:
+        figs = _plots(results, out)
+        no_plots = ""
+    except ImportError:
+        figs, no_plots = {}, "Plots skipped: matplotlib is not installed (pip install matplotlib)."
     results["verdict"] = verdicts(results)
     meta = results.get("meta", {})
     L = ["# GMLM theory and error modes: `gmlm analyze` report", "",
@@ -438,6 +442,10 @@ def write_report(results: dict, out_dir) -> Path:
         L += _masking_section(results["masking"])
     if "translations" in results:
         L += _translation_section(results["translations"])
+    if no_plots:
+        L.insert(L.index("## Verdict"), no_plots + "\n")
+    # image links only for the plots that were drawn
+    L = [x for x in L if not (x.startswith("![") and x[x.index("(") + 1:-1] not in figs)]
     path = out / "report.md"
     path.write_text("\n".join(L) + "\n", encoding="utf-8")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n", encoding="utf-8")
