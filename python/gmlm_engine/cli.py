@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_distill)
 
+    bn = sub.add_parser("bench", help="speed and quality: GMLM engine vs AR decoding (CTranslate2, PyTorch)")
+    from .benchmark import add_arguments as bench_args
+
+    bench_args(bn)
+    bn.set_defaults(func=lambda a: __import__("gmlm_engine.benchmark", fromlist=["run"]).run(a))
+
     try:
         from .analysis.cli import add_arguments as analysis_args, run as analysis_run
     except ImportError:

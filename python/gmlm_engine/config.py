@@ -125,6 +125,7 @@ class ModelConfig:
             shapes["lm_head.weight"] = (V, D)
         if self.objective == "gmlm":
             shapes["length_head.weight"] = (self.max_target_len, D)
+            shapes["decoder.embed_positions.weight"] = (self.max_target_len, D)
         return shapes
 
 

@@ -7,13 +7,14 @@ import time
 
 
 def score(hyp: list[str], ref: list[str]) -> dict:
-    import sacrebleu
+    from sacrebleu.metrics import BLEU, CHRF
 
     if len(hyp) != len(ref):
         raise ValueError(f"{len(hyp)} hypotheses for {len(ref)} references")
-    bleu = sacrebleu.corpus_bleu(hyp, [ref], tokenize="13a")
-    chrf = sacrebleu.corpus_chrf(hyp, [ref])
-    return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2), "bleu_signature": str(bleu.get_signature())}
+    bleu, chrf = BLEU(tokenize="13a"), CHRF()
+    b = bleu.corpus_score(hyp, [ref])
+    return {"bleu": round(b.score, 2), "chrf": round(chrf.corpus_score(hyp, [ref]).score, 2),
+            "bleu_signature": str(bleu.get_signature())}
 
 
 def format_table(rows: list[dict], cols: list[str]) -> str:

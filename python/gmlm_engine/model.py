@@ -141,6 +141,10 @@ class Stack(nn.Module):
         self.block = nn.ModuleList([Block(cfg, is_decoder, i == 0, bidirectional) for i in range(n)])
         self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.dropout = cfg.dropout_rate
+        if is_decoder and bidirectional:
+            # gmlm only: learned absolute positions. Relative position bias alone cannot tell the
+            # positions of an all-<mask> input apart (every row would get the same state).
+            self.embed_positions = nn.Embedding(cfg.max_target_len, cfg.d_model)
 
 
 NEG_INF = float("-inf")
@@ -175,7 +179,7 @@ class T5Model(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("layer_norm.weight"):
                 nn.init.ones_(p)
-            elif name == "shared.weight":
+            elif name in ("shared.weight", "decoder.embed_positions.weight"):
                 nn.init.normal_(p, std=1.0)
             elif name in ("lm_head.weight", "length_head.weight"):
                 nn.init.normal_(p, std=D ** -0.5)
@@ -220,7 +224,10 @@ class T5Model(nn.Module):
         enc_index (B',) maps each decoder row to its encoder row (length candidates share the
         encoder output). Returns decoder states (B', T, D) after the final norm."""
         T = tgt_in.shape[1]
-        x = F.dropout(self.shared(tgt_in), self.cfg.dropout_rate, self.training)
+        x = self.shared(tgt_in)
+        if self.is_gmlm:
+            x = x + self.decoder.embed_positions.weight[:T]
+        x = F.dropout(x, self.cfg.dropout_rate, self.training)
         sa = self.decoder.block[0].layer[0].SelfAttention
         self_bias = sa.position_bias(T, T, tgt_in.device) + key_mask_bias(tgt_mask)
         if not self.is_gmlm:

@@ -57,7 +57,7 @@ def train_spm(texts_files: list[str | os.PathLike], model_path: str | os.PathLik
         spm.SentencePieceTrainer.Train(
             input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type="unigram",
             character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-            user_defined_symbols=["<mask>", "<len>"], num_threads=2, minloglevel=2)
+            user_defined_symbols=["<mask>", "<len>"], num_threads=1, minloglevel=2)  # 1 thread: reproducible
         (Path(tmp) / "spm.model").replace(model_path)
     tok = Tokenizer(model_path)
     assert tok.mask_id == SPECIAL["mask"] and tok.len_id == SPECIAL["len"], "unexpected special ids"
