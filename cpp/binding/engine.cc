@@ -1,0 +1,279 @@
+// gmlm_engine._core.Engine: a loaded model plus its thread pool and workspace. Python's
+// gmlm_engine.engine.Translator wraps it (tokenization, options, batching, results).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "core/profiler.h"
+#include "decoding/refine.h"
+#include "models/t5_model.h"
+#include "ops/gemm.h"
+
+namespace py = pybind11;
+
+namespace gmlm {
+
+namespace {
+
+template <typename T>
+T get_field(const py::dict& d, const char* key) {
+  if (!d.contains(key)) throw std::invalid_argument(str_cat("config: missing key ", key));
+  try {
+    return d[key].cast<T>();
+  } catch (const py::cast_error&) {
+    throw std::invalid_argument(str_cat("config: ", key, " has the wrong type (", py::str(d[key]).cast<std::string>(), ")"));
+  }
+}
+
+T5Config config_from_dict(const py::dict& d) {
+  T5Config c;
+  const std::string objective = get_field<std::string>(d, "objective");
+  GMLM_CHECK_ARG(objective == "gmlm" || objective == "ar", "config: objective must be 'gmlm' or 'ar', got ", objective);
+  c.gmlm = objective == "gmlm";
+  c.vocab_size = get_field<int64_t>(d, "vocab_size");
+  c.d_model = get_field<int64_t>(d, "d_model");
+  c.d_kv = get_field<int64_t>(d, "d_kv");
+  c.d_ff = get_field<int64_t>(d, "d_ff");
+  c.num_heads = get_field<int64_t>(d, "num_heads");
+  c.num_encoder_layers = get_field<int64_t>(d, "num_encoder_layers");
+  c.num_decoder_layers = get_field<int64_t>(d, "num_decoder_layers");
+  c.relative_attention_num_buckets = get_field<int64_t>(d, "relative_attention_num_buckets");
+  c.relative_attention_max_distance = get_field<int64_t>(d, "relative_attention_max_distance");
+  const std::string ffn = get_field<std::string>(d, "feed_forward_proj");
+  GMLM_CHECK_ARG(ffn == "relu" || ffn == "gated-gelu", "config: feed_forward_proj must be 'relu' or 'gated-gelu', got ",
+                 ffn);
+  c.gated_gelu = ffn == "gated-gelu";
+  c.layer_norm_epsilon = static_cast<float>(get_field<double>(d, "layer_norm_epsilon"));
+  c.tie_word_embeddings = get_field<bool>(d, "tie_word_embeddings");
+  c.max_source_len = get_field<int64_t>(d, "max_source_len");
+  c.max_target_len = get_field<int64_t>(d, "max_target_len");
+  c.pad_id = get_field<int32_t>(d, "pad_id");
+  c.eos_id = get_field<int32_t>(d, "eos_id");
+  c.unk_id = get_field<int32_t>(d, "unk_id");
+  c.mask_id = get_field<int32_t>(d, "mask_id");
+  c.len_id = get_field<int32_t>(d, "len_id");
+  return c;
+}
+
+WeightMap weights_from_dict(const py::dict& d) {
+  WeightMap w;
+  for (auto item : d) {
+    const std::string name = item.first.cast<std::string>();
+    if (!py::isinstance<py::array>(item.second))
+      throw std::invalid_argument(str_cat("weights: ", name, " is not a numpy array"));
+    py::array a = item.second.cast<py::array>();
+    GMLM_CHECK_ARG(a.dtype().is(py::dtype::of<float>()), "weights: tensor ", name, " has dtype ",
+                   py::str(a.dtype()).cast<std::string>(), ", expected float32");
+    GMLM_CHECK_ARG(a.flags() & py::array::c_style, "weights: tensor ", name, " is not C-contiguous");
+    WeightRef r;
+    r.data = static_cast<const float*>(a.data());
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) r.shape.push_back(a.shape(i));
+    w.emplace(name, std::move(r));
+  }
+  return w;
+}
+
+std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t>>& in, const char* what,
+                                           int64_t vocab) {
+  std::vector<std::vector<int32_t>> out(in.size());
+  for (size_t b = 0; b < in.size(); ++b) {
+    for (int64_t x : in[b]) {
+      GMLM_CHECK_ARG(x >= 0 && x < vocab, what, " ", b, ": token id ", x, " is outside the vocabulary [0, ", vocab, ")");
+      out[b].push_back(static_cast<int32_t>(x));
+    }
+    GMLM_CHECK_ARG(!out[b].empty(), what, " ", b, " is empty");
+  }
+  return out;
+}
+
+py::array_t<float> to_numpy(const float* data, int64_t rows, int64_t cols) {
+  py::array_t<float> a({rows, cols});
+  std::memcpy(a.mutable_data(), data, sizeof(float) * rows * cols);
+  return a;
+}
+
+}  // namespace
+
+class Engine {
+ public:
+  Engine(const py::dict& config, const py::dict& weights, int intra_threads) {
+    GMLM_CHECK_ARG(intra_threads >= 0, "intra_threads must be >= 0, got ", intra_threads);
+    T5Config cfg = config_from_dict(config);
+    WeightMap w = weights_from_dict(weights);
+    {
+      py::gil_scoped_release release;
+      model_ = std::make_unique<T5Model>(std::move(cfg), w);
+      pool_ = std::make_unique<ThreadPool>(intra_threads);
+    }
+  }
+
+  py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
+                     const std::string& remask, std::optional<double> threshold, bool stutter_remask,
+                     const std::string& init, bool sampling, uint64_t seed, bool return_history,
+                     int32_t first_random_id) {
+    RefineOptions o;
+    GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
+    GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
+    GMLM_CHECK_ARG(init == "mask" || init == "random", "init must be 'mask' or 'random', got ", init);
+    o.iterations = iterations;
+    o.length_beam = length_beam;
+    o.threshold_remask = remask == "threshold";
+    if (o.threshold_remask) {
+      GMLM_CHECK_ARG(threshold && *threshold > 0.0 && *threshold < 1.0,
+                     "threshold must be a probability in (0, 1) with remask='threshold'");
+      o.log_threshold = std::log(*threshold);
+    }
+    o.stutter_remask = stutter_remask;
+    o.init_random = init == "random";
+    o.sampling = sampling;
+    o.seed = seed;
+    o.return_history = return_history;
+    o.first_random_id = first_random_id;
+    auto src = id_lists(sources, "source", model_->config().vocab_size);
+    std::vector<RefineResult> res;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      Profiler::install(profiling_ ? &profile_ : nullptr);
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        res = refine_batch(*model_, src, o, ws_, *pool_);
+      } catch (...) {
+        Profiler::install(nullptr);
+        throw;
+      }
+      if (profiling_) profile_.total_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      Profiler::install(nullptr);
+    }
+    py::list out;
+    for (auto& r : res)
+      out.append(py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates));
+    return out;
+  }
+
+  // Encoder states of each source: list of (S_b, D) arrays (tests compare them with PyTorch).
+  py::list encode(const std::vector<std::vector<int64_t>>& sources) {
+    auto src = id_lists(sources, "source", model_->config().vocab_size);
+    EncoderOutput enc;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      model_->encode(src, enc, ws_, *pool_);
+    }
+    py::list out;
+    const int64_t D = model_->config().d_model;
+    for (size_t b = 0; b < src.size(); ++b)
+      out.append(to_numpy(enc.states.data<float>() + enc.begin[b] * D, enc.len[b], D));
+    return out;
+  }
+
+  // Length logits (B, max_target_len).
+  py::array_t<float> length_logits(const std::vector<std::vector<int64_t>>& sources) {
+    auto src = id_lists(sources, "source", model_->config().vocab_size);
+    Tensor logits;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      EncoderOutput enc;
+      model_->encode(src, enc, ws_, *pool_);
+      model_->length_logits(enc, logits, ws_, *pool_);
+    }
+    return to_numpy(logits.data<float>(), static_cast<int64_t>(src.size()), logits.dim(1));
+  }
+
+  // One decoder pass over targets[b] (decoder input ids, any length in [1, max_target_len]) with
+  // the encoder output of sources[b]: the vocabulary logits of every position, list of (L_b, V).
+  py::list decode_logits(const std::vector<std::vector<int64_t>>& sources,
+                         const std::vector<std::vector<int64_t>>& targets) {
+    const int64_t V = model_->config().vocab_size;
+    auto src = id_lists(sources, "source", V);
+    auto tgt = id_lists(targets, "target", V);
+    GMLM_CHECK_ARG(src.size() == tgt.size(), "decode_logits: ", src.size(), " sources but ", tgt.size(), " targets");
+    Tensor logits;
+    DecoderInput in;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      EncoderOutput enc;
+      model_->encode(src, enc, ws_, *pool_);
+      for (size_t b = 0; b < tgt.size(); ++b) {
+        GMLM_CHECK_ARG(static_cast<int64_t>(tgt[b].size()) <= model_->config().max_target_len, "target ", b,
+                       " is longer than max_target_len");
+        const int64_t begin = static_cast<int64_t>(in.ids.size());
+        in.segs.push_back({begin, static_cast<int64_t>(tgt[b].size()), static_cast<int64_t>(b)});
+        for (size_t i = 0; i < tgt[b].size(); ++i) {
+          in.ids.push_back(tgt[b][i]);
+          in.sel.push_back(static_cast<int32_t>(begin + i));
+        }
+      }
+      Tensor states;
+      model_->decode(in, enc, ws_, *pool_, states);
+      logits.resize({states.dim(0), V});
+      ops::Gemm()(mat(states), model_->output_embedding(), mat(logits), *pool_);
+    }
+    py::list out;
+    for (const DecoderSegment& s : in.segs) out.append(to_numpy(logits.data<float>() + s.begin * V, s.len, V));
+    return out;
+  }
+
+  int num_threads() const { return pool_->num_threads(); }
+
+  void set_profiling(bool on) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    profiling_ = on;
+    profile_.reset();
+  }
+
+  py::dict profile() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    py::dict d;
+    for (int p = 0; p < static_cast<int>(Phase::count); ++p) d[phase_name(static_cast<Phase>(p))] = profile_.seconds[p];
+    d["total"] = profile_.total_seconds;
+    d["gemm_flops"] = profile_.gemm_flops;
+    d["vocab_flops"] = profile_.vocab_flops;
+    py::list shapes;
+    for (const auto& [mnk, s] : profile_.gemm_shapes)
+      shapes.append(py::make_tuple(std::get<0>(mnk), std::get<1>(mnk), std::get<2>(mnk), s.calls, s.seconds));
+    d["gemm_shapes"] = shapes;
+    return d;
+  }
+
+ private:
+  std::unique_ptr<T5Model> model_;
+  std::unique_ptr<ThreadPool> pool_;
+  Workspace ws_;
+  std::mutex mutex_;  // one call at a time: the pool and the workspace are shared
+  bool profiling_ = false;
+  Profiler profile_;
+};
+
+void register_engine(py::module_& m) {
+  py::class_<Engine>(m, "Engine", "A GMLM model loaded into the compiled CPU engine.")
+      .def(py::init<const py::dict&, const py::dict&, int>(), py::arg("config"), py::arg("weights"),
+           py::arg("intra_threads") = 0,
+           "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
+           "as returned by gmlm_engine.config.load_weights_numpy). The weights are checked and copied.\n"
+           "intra_threads: threads for BLAS and the engine's kernels (0: the cores available).")
+      .def("translate", &Engine::translate, py::arg("sources"), py::arg("iterations"), py::arg("length_beam"),
+           py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"), py::arg("sampling"),
+           py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"),
+           "Refinement decoding of one batch of encoder inputs (lists of ids). Returns, per source, a tuple\n"
+           "(ids, score, passes, history, length_candidates). The GIL is released while decoding.")
+      .def("encode", &Engine::encode, py::arg("sources"), "Encoder output of each source: list of (S, D) arrays.")
+      .def("length_logits", &Engine::length_logits, py::arg("sources"), "Length logits (B, max_target_len).")
+      .def("decode_logits", &Engine::decode_logits, py::arg("sources"), py::arg("targets"),
+           "One decoder pass over the given target ids: vocabulary logits (L, V) per target.")
+      .def_property_readonly("num_threads", &Engine::num_threads, "Threads used (intra_threads resolved).")
+      .def("set_profiling", &Engine::set_profiling, py::arg("enabled"),
+           "Switch the time breakdown on or off (and reset it).")
+      .def("profile", &Engine::profile,
+           "Seconds per phase (gemm, attention, vocab, remask, layers_other, total), flops, and GEMM shapes\n"
+           "as (M, N, K, calls, seconds) since set_profiling(True).");
+}
+
+}  // namespace gmlm

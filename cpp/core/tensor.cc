@@ -1,0 +1,105 @@
+#include "core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace gmlm {
+
+std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::float32: return 4;
+    case DType::int32: return 4;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::float32: return "float32";
+    case DType::int32: return "int32";
+  }
+  return "?";
+}
+
+const char* device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::shared_ptr<void> aligned_alloc_shared(std::size_t bytes) {
+  constexpr std::size_t kAlign = 64;
+  std::size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  void* p = std::aligned_alloc(kAlign, rounded ? rounded : kAlign);
+  if (!p) throw std::bad_alloc();
+  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+}
+
+static int64_t numel_of(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    GMLM_CHECK_ARG(d >= 0, "negative dimension in shape ", shape_str(shape));
+    n *= d;
+  }
+  return n;
+}
+
+Tensor::Tensor(Shape shape, DType dtype, Device device) : dtype_(dtype), device_(device) {
+  GMLM_CHECK_ARG(device == Device::cpu, "this build has no ", device_name(device), " device support");
+  resize(std::move(shape));
+}
+
+Tensor Tensor::borrow(void* data, Shape shape, DType dtype, Device device) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.shape_ = std::move(shape);
+  t.data_ = data;
+  t.capacity_ = static_cast<std::size_t>(numel_of(t.shape_)) * dtype_size(dtype);
+  return t;
+}
+
+int64_t Tensor::dim(int i) const {
+  if (i < 0) i += rank();
+  GMLM_CHECK(i >= 0 && i < rank(), "dim ", i, " of a tensor of shape ", shape_str(shape_));
+  return shape_[i];
+}
+
+int64_t Tensor::numel() const { return shape_.empty() && !data_ ? 0 : numel_of(shape_); }
+
+void Tensor::resize(Shape shape) {
+  std::size_t bytes = static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype_);
+  if (bytes > capacity_ || !data_) {
+    GMLM_CHECK(storage_ || !data_, "cannot grow a borrowed tensor");
+    // Grow by 1.25x to avoid a reallocation per slightly larger batch.
+    std::size_t cap = std::max(bytes, capacity_ + capacity_ / 4);
+    storage_ = aligned_alloc_shared(cap);
+    capacity_ = cap;
+    data_ = storage_.get();
+  }
+  shape_ = std::move(shape);
+}
+
+Tensor Tensor::rows(int64_t begin, int64_t end) const {
+  GMLM_CHECK(rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], "rows [", begin, ", ", end,
+             ") of shape ", shape_str(shape_));
+  Tensor t = *this;
+  int64_t row = numel_of(Shape(shape_.begin() + 1, shape_.end()));
+  t.shape_[0] = end - begin;
+  t.data_ = static_cast<char*>(data_) + begin * row * dtype_size(dtype_);
+  t.capacity_ = static_cast<std::size_t>((end - begin) * row) * dtype_size(dtype_);
+  return t;
+}
+
+void Tensor::zero() {
+  if (data_) std::memset(data_, 0, static_cast<std::size_t>(numel()) * dtype_size(dtype_));
+}
+
+void Tensor::check_type(DType t) const {
+  GMLM_CHECK(t == dtype_, "tensor of dtype ", dtype_name(dtype_), " accessed as ", dtype_name(t));
+}
+
+}  // namespace gmlm

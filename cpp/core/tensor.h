@@ -1,0 +1,75 @@
+// A small tensor: shape, dtype, device and 64-byte aligned storage (owned, shared by views) or a
+// borrowed pointer. Row-major, contiguous. Enough for the engine's needs and no more: the ops take
+// tensors (or raw pointers with explicit strides where rows are strided views).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace gmlm {
+
+enum class DType { float32, int32 };
+enum class Device { cpu, cuda };
+
+std::size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);
+const char* device_name(Device device);
+
+template <typename T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::float32; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::int32; }
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& shape);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(Shape shape, DType dtype = DType::float32, Device device = Device::cpu);
+  // A non-owning view of external memory (the caller keeps it alive).
+  static Tensor borrow(void* data, Shape shape, DType dtype = DType::float32, Device device = Device::cpu);
+
+  const Shape& shape() const { return shape_; }
+  int rank() const { return static_cast<int>(shape_.size()); }
+  int64_t dim(int i) const;
+  int64_t numel() const;
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+  bool empty() const { return numel() == 0; }
+
+  template <typename T> T* data() {
+    check_type(dtype_of<T>());
+    return static_cast<T*>(data_);
+  }
+  template <typename T> const T* data() const {
+    check_type(dtype_of<T>());
+    return static_cast<const T*>(data_);
+  }
+
+  // Reshape in place, reallocating only when the capacity is too small (workspace buffers grow
+  // to their high-water mark and are then reused). Contents are not preserved.
+  void resize(Shape shape);
+  // Rows [begin, end) of the leading dimension, as a view sharing the storage.
+  Tensor rows(int64_t begin, int64_t end) const;
+  void zero();
+
+ private:
+  void check_type(DType t) const;
+  Shape shape_;
+  DType dtype_ = DType::float32;
+  Device device_ = Device::cpu;
+  std::shared_ptr<void> storage_;  // null for borrowed memory
+  std::size_t capacity_ = 0;       // bytes available from data_
+  void* data_ = nullptr;
+};
+
+// 64-byte aligned host allocation, freed by the deleter of the returned pointer.
+std::shared_ptr<void> aligned_alloc_shared(std::size_t bytes);
+
+}  // namespace gmlm

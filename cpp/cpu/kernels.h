@@ -1,0 +1,52 @@
+// CPU kernels below the ops: small loops over rows, vectorised. kernels_impl.inl holds one
+// implementation; it is compiled twice (generic x86-64 / any CPU, and AVX2+FMA) and the table is
+// picked at run time from the CPU's features, so one build runs everywhere and fast where it can.
+//
+// Shapes: n, d = lengths of a row; ld* = row strides in elements.
+#pragma once
+
+#include <cstdint>
+
+namespace gmlm::cpu {
+
+struct AttentionHeadArgs {
+  const float* q;       // (nq, dh) rows with stride ldq: this head's queries
+  int64_t ldq;
+  const int32_t* q_pos;  // (nq) query positions inside the segment, or null for 0..nq-1
+  const float* k;       // (nk, dh) stride ldk
+  const float* v;       // (nk, dh) stride ldv
+  int64_t ldk, ldv;
+  const float* rel_bias;  // bias by relative position, rel_bias[(key - query) + max_rel], or null
+  int64_t max_rel;
+  float* out;           // (nq, dh) stride ldo
+  int64_t ldo;
+  int64_t nq, nk, dh;
+  float* scratch;       // (nk) floats
+};
+
+struct Kernels {
+  const char* isa;
+  // y[r] = gamma * x[r] / sqrt(mean(x[r]^2) + eps) for rows r in [0, rows)
+  void (*rms_norm)(const float* x, int64_t ldx, const float* gamma, float* y, int64_t ldy, int64_t rows,
+                   int64_t d, float eps);
+  // out[i] = sum_j softmax_j(q_i . k_j + bias(j - pos_i)) v_j  (T5: no 1/sqrt(dh) scaling)
+  void (*attention_head)(const AttentionHeadArgs& a);
+  // max, first index of the max, and sum_j exp(x_j - max) of a row
+  void (*max_argmax_sumexp)(const float* x, int64_t n, float* max, int32_t* argmax, float* sumexp);
+  // x = max(x, 0) on a (rows, n) tile
+  void (*relu)(float* x, int64_t ld, int64_t rows, int64_t n);
+  // y = gelu_tanh(a) * b on (rows, n) tiles
+  void (*gelu_mul)(const float* a, const float* b, int64_t ldab, float* y, int64_t ldy, int64_t rows, int64_t n);
+  // y = x * s
+  void (*scale)(const float* x, float s, float* y, int64_t n);
+};
+
+// The best table for this CPU (chosen once).
+const Kernels& kernels();
+// The portable table (tests compare it with the vectorised one).
+const Kernels& generic_kernels();
+
+namespace generic { Kernels table(); }
+namespace avx2 { Kernels table(); bool compiled(); }
+
+}  // namespace gmlm::cpu

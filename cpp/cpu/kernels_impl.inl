@@ -1,0 +1,210 @@
+// One implementation of the CPU kernels of kernels.h, included by kernels_generic.cc and
+// kernels_avx2.cc inside namespace gmlm::cpu::GMLM_KERNEL_NS. Under __AVX2__ the hot loops use
+// 8-wide intrinsics (dot products, exp); otherwise plain loops with several accumulators, which
+// the compiler vectorises for the baseline ISA.
+//
+// exp: Cephes-style range reduction + degree-6 polynomial, ~2 ulp (PyTorch uses Sleef's ~1 ulp exp;
+// the difference is far below the GEMM rounding differences).
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "cpu/kernels.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define GMLM_HAVE_AVX2 1
+#endif
+
+namespace gmlm::cpu::GMLM_KERNEL_NS {
+namespace {
+
+#ifdef GMLM_HAVE_AVX2
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f)), _mm256_set1_ps(88.3762626647949f));
+  __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float hmax8(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  int64_t i = 0;
+#ifdef GMLM_HAVE_AVX2
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  float s = hsum8(_mm256_add_ps(acc0, acc1));
+#else
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+#endif
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+inline float row_max(const float* x, int64_t n) {
+  int64_t i = 0;
+  float m = -std::numeric_limits<float>::infinity();
+#ifdef GMLM_HAVE_AVX2
+  if (n >= 8) {
+    __m256 vm = _mm256_loadu_ps(x);
+    for (i = 8; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    m = hmax8(vm);
+  }
+#endif
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+// x[i] = exp(x[i] - m); returns the sum.
+inline float exp_shift_sum(float* x, int64_t n, float m, bool store) {
+  int64_t i = 0;
+  float s = 0.f;
+#ifdef GMLM_HAVE_AVX2
+  __m256 vm = _mm256_set1_ps(m), acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+    __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm));
+    if (store) {
+      _mm256_storeu_ps(x + i, e0);
+      _mm256_storeu_ps(x + i + 8, e1);
+    }
+    acc0 = _mm256_add_ps(acc0, e0);
+    acc1 = _mm256_add_ps(acc1, e1);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+    if (store) _mm256_storeu_ps(x + i, e0);
+    acc0 = _mm256_add_ps(acc0, e0);
+  }
+  s = hsum8(_mm256_add_ps(acc0, acc1));
+#endif
+  for (; i < n; ++i) {
+    float e = std::exp(x[i] - m);
+    if (store) x[i] = e;
+    s += e;
+  }
+  return s;
+}
+
+void rms_norm(const float* x, int64_t ldx, const float* gamma, float* y, int64_t ldy, int64_t rows, int64_t d,
+              float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    float* yr = y + r * ldy;
+    float ss = dot(xr, xr, d);
+    float inv = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
+    for (int64_t i = 0; i < d; ++i) yr[i] = gamma[i] * (xr[i] * inv);
+  }
+}
+
+void attention_head(const AttentionHeadArgs& a) {
+  float* s = a.scratch;
+  for (int64_t i = 0; i < a.nq; ++i) {
+    const float* qi = a.q + i * a.ldq;
+    const int64_t pos = a.q_pos ? a.q_pos[i] : i;
+    for (int64_t j = 0; j < a.nk; ++j) s[j] = dot(qi, a.k + j * a.ldk, a.dh);
+    if (a.rel_bias) {
+      const float* b = a.rel_bias + (a.max_rel - pos);  // b[j] = bias(j - pos)
+      for (int64_t j = 0; j < a.nk; ++j) s[j] += b[j];
+    }
+    const float m = row_max(s, a.nk);
+    const float inv = 1.0f / exp_shift_sum(s, a.nk, m, true);
+    float* o = a.out + i * a.ldo;
+    for (int64_t d = 0; d < a.dh; ++d) o[d] = 0.f;
+    for (int64_t j = 0; j < a.nk; ++j) {
+      const float p = s[j] * inv;
+      const float* vj = a.v + j * a.ldv;
+      for (int64_t d = 0; d < a.dh; ++d) o[d] += p * vj[d];
+    }
+  }
+}
+
+void max_argmax_sumexp(const float* x, int64_t n, float* max, int32_t* argmax, float* sumexp) {
+  const float m = row_max(x, n);
+  int64_t am = 0;
+  while (am < n && !(x[am] == m)) ++am;  // first maximum (all-NaN rows: n, clamped below)
+  *max = m;
+  *argmax = static_cast<int32_t>(am < n ? am : 0);
+  *sumexp = exp_shift_sum(const_cast<float*>(x), n, m, false);
+}
+
+void relu(float* x, int64_t ld, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* xr = x + r * ld;
+    for (int64_t i = 0; i < n; ++i) xr[i] = xr[i] > 0.f ? xr[i] : (xr[i] == xr[i] ? 0.f : xr[i]);
+  }
+}
+
+// gelu with the tanh approximation; tanh(u) = 1 - 2 / (exp(2u) + 1)
+void gelu_mul(const float* a, const float* b, int64_t ldab, float* y, int64_t ldy, int64_t rows, int64_t n) {
+  constexpr float kBeta = 0.7978845608028654f, kKappa = 0.044715f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* ar = a + r * ldab;
+    const float* br = b + r * ldab;
+    float* yr = y + r * ldy;
+    int64_t i = 0;
+#ifdef GMLM_HAVE_AVX2
+    const __m256 one = _mm256_set1_ps(1.f), two = _mm256_set1_ps(2.f), half = _mm256_set1_ps(0.5f);
+    for (; i + 8 <= n; i += 8) {
+      __m256 x = _mm256_loadu_ps(ar + i);
+      __m256 inner = _mm256_mul_ps(_mm256_set1_ps(kBeta),
+                                   _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(kKappa), x), _mm256_mul_ps(x, x), x));
+      __m256 t = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(exp8(_mm256_mul_ps(two, inner)), one)));
+      __m256 g = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, t));
+      _mm256_storeu_ps(yr + i, _mm256_mul_ps(g, _mm256_loadu_ps(br + i)));
+    }
+#endif
+    for (; i < n; ++i) {
+      const float x = ar[i];
+      const float inner = kBeta * (x + kKappa * x * x * x);
+      yr[i] = 0.5f * x * (1.f + std::tanh(inner)) * br[i];
+    }
+  }
+}
+
+void scale(const float* x, float s, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
+}
+
+}  // namespace
+
+Kernels table() {
+#ifdef GMLM_HAVE_AVX2
+  const char* isa = "avx2";
+#else
+  const char* isa = "generic";
+#endif
+  return Kernels{isa, rms_norm, attention_head, max_argmax_sumexp, relu, gelu_mul, scale};
+}
+
+}  // namespace gmlm::cpu::GMLM_KERNEL_NS

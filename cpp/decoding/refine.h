@@ -1,0 +1,40 @@
+// GMLM refinement decoding (docs/decoding.md, "GMLM refinement"), the whole loop in C++:
+// encoder once per batch, length candidates, then T passes of the decoder over the live candidates
+// only, predictions for masked positions only, re-masking, early stop, scoring.
+
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "models/t5_model.h"
+
+namespace gmlm {
+
+struct RefineOptions {
+  int64_t iterations = 4;
+  int64_t length_beam = 3;
+  bool threshold_remask = false;  // remask == "threshold" (else "linear")
+  double log_threshold = 0.0;     // log(threshold), used with threshold_remask
+  bool stutter_remask = true;
+  bool init_random = false;       // init == "random" (else "mask")
+  bool sampling = false;
+  uint64_t seed = 0;
+  bool return_history = false;
+  int32_t first_random_id = 5;    // random init draws ids in [first_random_id, V)
+};
+
+struct RefineResult {
+  std::vector<int32_t> ids;  // output tokens (repeats collapsed with stutter_remask)
+  double score = 0.0;        // mean log-probability of ids
+  int64_t passes = 0;        // decoder passes of the winning candidate
+  std::vector<std::vector<int32_t>> history;  // tokens after each pass (return_history)
+  std::vector<int32_t> length_candidates;
+};
+
+// Decode one batch of non-empty encoder inputs ([<len>] + pieces + [</s>]).
+std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
+                                       const RefineOptions& opts, Workspace& ws, ThreadPool& pool);
+
+}  // namespace gmlm

@@ -1,0 +1,366 @@
+#include "models/t5_model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/profiler.h"
+#include "ops/attention.h"
+#include "ops/embedding.h"
+#include "ops/gemm.h"
+#include "ops/rms_norm.h"
+
+namespace gmlm {
+
+// --- config ------------------------------------------------------------------------------------
+void T5Config::validate() const {
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"vocab_size", vocab_size},
+                         {"d_model", d_model},
+                         {"d_kv", d_kv},
+                         {"d_ff", d_ff},
+                         {"num_heads", num_heads},
+                         {"num_encoder_layers", num_encoder_layers},
+                         {"num_decoder_layers", num_decoder_layers},
+                         {"relative_attention_num_buckets", relative_attention_num_buckets},
+                         {"relative_attention_max_distance", relative_attention_max_distance},
+                         {"max_source_len", max_source_len},
+                         {"max_target_len", max_target_len}})
+    GMLM_CHECK_ARG(v >= 1 && v <= (int64_t(1) << 24), "config: ", name, " must be in [1, 2^24], got ", v);
+  for (auto [name, v] : {std::pair<const char*, int32_t>{"pad_id", pad_id},
+                         {"eos_id", eos_id},
+                         {"unk_id", unk_id},
+                         {"mask_id", mask_id},
+                         {"len_id", len_id}})
+    GMLM_CHECK_ARG(v >= 0 && v < vocab_size, "config: ", name, " must be a token id in [0, ", vocab_size, "), got ", v);
+  GMLM_CHECK_ARG(layer_norm_epsilon > 0.f, "config: layer_norm_epsilon must be > 0");
+  GMLM_CHECK_ARG(relative_attention_num_buckets >= 4, "config: relative_attention_num_buckets must be >= 4");
+}
+
+std::map<std::string, Shape> T5Config::weight_shapes() const {
+  const int64_t D = d_model, I = num_heads * d_kv, F = d_ff, V = vocab_size;
+  std::map<std::string, Shape> s;
+  s["shared.weight"] = {V, D};
+  auto ffn = [&](const std::string& p) {
+    if (gated_gelu) {
+      s[p + ".DenseReluDense.wi_0.weight"] = {F, D};
+      s[p + ".DenseReluDense.wi_1.weight"] = {F, D};
+    } else {
+      s[p + ".DenseReluDense.wi.weight"] = {F, D};
+    }
+    s[p + ".DenseReluDense.wo.weight"] = {D, F};
+    s[p + ".layer_norm.weight"] = {D};
+  };
+  auto attn = [&](const std::string& p, const std::string& kind) {
+    for (const char* w : {"q", "k", "v"}) s[p + "." + kind + "." + w + ".weight"] = {I, D};
+    s[p + "." + kind + ".o.weight"] = {D, I};
+    s[p + ".layer_norm.weight"] = {D};
+  };
+  for (auto [stack, n] : {std::pair<std::string, int64_t>{"encoder", num_encoder_layers}, {"decoder", num_decoder_layers}}) {
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string b = stack + ".block." + std::to_string(i);
+      attn(b + ".layer.0", "SelfAttention");
+      if (stack == "decoder") {
+        attn(b + ".layer.1", "EncDecAttention");
+        ffn(b + ".layer.2");
+      } else {
+        ffn(b + ".layer.1");
+      }
+    }
+    s[stack + ".block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = {relative_attention_num_buckets,
+                                                                                 num_heads};
+    s[stack + ".final_layer_norm.weight"] = {D};
+  }
+  if (!tie_word_embeddings) s["lm_head.weight"] = {V, D};
+  if (gmlm) {
+    s["length_head.weight"] = {max_target_len, D};
+    s["decoder.embed_positions.weight"] = {max_target_len, D};
+  }
+  return s;
+}
+
+// --- loading -------------------------------------------------------------------------------------
+namespace {
+
+class Loader {
+ public:
+  Loader(const T5Config& cfg, const WeightMap& w) : w_(w) {
+    const auto expected = cfg.weight_shapes();
+    std::string missing, unexpected;
+    int n_missing = 0;
+    for (const auto& [name, shape] : expected) {
+      auto it = w.find(name);
+      if (it == w.end()) {
+        if (n_missing++ < 5) missing += (missing.empty() ? "" : ", ") + name;
+        continue;
+      }
+      GMLM_CHECK_ARG(it->second.shape == shape, "weights: tensor ", name, " has shape ", shape_str(it->second.shape),
+                     ", expected ", shape_str(shape), " from the config");
+      GMLM_CHECK_ARG(it->second.data != nullptr, "weights: tensor ", name, " has no data");
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      for (int64_t i = 0; i < n; ++i)
+        GMLM_CHECK_ARG(std::isfinite(it->second.data[i]), "weights: tensor ", name, " contains NaN or Inf values");
+    }
+    GMLM_CHECK_ARG(n_missing == 0, "weights: missing tensors [", missing, "]",
+                   n_missing > 5 ? str_cat(" and ", n_missing - 5, " more") : std::string());
+    for (const auto& [name, ref] : w)
+      GMLM_CHECK_ARG(expected.count(name), "weights: unexpected tensor ", name);
+  }
+
+  const WeightRef& get(const std::string& name) const { return w_.at(name); }
+
+  Tensor copy(const std::string& name) const {
+    const WeightRef& r = get(name);
+    Tensor t(r.shape);
+    std::memcpy(t.data<float>(), r.data, sizeof(float) * t.numel());
+    return t;
+  }
+
+  // Row-stacked copy of several (n_i, D) tensors.
+  Tensor stack(const std::vector<std::string>& names) const {
+    int64_t rows = 0, cols = get(names[0]).shape[1];
+    for (const auto& n : names) rows += get(n).shape[0];
+    Tensor t({rows, cols});
+    float* dst = t.data<float>();
+    for (const auto& n : names) {
+      const WeightRef& r = get(n);
+      std::memcpy(dst, r.data, sizeof(float) * r.shape[0] * cols);
+      dst += r.shape[0] * cols;
+    }
+    return t;
+  }
+
+ private:
+  const WeightMap& w_;
+};
+
+void load_ffn(const Loader& ld, const std::string& p, bool gated, int64_t d_ff, FeedForwardLayer& f) {
+  f.layer_norm = ld.copy(p + ".layer_norm.weight");
+  f.wo = ld.copy(p + ".DenseReluDense.wo.weight");
+  f.gated = gated;
+  if (!gated) {
+    f.wi = ld.copy(p + ".DenseReluDense.wi.weight");
+    return;
+  }
+  const Tensor w = ld.stack({p + ".DenseReluDense.wi_0.weight", p + ".DenseReluDense.wi_1.weight"});
+  const std::vector<int64_t> src = ops::Gemm::gated_layout(d_ff);
+  const int64_t D = w.dim(1);
+  f.wi = Tensor({2 * d_ff, D});
+  for (int64_t r = 0; r < 2 * d_ff; ++r)
+    std::memcpy(f.wi.data<float>() + r * D, w.data<float>() + src[r] * D, sizeof(float) * D);
+}
+
+void load_self_attn(const Loader& ld, const std::string& p, SelfAttentionLayer& a) {
+  a.layer_norm = ld.copy(p + ".layer_norm.weight");
+  a.qkv = ld.stack({p + ".SelfAttention.q.weight", p + ".SelfAttention.k.weight", p + ".SelfAttention.v.weight"});
+  a.o = ld.copy(p + ".SelfAttention.o.weight");
+}
+
+}  // namespace
+
+T5Model::T5Model(T5Config config, const WeightMap& weights) : cfg_(std::move(config)) {
+  cfg_.validate();
+  GMLM_CHECK_ARG(cfg_.gmlm, "the compiled engine decodes gmlm models only (this is an ar model)");
+  const Loader ld(cfg_, weights);
+  inner_ = cfg_.num_heads * cfg_.d_kv;
+  shared_ = ld.copy("shared.weight");
+  if (!cfg_.tie_word_embeddings) lm_head_ = ld.copy("lm_head.weight");
+  length_head_ = ld.copy("length_head.weight");
+  embed_positions_ = ld.copy("decoder.embed_positions.weight");
+  encoder_.resize(cfg_.num_encoder_layers);
+  for (int64_t i = 0; i < cfg_.num_encoder_layers; ++i) {
+    const std::string b = "encoder.block." + std::to_string(i);
+    load_self_attn(ld, b + ".layer.0", encoder_[i].self_attn);
+    load_ffn(ld, b + ".layer.1", cfg_.gated_gelu, cfg_.d_ff, encoder_[i].ffn);
+  }
+  encoder_final_norm_ = ld.copy("encoder.final_layer_norm.weight");
+  decoder_.resize(cfg_.num_decoder_layers);
+  std::vector<std::string> kv_names;
+  for (int64_t i = 0; i < cfg_.num_decoder_layers; ++i) {
+    const std::string b = "decoder.block." + std::to_string(i);
+    load_self_attn(ld, b + ".layer.0", decoder_[i].self_attn);
+    CrossAttentionLayer& c = decoder_[i].cross_attn;
+    c.layer_norm = ld.copy(b + ".layer.1.layer_norm.weight");
+    c.q = ld.copy(b + ".layer.1.EncDecAttention.q.weight");
+    c.o = ld.copy(b + ".layer.1.EncDecAttention.o.weight");
+    kv_names.push_back(b + ".layer.1.EncDecAttention.k.weight");
+    kv_names.push_back(b + ".layer.1.EncDecAttention.v.weight");
+    load_ffn(ld, b + ".layer.2", cfg_.gated_gelu, cfg_.d_ff, decoder_[i].ffn);
+  }
+  cross_kv_ = ld.stack(kv_names);
+  decoder_final_norm_ = ld.copy("decoder.final_layer_norm.weight");
+  const int64_t nb = cfg_.relative_attention_num_buckets, md = cfg_.relative_attention_max_distance;
+  encoder_bias_ = expand_position_bias(ld.get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight").data,
+                                       nb, cfg_.num_heads, true, md, cfg_.max_source_len - 1);
+  decoder_bias_ = expand_position_bias(ld.get("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight").data,
+                                       nb, cfg_.num_heads, /*bidirectional=*/true, md, cfg_.max_target_len - 1);
+}
+
+ConstMat T5Model::output_embedding() const { return mat(cfg_.tie_word_embeddings ? shared_ : lm_head_); }
+
+// --- forward -------------------------------------------------------------------------------------
+// x += o(attention(q(h), k(h), v(h))) with h = norm(x), on all rows of x.
+void T5Model::self_attention(const SelfAttentionLayer& l, const Tensor& bias, int64_t max_rel,
+                             const std::vector<ops::AttentionSegment>& segs, Mat x, Workspace& ws,
+                             ThreadPool& pool) const {
+  const int64_t I = inner_, R = x.rows;
+  ops::RMSNorm{cfg_.layer_norm_epsilon}(x, l.layer_norm.data<float>(), mat(ws.h, R), &pool);
+  ws.qkv.resize({R, 3 * I});
+  ops::Gemm()(mat(ws.h, R), mat(l.qkv), mat(ws.qkv), pool);
+  ws.att.resize({R, I});
+  Mat qkv = mat(ws.qkv);
+  ops::MultiHeadAttention(cfg_.num_heads, cfg_.d_kv)(qkv.sub(0, R, 0, I), nullptr, qkv.sub(0, R, I, I),
+                                                     qkv.sub(0, R, 2 * I, I), segs, bias.data<float>(), max_rel,
+                                                     mat(ws.att), pool);
+  ops::Gemm o;
+  o.beta = 1.f;
+  o(mat(ws.att), mat(l.o), x, pool);
+}
+
+void T5Model::encode(const std::vector<std::vector<int32_t>>& sources, EncoderOutput& out, Workspace& ws,
+                     ThreadPool& pool) const {
+  const int64_t B = static_cast<int64_t>(sources.size()), D = cfg_.d_model;
+  out.begin.assign(B, 0);
+  out.len.assign(B, 0);
+  std::vector<int32_t> ids;
+  std::vector<ops::AttentionSegment> segs;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = static_cast<int64_t>(sources[b].size());
+    GMLM_CHECK_ARG(n >= 1 && n <= cfg_.max_source_len, "source ", b, " has ", n, " tokens; the model takes 1 to ",
+                   cfg_.max_source_len);
+    out.begin[b] = static_cast<int64_t>(ids.size());
+    out.len[b] = n;
+    segs.push_back({out.begin[b], n, out.begin[b], n});
+    ids.insert(ids.end(), sources[b].begin(), sources[b].end());
+  }
+  const int64_t R = static_cast<int64_t>(ids.size());
+  out.rows = R;
+  ws.x.resize({R, D});
+  ws.h.resize({R, D});
+  ops::Embedding()(mat(shared_), ids.data(), R, mat(ws.x));
+  for (const EncoderBlock& blk : encoder_) {
+    // self-attention
+    self_attention(blk.self_attn, encoder_bias_, cfg_.max_source_len - 1, segs, mat(ws.x), ws, pool);
+    // feed-forward
+    ops::RMSNorm{cfg_.layer_norm_epsilon}(mat(ws.x), blk.ffn.layer_norm.data<float>(), mat(ws.h), &pool);
+    ws.ffn.resize({R, cfg_.d_ff});
+    blk.ffn.forward(mat(ws.h), mat(ws.x), mat(ws.ffn), pool);
+  }
+  out.states.resize({R, D});
+  ops::RMSNorm{cfg_.layer_norm_epsilon}(mat(ws.x), encoder_final_norm_.data<float>(), mat(out.states), &pool);
+  // cross-attention keys and values of every decoder layer, once for the whole decoding
+  out.cross_kv.resize({R, cross_kv_.dim(0)});
+  ops::Gemm()(mat(out.states), mat(cross_kv_), mat(out.cross_kv), pool);
+}
+
+void T5Model::length_logits(const EncoderOutput& enc, Tensor& logits, Workspace& ws, ThreadPool& pool) const {
+  const int64_t B = static_cast<int64_t>(enc.begin.size()), D = cfg_.d_model;
+  ws.rows.resize({B, D});
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(ws.rows.data<float>() + b * D, enc.states.data<float>() + enc.begin[b] * D, sizeof(float) * D);
+  logits.resize({B, cfg_.max_target_len});
+  ops::Gemm()(mat(ws.rows), mat(length_head_), mat(logits), pool);
+}
+
+void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Workspace& ws, ThreadPool& pool,
+                     Tensor& states) const {
+  const int64_t D = cfg_.d_model, I = inner_, nl = cfg_.num_decoder_layers, kv_ld = 2 * I * nl;
+  const int64_t R = static_cast<int64_t>(in.ids.size());
+  const int64_t n_sel = static_cast<int64_t>(in.sel.size());
+  const int64_t max_rel = cfg_.max_target_len - 1;
+  const float eps = cfg_.layer_norm_epsilon;
+  GMLM_CHECK(n_sel >= 1, "decode with no selected rows");
+
+  // segments for all rows, and for the selected rows of the last layer
+  std::vector<ops::AttentionSegment> self_segs, cross_segs, sel_self, sel_cross;
+  ws.q_pos.assign(n_sel, 0);
+  int64_t j = 0;
+  for (const DecoderSegment& s : in.segs) {
+    GMLM_CHECK(s.len >= 1 && s.len <= cfg_.max_target_len && s.begin + s.len <= R, "decoder segment");
+    const int64_t sb = enc.begin.at(s.source), sl = enc.len.at(s.source);
+    self_segs.push_back({s.begin, s.len, s.begin, s.len});
+    cross_segs.push_back({s.begin, s.len, sb, sl});
+    const int64_t j0 = j;
+    while (j < n_sel && in.sel[j] < s.begin + s.len) {
+      GMLM_CHECK(in.sel[j] >= s.begin, "selected rows must be ascending and inside the segments");
+      ws.q_pos[j] = static_cast<int32_t>(in.sel[j] - s.begin);
+      ++j;
+    }
+    sel_self.push_back({j0, j - j0, s.begin, s.len});
+    sel_cross.push_back({j0, j - j0, sb, sl});
+  }
+  GMLM_CHECK(j == n_sel, "selected rows outside the segments");
+
+  ws.x.resize({R, D});
+  ws.h.resize({R, D});
+  ops::Embedding()(mat(shared_), in.ids.data(), R, mat(ws.x));
+  {
+    // + learned absolute positions: x[r] += embed_positions[r - begin of its segment]
+    Profiler::Scope scope(Phase::layers_other);
+    for (const DecoderSegment& s : in.segs)
+      for (int64_t i = 0; i < s.len; ++i) {
+        float* xr = ws.x.data<float>() + (s.begin + i) * D;
+        const float* pr = embed_positions_.data<float>() + i * D;
+        for (int64_t d = 0; d < D; ++d) xr[d] += pr[d];
+      }
+  }
+  const ConstMat ckv = {enc.cross_kv.data<float>(), enc.cross_kv.dim(0), kv_ld, kv_ld};
+  ops::MultiHeadAttention mha(cfg_.num_heads, cfg_.d_kv);
+  ops::Gemm residual;
+  residual.beta = 1.f;
+
+  // cross-attention and feed-forward of one block on the rows of x
+  auto cross_and_ffn = [&](const DecoderBlock& blk, int64_t l, Mat x, const std::vector<ops::AttentionSegment>& segs) {
+    const int64_t Xr = x.rows;
+    ops::RMSNorm{eps}(x, blk.cross_attn.layer_norm.data<float>(), mat(ws.h, Xr), &pool);
+    ws.q.resize({Xr, I});
+    ops::Gemm()(mat(ws.h, Xr), mat(blk.cross_attn.q), mat(ws.q), pool);
+    ws.att.resize({Xr, I});
+    mha(mat(ws.q), nullptr, ckv.sub(0, ckv.rows, 2 * I * l, I), ckv.sub(0, ckv.rows, 2 * I * l + I, I), segs, nullptr,
+        0, mat(ws.att), pool);
+    residual(mat(ws.att), mat(blk.cross_attn.o), x, pool);
+    ops::RMSNorm{eps}(x, blk.ffn.layer_norm.data<float>(), mat(ws.h, Xr), &pool);
+    ws.ffn.resize({Xr, cfg_.d_ff});
+    blk.ffn.forward(mat(ws.h, Xr), x, mat(ws.ffn), pool);
+  };
+
+  for (int64_t l = 0; l + 1 < nl; ++l) {
+    const DecoderBlock& blk = decoder_[l];
+    self_attention(blk.self_attn, decoder_bias_, max_rel, self_segs, mat(ws.x), ws, pool);
+    cross_and_ffn(blk, l, mat(ws.x), cross_segs);
+  }
+
+  // last block: keys and values from all rows, everything else on the selected rows only
+  const DecoderBlock& last = decoder_[nl - 1];
+  const SelfAttentionLayer& sa = last.self_attn;
+  ops::RMSNorm{eps}(mat(ws.x), sa.layer_norm.data<float>(), mat(ws.h), &pool);
+  ws.qkv.resize({R, 2 * I});
+  const ConstMat w_qkv = mat(sa.qkv);
+  ops::Gemm()(mat(ws.h), w_qkv.sub(I, 2 * I, 0, D), mat(ws.qkv), pool);
+  ws.xs.resize({n_sel, D});
+  ws.hs.resize({n_sel, D});
+  {
+    Profiler::Scope scope(Phase::layers_other);
+    for (int64_t s = 0; s < n_sel; ++s) {
+      std::memcpy(ws.xs.data<float>() + s * D, ws.x.data<float>() + int64_t(in.sel[s]) * D, sizeof(float) * D);
+      std::memcpy(ws.hs.data<float>() + s * D, ws.h.data<float>() + int64_t(in.sel[s]) * D, sizeof(float) * D);
+    }
+  }
+  ws.q.resize({n_sel, I});
+  ops::Gemm()(mat(ws.hs), w_qkv.sub(0, I, 0, D), mat(ws.q), pool);
+  ws.att.resize({n_sel, I});
+  const Mat kv = mat(ws.qkv);
+  mha(mat(ws.q), ws.q_pos.data(), kv.sub(0, R, 0, I), kv.sub(0, R, I, I), sel_self, decoder_bias_.data<float>(),
+      max_rel, mat(ws.att), pool);
+  residual(mat(ws.att), mat(sa.o), mat(ws.xs), pool);
+  cross_and_ffn(last, nl - 1, mat(ws.xs), sel_cross);
+
+  states.resize({n_sel, D});
+  ops::RMSNorm{eps}(mat(ws.xs), decoder_final_norm_.data<float>(), mat(states), &pool);
+  if (cfg_.tie_word_embeddings) {
+    Profiler::Scope scope(Phase::layers_other);
+    const float s = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
+    for (int64_t i = 0; i < n_sel * D; ++i) states.data<float>()[i] *= s;
+  }
+}
+
+}  // namespace gmlm

@@ -1,0 +1,119 @@
+// The T5 encoder-decoder of docs/decoding.md for inference on packed (unpadded) batches.
+//
+// Shapes: B sources, S_b source lengths, Rs = sum S_b rows of encoder states; the decoder runs on
+// segments (length candidates; see decoding/refine.h) of R = sum L rows, of which `sel` rows
+// (the masked positions) go on to the vocabulary. D d_model, I = H * Dh, F d_ff, V vocab.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/matrix.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "layers/transformer.h"
+
+namespace gmlm {
+
+struct T5Config {
+  int64_t vocab_size = 0, d_model = 0, d_kv = 0, d_ff = 0, num_heads = 0;
+  int64_t num_encoder_layers = 0, num_decoder_layers = 0;
+  int64_t relative_attention_num_buckets = 0, relative_attention_max_distance = 0;
+  bool gated_gelu = false;  // feed_forward_proj == "gated-gelu" (else relu)
+  float layer_norm_epsilon = 1e-6f;
+  bool tie_word_embeddings = true;
+  int64_t max_source_len = 0, max_target_len = 0;
+  int32_t pad_id = 0, eos_id = 1, unk_id = 2, mask_id = 3, len_id = 4;
+  bool gmlm = true;  // objective
+
+  void validate() const;  // ValueError on an inconsistent config
+  // Every tensor of model.safetensors and its shape (config.py's weight_shapes()).
+  std::map<std::string, Shape> weight_shapes() const;
+};
+
+// A borrowed float32, C-contiguous array (the binding hands over numpy arrays).
+struct WeightRef {
+  const float* data = nullptr;
+  Shape shape;
+};
+using WeightMap = std::map<std::string, WeightRef>;
+
+// The encoder side of a batch, computed once and shared by every length candidate and iteration.
+struct EncoderOutput {
+  std::vector<int64_t> begin, len;  // rows of source b: [begin[b], begin[b] + len[b])
+  int64_t rows = 0;                 // sum of len
+  Tensor states;                    // (rows, D) after the final norm
+  Tensor cross_kv;                  // (rows, num_decoder_layers * 2I): per layer [K | V]
+};
+
+struct DecoderSegment {
+  int64_t begin, len;  // rows of the segment in the decoder input
+  int64_t source;      // index into EncoderOutput
+};
+
+// One decoder pass: the input ids of all segments back to back and the rows to predict.
+struct DecoderInput {
+  std::vector<int32_t> ids;
+  std::vector<DecoderSegment> segs;
+  std::vector<int32_t> sel;  // ascending
+};
+
+// Activation buffers, grown to their high-water mark and reused across passes.
+struct Workspace {
+  Tensor x, h, qkv, att, q, ffn, xs, hs, rows;
+  std::vector<int32_t> q_pos;
+};
+
+class T5Model {
+ public:
+  // Checks every name, shape and value of `weights` against the config and copies them.
+  T5Model(T5Config config, const WeightMap& weights);
+
+  const T5Config& config() const { return cfg_; }
+
+  // Encoder (+ cross-attention K/V of every decoder layer). sources: encoder input ids.
+  void encode(const std::vector<std::vector<int32_t>>& sources, EncoderOutput& out, Workspace& ws,
+              ThreadPool& pool) const;
+  // Length logits (B, max_target_len) from the first (<len>) row of each source.
+  void length_logits(const EncoderOutput& enc, Tensor& logits, Workspace& ws, ThreadPool& pool) const;
+  // Decoder states (after the final norm, times D^-0.5 when the embeddings are tied) of the
+  // selected rows: (sel.size(), D). All rows are computed in every layer but the last,
+  // where only the keys/values need all rows and the rest runs on the selected rows.
+  void decode(const DecoderInput& in, const EncoderOutput& enc, Workspace& ws, ThreadPool& pool,
+              Tensor& states) const;
+  // The output projection (V, D): lm_head, or the shared embedding when tied.
+  ConstMat output_embedding() const;
+
+ private:
+  struct EncoderBlock {
+    SelfAttentionLayer self_attn;
+    FeedForwardLayer ffn;
+  };
+  struct DecoderBlock {
+    SelfAttentionLayer self_attn;
+    CrossAttentionLayer cross_attn;
+    FeedForwardLayer ffn;
+  };
+
+  void self_attention(const SelfAttentionLayer& l, const Tensor& bias, int64_t max_rel,
+                      const std::vector<ops::AttentionSegment>& segs, Mat x, Workspace& ws,
+                      ThreadPool& pool) const;
+
+  T5Config cfg_;
+  int64_t inner_ = 0;
+  Tensor shared_;                // shared.weight (V, D)
+  Tensor lm_head_;               // lm_head.weight (V, D), untied models only
+  Tensor length_head_;           // length_head.weight (max_target_len, D)
+  Tensor embed_positions_;       // decoder.embed_positions.weight (max_target_len, D)
+  std::vector<EncoderBlock> encoder_;
+  Tensor encoder_final_norm_;    // encoder.final_layer_norm.weight
+  Tensor encoder_bias_;          // encoder.block.0...relative_attention_bias expanded (H, 2 max_source_len - 1)
+  std::vector<DecoderBlock> decoder_;
+  Tensor decoder_final_norm_;    // decoder.final_layer_norm.weight
+  Tensor decoder_bias_;          // decoder.block.0...relative_attention_bias expanded (H, 2 max_target_len - 1)
+  Tensor cross_kv_;              // decoder.block.{l}.layer.1.EncDecAttention.{k,v}.weight stacked (L_dec*2I, D)
+};
+
+}  // namespace gmlm

@@ -1,0 +1,114 @@
+#include "ops/select.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "core/error.h"
+#include "core/profiler.h"
+
+namespace gmlm::ops {
+
+namespace {
+// (conf, index) ascending, NaN above +inf.
+inline bool conf_less(float a, int64_t ia, float b, int64_t ib) {
+  const bool na = std::isnan(a), nb = std::isnan(b);
+  if (na != nb) return nb;
+  if (!na && a != b) return a < b;
+  return ia < ib;
+}
+}  // namespace
+
+void lowest_confidence(const float* conf, int64_t L, int64_t n, uint8_t* mask) {
+  std::fill(mask, mask + L, uint8_t(0));
+  if (n <= 0) return;
+  if (n >= L) {
+    std::fill(mask, mask + L, uint8_t(1));
+    return;
+  }
+  std::vector<int32_t> idx(L);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::nth_element(idx.begin(), idx.begin() + (n - 1), idx.end(),
+                   [&](int32_t a, int32_t b) { return conf_less(conf[a], a, conf[b], b); });
+  for (int64_t i = 0; i < n; ++i) mask[idx[i]] = 1;
+}
+
+void threshold_remask(const float* conf, const uint8_t* just, int64_t L, double log_threshold, uint8_t* mask) {
+  int64_t n_just = 0, n_kept = 0;
+  for (int64_t i = 0; i < L; ++i) {
+    const bool keep = just[i] && static_cast<double>(conf[i]) < log_threshold;
+    mask[i] = keep;
+    n_just += just[i] != 0;
+    n_kept += keep;
+  }
+  if (n_kept == n_just) {
+    // the last position in (conf, index) order among the just-masked ones; others count as -inf
+    int64_t last = 0;
+    float last_c = just[0] ? conf[0] : -INFINITY;
+    for (int64_t i = 1; i < L; ++i) {
+      const float c = just[i] ? conf[i] : -INFINITY;
+      if (!conf_less(c, i, last_c, last)) {
+        last = i;
+        last_c = c;
+      }
+    }
+    mask[last] = 0;
+  }
+}
+
+void stutter_remask(const int32_t* tokens, int64_t L, uint8_t* mask) {
+  for (int64_t i = 1; i < L; ++i)
+    if (tokens[i] == tokens[i - 1]) mask[i] = 1;
+}
+
+namespace {
+// numpy's pairwise_sum for float64 (numpy/_core/src/umath/loops_utils.h.src)
+double pairwise_sum(const double* a, int64_t n) {
+  if (n < 8) {
+    double res = 0.;
+    for (int64_t i = 0; i < n; ++i) res += a[i];
+    return res;
+  }
+  if (n <= 128) {
+    double r[8];
+    for (int j = 0; j < 8; ++j) r[j] = a[j];
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += a[i];
+    return res;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
+}  // namespace
+
+double mean_score(const float* conf, int64_t n) {
+  if (n == 0) return 0.0;
+  std::vector<double> d(conf, conf + n);
+  return pairwise_sum(d.data(), n) / static_cast<double>(n);
+}
+
+void length_candidates(const float* logits, int64_t n, int64_t k, int32_t* lengths) {
+  GMLM_CHECK(k >= 1 && k <= n, "length_beam ", k, " for ", n, " length classes");
+  // log_softmax as PyTorch computes it: (x - max) - log(sum(exp(x - max)))
+  float m = logits[0];
+  for (int64_t i = 1; i < n; ++i) m = logits[i] > m ? logits[i] : m;
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += std::exp(logits[i] - m);
+  const float lse = std::log(s);
+  std::vector<float> lp(n);
+  for (int64_t i = 0; i < n; ++i) lp[i] = (logits[i] - m) - lse;
+  std::vector<int32_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  // descending lp, ties: lower class (= shorter) first; NaN last
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+    return conf_less(-lp[a], a, -lp[b], b);
+  });
+  for (int64_t i = 0; i < k; ++i) lengths[i] = idx[i] + 1;
+}
+
+}  // namespace gmlm::ops

@@ -1,0 +1,30 @@
+// The small per-candidate decisions of the refinement loop (docs/decoding.md, steps 1, 3 and 4),
+// each a plain function over one candidate's arrays. Orders are total: confidence ascending, then
+// position ascending; NaN sorts above everything (as torch.sort does), so no input can break the
+// sort.
+#pragma once
+
+#include <cstdint>
+
+namespace gmlm::ops {
+
+// mask[i] = 1 for the n lowest-confidence positions of conf[0..L) (ties: lower index first), 0 else.
+void lowest_confidence(const float* conf, int64_t L, int64_t n, uint8_t* mask);
+
+// Threshold re-masking: of the positions masked in this pass (just[i]), those with
+// conf < log_threshold (compared in float64) stay masked; if that keeps all of them, the one with
+// the highest confidence (ties: the highest index) is unmasked. mask[i] is set to 0 or 1.
+void threshold_remask(const float* conf, const uint8_t* just, int64_t L, double log_threshold, uint8_t* mask);
+
+// mask[i] |= (tokens[i] == tokens[i - 1]) for i >= 1.
+void stutter_remask(const int32_t* tokens, int64_t L, uint8_t* mask);
+
+// The mean of conf in float64, summed exactly as numpy's float64 sum (pairwise, 8 accumulators),
+// so that scores equal the reference decoder's bit for bit given equal confidences.
+double mean_score(const float* conf, int64_t n);
+
+// Length candidates from the length logits (n classes, class c = length c + 1): the k classes of
+// highest log_softmax, ties broken by the shorter length. lengths[0..k) gets the lengths.
+void length_candidates(const float* logits, int64_t n, int64_t k, int32_t* lengths);
+
+}  // namespace gmlm::ops

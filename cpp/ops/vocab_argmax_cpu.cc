@@ -1,0 +1,94 @@
+#include <cmath>
+#include <vector>
+
+#include "core/scratch.h"
+#include "cpu/blas.h"
+#include "cpu/kernels.h"
+#include "ops/gemm.h"
+#include "ops/vocab_argmax.h"
+
+namespace gmlm::ops {
+
+namespace {
+struct Partial {
+  float max;
+  int32_t argmax;
+  float sumexp;
+};
+
+// Merge the column blocks of one row (in block order): global max, its first index, log-sum-exp.
+inline void merge_row(const Partial* p, int64_t n_blocks, int64_t block, float* max, int32_t* argmax, float* lse) {
+  float m = p[0].max;
+  int32_t am = p[0].argmax;
+  for (int64_t b = 1; b < n_blocks; ++b)
+    if (p[b].max > m) {
+      m = p[b].max;
+      am = static_cast<int32_t>(b * block + p[b].argmax);
+    }
+  double s = 0;
+  for (int64_t b = 0; b < n_blocks; ++b) s += static_cast<double>(p[b].sumexp) * std::exp(double(p[b].max) - double(m));
+  *max = m;
+  *argmax = am;
+  *lse = std::log(static_cast<float>(s));
+}
+}  // namespace
+
+template <>
+void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, float* conf, ThreadPool& pool) const {
+  const int64_t M = h.rows, V = w.rows, D = h.cols;
+  if (M == 0) return;
+  const int64_t RB = Gemm::kRowBlock, CB = kVocabBlock;
+  const int64_t n_cb = (V + CB - 1) / CB, n_rb = (M + RB - 1) / RB;
+  const cpu::Kernels& k = cpu::kernels();
+  std::vector<Partial> part(static_cast<size_t>(M * n_cb));
+  pool.parallel_for(n_rb * n_cb, [&](int64_t task, int) {
+    const int64_t r0 = (task / n_cb) * RB, b = task % n_cb, c0 = b * CB;
+    const int64_t rows = std::min(RB, M - r0), cols = std::min(CB, V - c0);
+    float* tile = thread_scratch(0, static_cast<size_t>(rows * cols));
+    cpu::sgemm_nt(rows, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      Partial& p = part[(r0 + r) * n_cb + b];
+      k.max_argmax_sumexp(tile + r * cols, cols, &p.max, &p.argmax, &p.sumexp);
+    }
+  });
+  for (int64_t r = 0; r < M; ++r) {
+    float m, lse;
+    merge_row(&part[r * n_cb], n_cb, CB, &m, &pred[r], &lse);
+    conf[r] = (m - m) - lse;  // logp at the argmax, as log_softmax computes it: (x - max) - lse
+  }
+}
+
+template <>
+void VocabArgmax::compute_sample<Device::cpu>(ConstMat h, ConstMat w, const Noise& noise, int32_t* pred, float* conf,
+                                              ThreadPool& pool) const {
+  const int64_t M = h.rows, V = w.rows, D = h.cols;
+  if (M == 0) return;
+  const int64_t RB = Gemm::kRowBlock, CB = kVocabBlock;
+  const int64_t n_cb = (V + CB - 1) / CB;
+  const cpu::Kernels& k = cpu::kernels();
+  std::vector<Partial> part(static_cast<size_t>(std::min(M, RB) * n_cb));
+  std::vector<float> logits(static_cast<size_t>(std::min(M, RB) * V));
+  for (int64_t r0 = 0; r0 < M; r0 += RB) {
+    const int64_t nr = std::min(RB, M - r0);
+    // logits of this row block, whole, with the per-block reductions
+    pool.parallel_for(n_cb, [&](int64_t b, int) {
+      const int64_t c0 = b * CB, cols = std::min(CB, V - c0);
+      float* tile = logits.data() + c0;
+      cpu::sgemm_nt(nr, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, V);
+      for (int64_t r = 0; r < nr; ++r) {
+        Partial& p = part[r * n_cb + b];
+        k.max_argmax_sumexp(tile + r * V, cols, &p.max, &p.argmax, &p.sumexp);
+      }
+    });
+    pool.parallel_for(nr, [&](int64_t r, int) {
+      float m, lse;
+      int32_t am;
+      merge_row(&part[r * n_cb], n_cb, CB, &m, &am, &lse);
+      float* g = thread_scratch(2, static_cast<size_t>(V));
+      noise(r0 + r, g);
+      gumbel_argmax(logits.data() + r * V, V, m, lse, g, &pred[r0 + r], &conf[r0 + r]);
+    });
+  }
+}
+
+}  // namespace gmlm::ops

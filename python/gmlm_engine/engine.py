@@ -1,0 +1,118 @@
+"""The compiled CPU engine behind gmlm_engine.Translator.
+
+    from gmlm_engine.engine import Translator
+    tr = Translator("default", device="cpu", compute_type="float32", intra_threads=0)
+    tr.translate_batch(["A man rides a bike."], iterations=4, length_beam=3)
+
+Python does the text side (SentencePiece, options, sorting inputs into batches, results in input
+order); each batch is decoded by one call into gmlm_engine._core, which runs the whole refinement
+loop in C++ with the GIL released. No PyTorch is imported here.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from .common import (TranslationResult, TranslatorFrontEnd, check_sources, encode_sources, plan_batches,
+                     validate_options)
+from .config import ModelError, load_weights_numpy, read_model_dir
+from .tokenizer import NUM_SPECIAL, Tokenizer
+
+# Sentences per batch when max_batch_size is 0. Results do not depend on it (batch invariance);
+# 64 sentences (about 3000 decoder rows) keep the GEMMs near the BLAS's peak.
+DEFAULT_BATCH = 64
+COMPUTE_TYPES = ("float32", "default", "auto")
+
+
+def _core():
+    try:
+        from . import _core as core
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise ImportError("gmlm_engine._core (the compiled engine) is not built in this installation; "
+                          "reinstall with `pip install .` or use gmlm_engine.reference.ReferenceTranslator") from e
+    return core
+
+
+class Translator(TranslatorFrontEnd):
+    """A GMLM translation model loaded into the compiled engine.
+
+    model: a model directory or "default"; device: "cpu"; compute_type: "float32" ("default" and
+    "auto" mean float32, the only compute type of the CPU engine; fp16 weights are converted on
+    load); intra_threads: threads for the BLAS and the engine's kernels (0: the cores available).
+    One Translator may be called from several threads; the calls then run one after the other.
+    """
+
+    def __init__(self, model: str | os.PathLike = "default", device: str = "cpu", compute_type: str = "float32",
+                 intra_threads: int = 0):
+        if device != "cpu":
+            if device == "cuda" or str(device).startswith("cuda:"):
+                raise ValueError("device 'cuda' is not available in this build of gmlm_engine (CPU engine only)")
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if compute_type not in COMPUTE_TYPES:
+            raise ValueError(f"compute_type must be one of {COMPUTE_TYPES}, got {compute_type!r}")
+        if isinstance(intra_threads, bool) or not isinstance(intra_threads, int) or intra_threads < 0:
+            raise ValueError(f"intra_threads must be an integer >= 0, got {intra_threads!r}")
+        core = _core()
+        self.device, self.compute_type = device, "float32"
+        self.files = read_model_dir(model)
+        self.cfg = self.files.config
+        if self.cfg.objective != "gmlm":
+            raise ModelError(f"{self.files.path}: the compiled engine decodes gmlm models; this is an "
+                             f"{self.cfg.objective!r} model (use gmlm_engine.reference.ReferenceTranslator or "
+                             "CTranslate2 for ar models)")
+        self.tokenizer = Tokenizer(self.files.spm_path)
+        if self.tokenizer.vocab_size > self.cfg.vocab_size:
+            raise ModelError(f"{self.files.spm_path}: vocabulary of {self.tokenizer.vocab_size} pieces "
+                             f"exceeds the model's vocab_size {self.cfg.vocab_size}")
+        weights = load_weights_numpy(self.files)
+        try:
+            self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads)
+        except ValueError as e:
+            raise ModelError(f"{self.files.path}: {e}") from None
+        self._lock = threading.Lock()  # the tokenizer is not documented as thread-safe
+
+    @property
+    def intra_threads(self) -> int:
+        """Threads the engine uses."""
+        return self._engine.num_threads
+
+    def translate_batch(self, source, *, iterations=4, length_beam=3, remask="linear", threshold=None,
+                        stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
+                        max_batch_size=0, batch_type="examples", return_scores=False, return_history=False,
+                        ) -> list[TranslationResult]:
+        """Translate a list of strings; same options and results as ReferenceTranslator.translate_batch."""
+        opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
+                                length_beam=length_beam, remask=remask, threshold=threshold,
+                                stutter_remask=stutter_remask, init=init, sampling=sampling, seed=seed,
+                                beam_size=beam_size, max_batch_size=max_batch_size, batch_type=batch_type,
+                                return_scores=return_scores, return_history=return_history)
+        source = check_sources(source)
+        with self._lock:
+            enc_ids = encode_sources(self.tokenizer, self.cfg, source)
+        results: list[TranslationResult | None] = [None] * len(source)
+        todo = [i for i, ids in enumerate(enc_ids) if ids]
+        for i, ids in enumerate(enc_ids):
+            if not ids:
+                results[i] = TranslationResult("", [], 0.0, 0, [] if opts.return_history else None)
+        lengths = [len(enc_ids[i]) for i in todo]
+        for batch in plan_batches(lengths, opts.max_batch_size, opts.batch_type, DEFAULT_BATCH):
+            idx = [todo[b] for b in batch]
+            outs = self._engine.translate(
+                [enc_ids[i] for i in idx], opts.iterations, opts.length_beam, opts.remask, opts.threshold,
+                opts.stutter_remask, opts.init, opts.sampling, opts.seed, opts.return_history, NUM_SPECIAL)
+            with self._lock:
+                for i, (ids, score, passes, hist, cands) in zip(idx, outs):
+                    results[i] = TranslationResult(
+                        self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
+                        [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, cands)
+        return results  # type: ignore[return-value]
+
+    # --- introspection (tests and benchmarks) -------------------------------------------------
+    def set_profiling(self, enabled: bool = True) -> None:
+        """Collect a time breakdown of the engine (see profile())."""
+        self._engine.set_profiling(enabled)
+
+    def profile(self) -> dict:
+        """Seconds per phase (gemm, attention, vocab, remask, layers_other, total), GEMM flops and the
+        GEMM shapes (M, N, K, calls, seconds) since set_profiling(True)."""
+        return self._engine.profile()

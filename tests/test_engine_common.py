@@ -1,0 +1,102 @@
+"""Shared helpers of the engine tests (test_engine*.py): random model directories, test
+sentences and result comparison. The tests here check the helpers' own premises."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gmlm_engine.config import ModelConfig  # noqa: E402
+from gmlm_engine.model import T5Model, save_model_dir  # noqa: E402
+from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+TINY = DATA / "tiny-gmlm"
+SPM = TINY / "spm.model"
+
+# Sentences of every kind of length for quick tests (the test set itself is used when available).
+SENTENCES = [
+    "A man rides a bike.",
+    "Two young children are playing in the sand at the beach while their parents watch them.",
+    "A dog.",
+    "People are walking down a busy city street next to tall buildings and a red bus.",
+    "A woman in a blue dress is singing on a stage.",
+    "x",
+    "Three men in orange vests are working on the railroad tracks near a small station in the mountains.",
+    "A child eats.",
+    "The girl with the green hat smiles at the camera while holding a small white puppy in her arms.",
+    "Two dogs run.",
+    "An elderly man sits on a bench reading a newspaper.",
+    "Several musicians play guitars and drums in front of a crowd at an outdoor festival on a sunny afternoon.",
+]
+
+
+def test_sentences(n: int) -> list[str]:
+    """The first n test2016 sources when GMLM_DATA_DIR has them, else SENTENCES repeated."""
+    d = os.environ.get("GMLM_DATA_DIR")
+    if d and Path(d).is_dir():
+        try:
+            from gmlm_engine.data import load_split
+
+            return load_split(d, "test2016")[0][:n]
+        except FileNotFoundError:
+            pass
+    return [SENTENCES[i % len(SENTENCES)] for i in range(n)]
+
+
+test_sentences.__test__ = False  # not a test
+
+
+def make_random_model(out_dir, seed: int = 0, **overrides) -> Path:
+    """A random gmlm model directory with the fixture's vocabulary. The default T5 initialisation
+    gives a near-identity model (each position predicts its own input token); here the attention
+    and feed-forward outputs are scaled up and the relative position biases sharpened, so that
+    predictions depend on the source, on the other positions and on the position, as a trained
+    model's do, and the decoding loop goes through all its branches."""
+    torch.manual_seed(seed)
+    cfg = dict(objective="gmlm", vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_heads=4,
+               num_encoder_layers=2, num_decoder_layers=2, feed_forward_proj="relu", tie_word_embeddings=False,
+               max_source_len=64, max_target_len=48, relative_attention_num_buckets=16,
+               relative_attention_max_distance=32, mask_id=3, len_id=4)
+    cfg.update(overrides)
+    model = T5Model(ModelConfig(**cfg).validate())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith((".o.weight", "wo.weight")):
+                p.mul_(4.0)
+            elif "relative_attention_bias" in name:
+                p.mul_(8.0)
+            elif name == "lm_head.weight":
+                p.mul_(3.0)
+            elif name == "length_head.weight":
+                p.mul_(2.0)
+    save_model_dir(model, out_dir, SPM, {"note": f"random test model (seed {seed})"})
+    return Path(out_dir)
+
+
+def mismatches(a, b, scores=True, tol=1e-4) -> list[int]:
+    """Indices where two result lists differ (tokens, text, iterations, length candidates, score)."""
+    bad = []
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        same = (x.tokens == y.tokens and x.text == y.text and x.iterations == y.iterations
+                and x.length_candidates == y.length_candidates and (x.history is None) == (y.history is None)
+                and (x.history is None or x.history == y.history))
+        if scores:
+            same = same and abs(x.score - y.score) <= tol
+        if not same:
+            bad.append(i)
+    return bad
+
+
+# --- the premises of the helpers --------------------------------------------------------------
+def test_random_models_are_not_degenerate(tmp_path):
+    """The random test models must predict varied tokens, not copies of their input."""
+    d = make_random_model(tmp_path / "m", seed=1)
+    res = ReferenceTranslator(d).translate_batch(SENTENCES[:6], stutter_remask=False)
+    toks = [t for r in res for t in r.tokens]
+    assert len(set(toks)) >= 10, toks
+    assert len({tuple(r.tokens) for r in res}) == len(res)
