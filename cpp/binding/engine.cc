@@ -236,10 +236,16 @@ class Engine {
     d["total"] = profile_.total_seconds;
     d["gemm_flops"] = profile_.gemm_flops;
     d["vocab_flops"] = profile_.vocab_flops;
+    d["vocab_gemm_thread_seconds"] = profile_.vocab_gemm_thread_seconds;
+    d["vocab_reduce_thread_seconds"] = profile_.vocab_reduce_thread_seconds;
     py::list shapes;
     for (const auto& [mnk, s] : profile_.gemm_shapes)
       shapes.append(py::make_tuple(std::get<0>(mnk), std::get<1>(mnk), std::get<2>(mnk), s.calls, s.seconds));
     d["gemm_shapes"] = shapes;
+    py::list vshapes;
+    for (const auto& [mnk, s] : profile_.vocab_shapes)
+      vshapes.append(py::make_tuple(std::get<0>(mnk), std::get<1>(mnk), std::get<2>(mnk), s.calls, s.seconds));
+    d["vocab_shapes"] = vshapes;
     return d;
   }
 
@@ -272,8 +278,9 @@ void register_engine(py::module_& m) {
       .def("set_profiling", &Engine::set_profiling, py::arg("enabled"),
            "Switch the time breakdown on or off (and reset it).")
       .def("profile", &Engine::profile,
-           "Seconds per phase (gemm, attention, vocab, remask, layers_other, total), flops, and GEMM shapes\n"
-           "as (M, N, K, calls, seconds) since set_profiling(True).");
+           "Seconds per phase (gemm, attention, vocab, remask, layers_other, total), flops, GEMM shapes\n"
+           "and vocabulary-step shapes as (M, N, K, calls, seconds), and the thread-seconds of the\n"
+           "vocabulary step's BLAS calls vs its fused log-softmax/argmax, since set_profiling(True).");
 }
 
 }  // namespace gmlm

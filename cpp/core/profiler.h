@@ -24,7 +24,10 @@ class Profiler {
   std::array<double, static_cast<int>(Phase::count)> seconds{};
   double total_seconds = 0;
   double gemm_flops = 0, vocab_flops = 0;
-  std::map<std::tuple<int64_t, int64_t, int64_t>, GemmStat> gemm_shapes;  // (M, N, K)
+  // thread-seconds inside the vocabulary step's tiles: BLAS calls vs the fused log-softmax/argmax
+  double vocab_gemm_thread_seconds = 0, vocab_reduce_thread_seconds = 0;
+  std::map<std::tuple<int64_t, int64_t, int64_t>, GemmStat> gemm_shapes;   // (M, N, K)
+  std::map<std::tuple<int64_t, int64_t, int64_t>, GemmStat> vocab_shapes;  // (M, V, D) of the vocabulary step
 
   void reset() { *this = Profiler(); }
 

@@ -21,7 +21,7 @@ struct AttentionHeadArgs {
   float* out;           // (nq, dh) stride ldo
   int64_t ldo;
   int64_t nq, nk, dh;
-  float* scratch;       // (nk) floats
+  float* scratch;       // attention_scratch_size(nk, dh) floats
 };
 
 struct Kernels {
@@ -40,6 +40,9 @@ struct Kernels {
   // y = x * s
   void (*scale)(const float* x, float s, float* y, int64_t n);
 };
+
+// Scratch floats attention_head needs.
+inline int64_t attention_scratch_size(int64_t nk, int64_t dh) { return ((nk + 7) / 8 * 8) * (dh + 4) + 8; }
 
 // The best table for this CPU (chosen once).
 const Kernels& kernels();

@@ -5,6 +5,7 @@
 //
 // exp: Cephes-style range reduction + degree-6 polynomial, ~2 ulp (PyTorch uses Sleef's ~1 ulp exp;
 // the difference is far below the GEMM rounding differences).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -127,9 +128,9 @@ void rms_norm(const float* x, int64_t ldx, const float* gamma, float* y, int64_t
   }
 }
 
-void attention_head(const AttentionHeadArgs& a) {
-  float* s = a.scratch;
-  for (int64_t i = 0; i < a.nq; ++i) {
+// Scores, softmax and weighted values for one (segment, head), one query row at a time.
+void attention_rows(const AttentionHeadArgs& a, int64_t i0, int64_t i1, float* s) {
+  for (int64_t i = i0; i < i1; ++i) {
     const float* qi = a.q + i * a.ldq;
     const int64_t pos = a.q_pos ? a.q_pos[i] : i;
     for (int64_t j = 0; j < a.nk; ++j) s[j] = dot(qi, a.k + j * a.ldk, a.dh);
@@ -148,6 +149,80 @@ void attention_head(const AttentionHeadArgs& a) {
     }
   }
 }
+
+#ifdef GMLM_HAVE_AVX2
+// AVX2 version for dh % 8 == 0: blocks of 4 queries; scores against K^T packed 8 keys wide
+// (4 broadcast-FMAs per key block and d), then P.V with 4 broadcast-FMAs per key and 8 dims.
+void attention_head(const AttentionHeadArgs& a) {
+  if (a.dh % 8 != 0 || a.nq < 2) {
+    attention_rows(a, 0, a.nq, a.scratch);
+    return;
+  }
+  const int64_t nk = a.nk, dh = a.dh, nkp = (nk + 7) / 8 * 8;
+  float* kt = a.scratch;       // (dh, nkp)
+  float* s = kt + dh * nkp;    // (4, nkp)
+  for (int64_t j = 0; j < nkp; ++j)
+    for (int64_t d = 0; d < dh; ++d) kt[d * nkp + j] = j < nk ? a.k[j * a.ldk + d] : 0.f;
+  static const float zeros[512] = {};
+  for (int64_t i0 = 0; i0 < a.nq; i0 += 4) {
+    const int64_t ni = std::min<int64_t>(4, a.nq - i0);
+    const float* q[4];
+    for (int r = 0; r < 4; ++r) q[r] = r < ni ? a.q + (i0 + r) * a.ldq : zeros;
+    if (dh > 512) {
+      attention_rows(a, i0, i0 + ni, s);
+      continue;
+    }
+    // scores
+    for (int64_t j0 = 0; j0 < nkp; j0 += 8) {
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+             acc3 = _mm256_setzero_ps();
+      const float* kd = kt + j0;
+      for (int64_t d = 0; d < dh; ++d, kd += nkp) {
+        const __m256 kv = _mm256_loadu_ps(kd);
+        acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(q[0] + d), kv, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(q[1] + d), kv, acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_broadcast_ss(q[2] + d), kv, acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_broadcast_ss(q[3] + d), kv, acc3);
+      }
+      _mm256_storeu_ps(s + 0 * nkp + j0, acc0);
+      _mm256_storeu_ps(s + 1 * nkp + j0, acc1);
+      _mm256_storeu_ps(s + 2 * nkp + j0, acc2);
+      _mm256_storeu_ps(s + 3 * nkp + j0, acc3);
+    }
+    // bias and softmax (normalised probabilities, as torch.softmax)
+    for (int64_t r = 0; r < ni; ++r) {
+      float* sr = s + r * nkp;
+      if (a.rel_bias) {
+        const int64_t pos = a.q_pos ? a.q_pos[i0 + r] : i0 + r;
+        const float* b = a.rel_bias + (a.max_rel - pos);
+        for (int64_t j = 0; j < nk; ++j) sr[j] += b[j];
+      }
+      const float m = row_max(sr, nk);
+      const float inv = 1.0f / exp_shift_sum(sr, nk, m, true);
+      for (int64_t j = 0; j < nk; ++j) sr[j] *= inv;
+    }
+    for (int64_t r = ni; r < 4; ++r)
+      for (int64_t j = 0; j < nk; ++j) s[r * nkp + j] = 0.f;
+    // out = P . V
+    for (int64_t d0 = 0; d0 < dh; d0 += 8) {
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+             acc3 = _mm256_setzero_ps();
+      const float* vj = a.v + d0;
+      for (int64_t j = 0; j < nk; ++j, vj += a.ldv) {
+        const __m256 vv = _mm256_loadu_ps(vj);
+        acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(s + 0 * nkp + j), vv, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(s + 1 * nkp + j), vv, acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_broadcast_ss(s + 2 * nkp + j), vv, acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_broadcast_ss(s + 3 * nkp + j), vv, acc3);
+      }
+      const __m256 acc[4] = {acc0, acc1, acc2, acc3};
+      for (int64_t r = 0; r < ni; ++r) _mm256_storeu_ps(a.out + (i0 + r) * a.ldo + d0, acc[r]);
+    }
+  }
+}
+#else
+void attention_head(const AttentionHeadArgs& a) { attention_rows(a, 0, a.nq, a.scratch); }
+#endif
 
 void max_argmax_sumexp(const float* x, int64_t n, float* max, int32_t* argmax, float* sumexp) {
   const float m = row_max(x, n);

@@ -33,7 +33,7 @@ void MultiHeadAttention::compute<Device::cpu>(ConstMat q, const int32_t* q_pos, 
     a.nq = s.q_len;
     a.nk = s.k_len;
     a.dh = Dh;
-    a.scratch = thread_scratch(1, static_cast<size_t>(s.k_len));
+    a.scratch = thread_scratch(1, static_cast<size_t>(cpu::attention_scratch_size(s.k_len, Dh)));
     kern.attention_head(a);
   };
   // tiny inputs (a few short segments): the pool's wake-up would cost more than the work

@@ -1,6 +1,9 @@
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <vector>
 
+#include "core/profiler.h"
 #include "core/scratch.h"
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
@@ -41,16 +44,29 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
   const int64_t n_cb = (V + CB - 1) / CB, n_rb = (M + RB - 1) / RB;
   const cpu::Kernels& k = cpu::kernels();
   std::vector<Partial> part(static_cast<size_t>(M * n_cb));
+  Profiler* prof = Profiler::current();
+  std::atomic<int64_t> gemm_ns{0}, reduce_ns{0};
   pool.parallel_for(n_rb * n_cb, [&](int64_t task, int) {
     const int64_t r0 = (task / n_cb) * RB, b = task % n_cb, c0 = b * CB;
     const int64_t rows = std::min(RB, M - r0), cols = std::min(CB, V - c0);
     float* tile = thread_scratch(0, static_cast<size_t>(rows * cols));
+    const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     cpu::sgemm_nt(rows, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, cols);
+    const auto t1 = prof ? std::chrono::steady_clock::now() : t0;
     for (int64_t r = 0; r < rows; ++r) {
       Partial& p = part[(r0 + r) * n_cb + b];
       k.max_argmax_sumexp(tile + r * cols, cols, &p.max, &p.argmax, &p.sumexp);
     }
+    if (prof) {
+      const auto t2 = std::chrono::steady_clock::now();
+      gemm_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
+      reduce_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count();
+    }
   });
+  if (prof) {
+    prof->vocab_gemm_thread_seconds += gemm_ns.load() * 1e-9;
+    prof->vocab_reduce_thread_seconds += reduce_ns.load() * 1e-9;
+  }
   for (int64_t r = 0; r < M; ++r) {
     float m, lse;
     merge_row(&part[r * n_cb], n_cb, CB, &m, &pred[r], &lse);
