@@ -5,10 +5,10 @@
 #   tests/run_sanitized.sh [extra pytest args]       (from any directory; uses `python` on PATH)
 #
 # Python itself is not instrumented, so the ASan runtime is preloaded (LD_PRELOAD) and leak
-# detection is off (the interpreter's own allocations would be reported). The sanitized
-# gmlm_engine._core is put in front of the installed package through an overlay directory on
-# PYTHONPATH (a copy of python/gmlm_engine plus the sanitized extension), so the test environment
-# (torch, numpy, ...) is the current one and nothing installed is modified.
+# detection is off (the interpreter's own allocations would be reported). The installed
+# gmlm_engine (regular or editable) is used with its extension swapped for the sanitized one by a
+# small pytest plugin, so the test environment (torch, numpy, ...) is the current one and nothing
+# installed is modified. (Subprocesses started by tests use the installed extension.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -23,19 +23,35 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGMLM_SANITIZE=O
       -Dpybind11_DIR="$("$py" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
 cmake --build "$build" -j "${GMLM_BUILD_JOBS:-2}"
 
-overlay=$(mktemp -d)
-trap 'rm -rf "$overlay"' EXIT
-mkdir "$overlay/gmlm_engine"
-cp -r "$root"/python/gmlm_engine/. "$overlay/gmlm_engine/"
-rm -f "$overlay"/gmlm_engine/_core*.so
-cp "$build"/_core*.so "$overlay/gmlm_engine/"
+plugin=$(mktemp -d)
+trap 'rm -rf "$plugin"' EXIT
+cat > "$plugin/gmlm_sanitized_core.py" <<'PY'
+"""pytest plugin: gmlm_engine._core is the sanitized build named by $GMLM_SANITIZED_CORE."""
+import importlib.util
+import os
+import sys
 
+spec = importlib.util.spec_from_file_location("gmlm_engine._core", os.environ["GMLM_SANITIZED_CORE"])
+core = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(core)
+assert core.build_info()["sanitize"], core.build_info()
+import gmlm_engine  # noqa: E402
+
+sys.modules["gmlm_engine._core"] = core
+gmlm_engine._core = core
+print("sanitized gmlm_engine._core:", spec.origin)
+PY
+GMLM_SANITIZED_CORE=$(ls "$build"/_core*.so)
+export GMLM_SANITIZED_CORE
+
+# libstdc++ is preloaded too: ASan resolves the real __cxa_throw when it starts, and python does
+# not link libstdc++ (without it the first C++ exception aborts in the interceptor).
 asan=$(${CXX:-g++} -print-file-name=libasan.so)
-export LD_PRELOAD="$asan${LD_PRELOAD:+:$LD_PRELOAD}"
+stdcxx=$(${CXX:-g++} -print-file-name=libstdc++.so.6)
+export LD_PRELOAD="$asan:$stdcxx${LD_PRELOAD:+:$LD_PRELOAD}"
 export ASAN_OPTIONS="detect_leaks=0:alloc_dealloc_mismatch=0:detect_odr_violation=0:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
-export PYTHONPATH="$overlay${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$plugin${PYTHONPATH:+:$PYTHONPATH}"
 
-"$py" -c "import gmlm_engine._core as c, sys; i = c.build_info(); assert i['sanitize'], i; print('sanitized core:', c.__file__)"
-"$py" -m pytest -q -m "not slow" -p no:cacheprovider \
+"$py" -m pytest -q -s -m "not slow" -p no:cacheprovider -p gmlm_sanitized_core \
     tests/test_engine_parity.py tests/test_engine_api.py tests/test_engine_ops.py "$@"

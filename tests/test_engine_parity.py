@@ -49,7 +49,17 @@ OPTION_SETS = [
     dict(iterations=4, length_beam=3, init="random", seed=1),
     dict(iterations=4, length_beam=3, sampling=True, seed=2),
 ]
-N_QUICK = 40
+N_QUICK = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_one_thread():
+    """The reference is much faster single-threaded on these small models (and unaffected by
+    other processes on a busy machine); restored afterwards for the other test modules."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +147,21 @@ SLOW_OPTION_SETS = [
 ]
 
 
+def _outcome(r):
+    return (tuple(r.tokens), r.iterations, tuple(r.length_candidates))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("opts", SLOW_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-def test_trained_model_parity_on_test2016(opts):
+def test_trained_model_parity_on_test2016(opts, torch_one_thread):
+    """All 1000 test2016 sentences, batched as each decoder batches by default (32 / 64).
+
+    Both decoders compute in float32 with different GEMM kernels, and a sentence's numbers also
+    change in the last bits with its place in a batch (in both), so a decision that is a near-tie
+    (two confidences or scores within ~1e-6) can go either way. The test therefore asserts: at
+    most 0.5% of the sentences differ, and every difference is such a near-tie, witnessed by the
+    sentence translated alone: the engine's and the reference's outcomes, batched or alone,
+    overlap (one system flips between the other's outcomes with the batch context alone)."""
     if not (TRAINED / "config.json").is_file():
         pytest.skip(f"no trained model at {TRAINED}")
     d = os.environ.get("GMLM_DATA_DIR")
@@ -153,5 +175,11 @@ def test_trained_model_parity_on_test2016(opts):
     a = ref.translate_batch(src, **opts)
     b = eng.translate_batch(src, **opts)
     bad = mismatches(a, b, tol=1e-4)
-    assert bad == [], f"{len(bad)}/1000 differ: " + "; ".join(
+    print(f"\n{opts}: {len(bad)}/1000 translations differ: {bad}")
+    assert len(bad) <= 5, f"{len(bad)}/1000 differ: " + "; ".join(
         f"#{i}: {a[i].text!r} vs {b[i].text!r}" for i in bad[:3])
+    for i in bad:
+        ra, rb = ref.translate_batch([src[i]], **opts)[0], eng.translate_batch([src[i]], **opts)[0]
+        assert {_outcome(a[i]), _outcome(ra)} & {_outcome(b[i]), _outcome(rb)}, (
+            f"#{i} differs and no batch context makes the decoders agree: reference {a[i].text!r} / "
+            f"{ra.text!r}, engine {b[i].text!r} / {rb.text!r}")

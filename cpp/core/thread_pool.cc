@@ -42,9 +42,7 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::run_tasks(int thread) {
-  const Task& fn = *job_;
-  const int64_t n = job_size_;
+void ThreadPool::run_tasks(const Task& fn, int64_t n, int thread) {
   for (;;) {
     int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
     if (i >= n) break;
@@ -80,9 +78,12 @@ void ThreadPool::worker_loop(int thread) {
     seen = generation_.load(std::memory_order_acquire);
     if (stop_) return;
     if (!job_) continue;  // that job is already over
+    // read the job under the lock: the caller clears job_ once every task is done
+    const Task* fn = job_;
+    const int64_t n = job_size_;
     inside_.fetch_add(1, std::memory_order_acq_rel);
     lock.unlock();
-    run_tasks(thread);
+    run_tasks(*fn, n, thread);
     inside_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
@@ -106,7 +107,7 @@ void ThreadPool::parallel_for(int64_t n, const Task& fn) {
   }
   wake_.notify_all();
   t_in_task = true;
-  run_tasks(0);
+  run_tasks(fn, n, 0);
   t_in_task = false;
   while (finished_.load(std::memory_order_acquire) < n) GMLM_PAUSE();
   {

@@ -39,7 +39,7 @@ class ThreadPool {
 
  private:
   void worker_loop(int thread);
-  void run_tasks(int thread);
+  void run_tasks(const Task& fn, int64_t n, int thread);
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;               // guards job publication and sleeping
