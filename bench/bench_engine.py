@@ -7,7 +7,8 @@ time breakdown and its GEMMs' GFLOP/s next to the BLAS's SGEMM on the same shape
         [--out bench/results/engine_vs_reference.json]
 
 For each repeat and batch size both systems translate the same sentences in batches of that size
-(the order of the two systems alternates between repeats); sentences/s is the median over repeats,
+(the order of the two systems alternates between repeats, with a 1 s pause before each run so
+that the other system's idle threads have stopped spinning); sentences/s is the median over repeats,
 wall time around translate_batch including tokenization for both. The breakdown comes from an
 extra, profiled engine run (not timed). Quality: sacreBLEU of both systems' batch-64 output and
 the number of sentences whose translations differ.
@@ -125,12 +126,13 @@ def main(argv=None) -> int:
             n = args.n_batch1 if bs == 1 else args.n
             systems = [("engine", eng), ("reference", ref)]
             for name, tr in (systems if r % 2 == 0 else systems[::-1]):
+                time.sleep(1.0)  # let the other system's idle threads (OpenMP, the pool) stop spinning
                 sec, out = timed(tr, src[:n], bs, OPTS)
                 times[(name, bs)].append(sec)
                 outputs[(name, bs)] = out
                 print(f"repeat {r} batch {bs:3d} {name:9s} {n / sec:8.1f} sent/s", flush=True)
 
-    result = {"model": str(args.model), "options": OPTS, "threads": args.threads,
+    result = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "model": str(args.model), "options": OPTS, "threads": args.threads,
               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "blas": core.build_info()["blas"], "batches": {}}
     try:

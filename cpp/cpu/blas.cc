@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <atomic>
 #include <mutex>
 
 #include "core/error.h"
@@ -16,13 +17,21 @@ char* scipy_openblas_get_corename(void);
 namespace gmlm::cpu {
 
 namespace {
-std::once_flag g_init;
-std::mutex g_threads_mutex;  // serialises the benchmark's threaded calls
+std::mutex g_threads_mutex;     // serialises changes of OpenBLAS's (process-wide) thread count
+std::atomic<int> g_threads{0};  // the thread count OpenBLAS is set to (0: not set yet)
 
-void init_blas() {
-  // The engine's pool provides the parallelism; OpenBLAS's own threads stay idle.
-  std::call_once(g_init, [] { scipy_openblas_set_num_threads(1); });
+void set_threads(int n) {
+  if (g_threads.load(std::memory_order_acquire) == n) return;
+  std::lock_guard<std::mutex> lock(g_threads_mutex);
+  if (g_threads.load(std::memory_order_relaxed) != n) {
+    scipy_openblas_set_num_threads(n);
+    g_threads.store(n, std::memory_order_release);
+  }
 }
+
+// The engine's pool provides the parallelism; OpenBLAS's own threads stay idle. (Only the
+// benchmarks' baseline calls change this, and the next engine call sets it back.)
+void init_blas() { set_threads(1); }
 
 void check_dims(int64_t M, int64_t N, int64_t K) {
   GMLM_CHECK(M >= 0 && N >= 0 && K >= 0 && M < (int64_t(1) << 31) && N < (int64_t(1) << 31) &&
@@ -42,14 +51,11 @@ void sgemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
 }
 
 void sgemm_nt_blas_threads(int threads, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
-  init_blas();
   check_dims(M, N, K);
-  std::lock_guard<std::mutex> lock(g_threads_mutex);
-  scipy_openblas_set_num_threads(threads);
+  set_threads(threads);  // left there until the engine's next call: switching costs
   scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(M), static_cast<blasint>(N),
                     static_cast<blasint>(K), 1.f, A, static_cast<blasint>(K), B, static_cast<blasint>(K), 0.f, C,
                     static_cast<blasint>(N));
-  scipy_openblas_set_num_threads(1);
 }
 
 std::string blas_info() {

@@ -12,6 +12,8 @@ void sgemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
               float beta, float* C, int64_t ldc);
 
 // The same call with the BLAS's own threading (threads > 0), for benchmarks: "the BLAS's SGEMM".
+// Not for use while an engine computes: OpenBLAS's thread count is process-wide (the engine's
+// next sgemm_nt sets it back to 1).
 void sgemm_nt_blas_threads(int threads, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C);
 
 std::string blas_info();  // "OpenBLAS 0.3.x (core Haswell)"
