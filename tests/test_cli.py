@@ -39,3 +39,26 @@ def test_translate_file(tmp_path):
     info = tr.translate_file(src, tmp_path / "out.txt", batch_size=1)
     assert info["sentences"] == 2
     assert (tmp_path / "out.txt").read_text().split("\n")[:2] == [r.text for r in tr.translate_batch(["A man.", "A dog runs."])]
+
+
+def test_auto_engine_picks_the_reference_for_ar_models(monkeypatch, capsys):
+    from conftest import TINY_AR
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("A man rides a bike.\n"))
+    assert main(["translate", "--model", str(TINY_AR)]) == 0
+    expected = ReferenceTranslator(TINY_AR).translate_batch(["A man rides a bike."])[0].text
+    assert capsys.readouterr().out == expected + "\n"
+
+
+def test_compiled_engine_refuses_ar_model_cleanly(monkeypatch, capsys):
+    from conftest import TINY_AR
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("A man.\n"))
+    assert main(["translate", "--model", str(TINY_AR), "--engine", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--engine cpu" in err and "ar model" in err
+
+
+def test_missing_model_directory_is_a_clean_error(capsys, tmp_path):
+    assert main(["translate", "--model", str(tmp_path / "nope"), "-i", str(tmp_path / "x")]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -39,3 +39,13 @@ def test_token_batches_respect_budget_and_cover_everything():
     waste = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
     assert waste < 0.15 * sum(lengths)
     assert token_batches(lengths, 200, shuffle=True, seed=3) == batches
+
+
+def test_tokenizer_decodes_out_of_vocabulary_ids_as_unknown():
+    from conftest import TINY_GMLM
+    from gmlm_engine.tokenizer import Tokenizer
+
+    tok = Tokenizer(TINY_GMLM / "spm.model")
+    ids = tok.encode(["A man."])[0]
+    assert tok.decode(ids + [tok.vocab_size + 7]) == tok.decode(ids + [tok.unk_id])
+    assert tok.pieces([tok.vocab_size, -1]) == tok.pieces([tok.unk_id, tok.unk_id])

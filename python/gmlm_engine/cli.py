@@ -31,13 +31,24 @@ def _options(args, objective: str) -> dict:
 
 def _model_args(p):
     p.add_argument("--model", default="default", help="model directory (default: the shipped model)")
-    p.add_argument("--engine", choices=("cpu", "torch"), default="cpu",
-                   help="cpu: the compiled engine; torch: the PyTorch reference decoder")
+    p.add_argument("--engine", choices=("auto", "cpu", "torch"), default="auto",
+                   help="cpu: the compiled engine (gmlm models); torch: the PyTorch reference decoder; "
+                        "auto: cpu for gmlm models, torch for ar models")
     p.add_argument("--threads", type=int, default=0)
 
 
 def _translator(args):
-    if args.engine == "torch":
+    engine = args.engine
+    if engine != "torch":
+        from .config import read_model_dir
+
+        objective = read_model_dir(args.model).config.objective
+        if objective == "ar":
+            if engine == "cpu":
+                raise ValueError(f"--engine cpu: the compiled engine decodes gmlm models only and {args.model} is "
+                                 "an ar model; use --engine torch (or export it with gmlm export --ctranslate2)")
+            engine = "torch"
+    if engine == "torch":
         from .reference import ReferenceTranslator
 
         return ReferenceTranslator(args.model, threads=args.threads)
@@ -172,11 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .config import ModelError
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        from .config import ModelError  # noqa: F401
-
+    except (ValueError, FileNotFoundError, RuntimeError, ModelError) as e:
         print(f"gmlm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

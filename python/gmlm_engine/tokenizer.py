@@ -33,11 +33,17 @@ class Tokenizer:
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.sp.Encode(list(texts), out_type=int)
 
+    def _known(self, ids) -> list[int]:
+        # A model whose output layer is wider than this vocabulary can emit ids SentencePiece does
+        # not know; they decode as <unk> instead of raising from inside sentencepiece.
+        n = self.vocab_size
+        return [int(i) if 0 <= int(i) < n else self.unk_id for i in ids]
+
     def decode(self, ids: list[int]) -> str:
-        return self.sp.Decode([int(i) for i in ids])
+        return self.sp.Decode(self._known(ids))
 
     def pieces(self, ids: list[int]) -> list[str]:
-        return [self.sp.IdToPiece(int(i)) for i in ids]
+        return [self.sp.IdToPiece(i) for i in self._known(ids)]
 
 
 def train_spm(texts_files: list[str | os.PathLike], model_path: str | os.PathLike, vocab_size: int = 8000,
