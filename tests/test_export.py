@@ -66,3 +66,29 @@ def test_distill_writes_teacher_beam_translations(tmp_path):
     export_ctranslate2(TINY_AR, tmp_path / "ct2")
     assert lines == CT2Translator(tmp_path / "ct2").translate_batch(SOURCES, beam_size=2, max_decoding_length=48)
     assert len(lines) == len(SOURCES) and lines[2] == ""
+
+
+def test_pack_float16_decodes_like_the_rounded_float32_model(tmp_path):
+    import numpy as np
+
+    from gmlm_engine.cli import main
+    from gmlm_engine.config import load_weights_numpy, read_model_dir
+    from gmlm_engine.reference import ReferenceTranslator
+    from conftest import TINY_GMLM
+
+    out = tmp_path / "packed"
+    assert main(["export", str(TINY_GMLM), "--pack", str(out)]) == 0
+    w32 = load_weights_numpy(read_model_dir(TINY_GMLM))
+    w16 = load_weights_numpy(read_model_dir(out))
+    assert set(w16) == set(w32)
+    for k in w32:  # stored as float16, read back as float32: exactly the rounded values
+        np.testing.assert_array_equal(w16[k], w32[k].astype(np.float16).astype(np.float32))
+    assert (out / "model.safetensors").stat().st_size < 0.6 * (TINY_GMLM / "model.safetensors").stat().st_size
+    assert read_model_dir(out).training["storage_dtype"] == "float16"
+    src = ["A man rides a bike.", "Two dogs play in the snow."]
+    from gmlm_engine import Translator
+
+    r = ReferenceTranslator(out).translate_batch(src, iterations=3)
+    assert [x.tokens for x in Translator(out).translate_batch(src, iterations=3)] == [x.tokens for x in r]
+    assert main(["export", str(TINY_GMLM), "--pack", str(out)]) == 2       # exists: refuses without --force
+    assert main(["export", str(TINY_GMLM), "--pack", str(out), "--dtype", "int8", "--force"]) == 2

@@ -81,10 +81,16 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_ctranslate2
+    from .export import export_ctranslate2, pack_model
 
-    out = export_ctranslate2(args.model_dir, args.ctranslate2, quantization=args.quantization, force=args.force)
-    print(f"wrote {out}", file=sys.stderr)
+    if not args.ctranslate2 and not args.pack:
+        raise ValueError("export: give --ctranslate2 OUT_DIR and/or --pack OUT_DIR")
+    if args.ctranslate2:
+        out = export_ctranslate2(args.model_dir, args.ctranslate2, quantization=args.quantization, force=args.force)
+        print(f"wrote {out}", file=sys.stderr)
+    if args.pack:
+        out = pack_model(args.model_dir, args.pack, dtype=args.dtype, force=args.force)
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -144,9 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", default=None, help="write the translations")
     e.set_defaults(func=cmd_eval)
 
-    x = sub.add_parser("export", help="export an ar model to CTranslate2")
+    x = sub.add_parser("export", help="export an ar model to CTranslate2, or pack a model with float16 weights")
     x.add_argument("model_dir")
-    x.add_argument("--ctranslate2", required=True, metavar="OUT_DIR")
+    x.add_argument("--ctranslate2", default=None, metavar="OUT_DIR", help="export an ar model to CTranslate2")
+    x.add_argument("--pack", default=None, metavar="OUT_DIR",
+                   help="copy the model directory with float16 weights (the shipped models' format)")
+    x.add_argument("--dtype", default="float16", help="storage dtype for --pack: float16 | float32")
     x.add_argument("--quantization", default=None)
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=cmd_export)
@@ -187,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, ModelError) as e:
+    except (ValueError, OSError, RuntimeError, ModelError) as e:
         print(f"gmlm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

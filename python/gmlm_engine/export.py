@@ -49,6 +49,37 @@ def export_hf(model_dir, out_dir) -> Path:
     return out
 
 
+def pack_model(model_dir, out_dir, dtype: str = "float16", force: bool = False) -> Path:
+    """Copy a model directory with its weights stored as float16 (half the size) or float32.
+
+    The engines and the reference decoder read either and compute in float32, so a packed model
+    decodes exactly like the float32 model with its weights rounded to float16 once.
+    """
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+    files = read_model_dir(model_dir)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} exists and is not empty (use force=True / --force)")
+    w = load_weights_numpy(files)
+    packed = {k: v.astype(np.float16 if dtype == "float16" else np.float32) for k, v in w.items()}
+    for k, v in packed.items():
+        if not np.isfinite(v).all():
+            raise ModelError(f"{files.path}: tensor {k} overflows {dtype}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(packed, str(out / "model.safetensors"), metadata={"format": "pt"})
+    files.config.save(out / "config.json")
+    shutil.copyfile(files.spm_path, out / "spm.model")
+    card = dict(files.training)
+    card["storage_dtype"] = dtype
+    card["packed_from"] = str(files.path)
+    (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+    return out
+
+
 def export_ctranslate2(model_dir, out_dir, quantization: str | None = None, force: bool = False) -> Path:
     try:
         import ctranslate2.converters
