@@ -13,6 +13,10 @@
 #include "decoding/refine.h"
 #include "models/t5_model.h"
 #include "ops/gemm.h"
+#if GMLM_WITH_CUDA
+#include "cuda/cuda_engine.h"
+#include "cuda/device.h"
+#endif
 
 namespace py = pybind11;
 
@@ -91,6 +95,30 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
   return out;
 }
 
+RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std::string& remask,
+                             std::optional<double> threshold, bool stutter_remask, const std::string& init,
+                             bool sampling, uint64_t seed, bool return_history, int32_t first_random_id) {
+  RefineOptions o;
+  GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
+  GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
+  GMLM_CHECK_ARG(init == "mask" || init == "random", "init must be 'mask' or 'random', got ", init);
+  o.iterations = iterations;
+  o.length_beam = length_beam;
+  o.threshold_remask = remask == "threshold";
+  if (o.threshold_remask) {
+    GMLM_CHECK_ARG(threshold && *threshold > 0.0 && *threshold < 1.0,
+                   "threshold must be a probability in (0, 1) with remask='threshold'");
+    o.log_threshold = std::log(*threshold);
+  }
+  o.stutter_remask = stutter_remask;
+  o.init_random = init == "random";
+  o.sampling = sampling;
+  o.seed = seed;
+  o.return_history = return_history;
+  o.first_random_id = first_random_id;
+  return o;
+}
+
 py::array_t<float> to_numpy(const float* data, int64_t rows, int64_t cols) {
   py::array_t<float> a({rows, cols});
   std::memcpy(a.mutable_data(), data, sizeof(float) * rows * cols);
@@ -116,24 +144,8 @@ class Engine {
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
                      int32_t first_random_id) {
-    RefineOptions o;
-    GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
-    GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
-    GMLM_CHECK_ARG(init == "mask" || init == "random", "init must be 'mask' or 'random', got ", init);
-    o.iterations = iterations;
-    o.length_beam = length_beam;
-    o.threshold_remask = remask == "threshold";
-    if (o.threshold_remask) {
-      GMLM_CHECK_ARG(threshold && *threshold > 0.0 && *threshold < 1.0,
-                     "threshold must be a probability in (0, 1) with remask='threshold'");
-      o.log_threshold = std::log(*threshold);
-    }
-    o.stutter_remask = stutter_remask;
-    o.init_random = init == "random";
-    o.sampling = sampling;
-    o.seed = seed;
-    o.return_history = return_history;
-    o.first_random_id = first_random_id;
+    const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
+                                           seed, return_history, first_random_id);
     auto src = id_lists(sources, "source", model_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -258,7 +270,105 @@ class Engine {
   Profiler profile_;
 };
 
+#if GMLM_WITH_CUDA
+// gmlm_engine._core.CudaEngine: the model on one GPU, the refinement loop on the device (cuda/).
+class CudaEngineBinding {
+ public:
+  CudaEngineBinding(const py::dict& config, const py::dict& weights, const std::string& compute_type, int device) {
+    T5Config cfg = config_from_dict(config);
+    WeightMap w = weights_from_dict(weights);
+    py::gil_scoped_release release;
+    engine_ = std::make_unique<cuda::CudaEngine>(cfg, w, compute_type, device);
+  }
+
+  py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
+                     const std::string& remask, std::optional<double> threshold, bool stutter_remask,
+                     const std::string& init, bool sampling, uint64_t seed, bool return_history,
+                     int32_t first_random_id) {
+    const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
+                                           seed, return_history, first_random_id);
+    auto src = id_lists(sources, "source", engine_->config().vocab_size);
+    std::vector<RefineResult> res;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      res = engine_->translate(src, o);
+    }
+    py::list out;
+    for (auto& r : res) out.append(py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates));
+    return out;
+  }
+
+  py::dict stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const cuda::EngineStats s = engine_->stats();
+    py::dict d;
+    d["batches"] = s.batches;
+    d["iterations"] = s.iterations;
+    d["graphs_captured"] = s.graphs_captured;
+    d["graph_launches"] = s.graph_launches;
+    d["compactions"] = s.compactions;
+    d["total"] = s.seconds;
+    return d;
+  }
+
+  void set_use_graphs(bool on) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    engine_->set_use_graphs(on);
+  }
+
+  std::string compute_type() const { return engine_->compute_type(); }
+  std::string device() const { return engine_->device_description(); }
+
+ private:
+  std::unique_ptr<cuda::CudaEngine> engine_;
+  std::mutex mutex_;
+};
+#endif
+
+// Whether this build has the CUDA engine and how many devices it sees (with the reason when none).
+py::dict cuda_status() {
+  py::dict d;
+#if GMLM_WITH_CUDA
+  std::string why;
+  const int n = cuda::device_count(&why);
+  d["built"] = true;
+  d["device_count"] = n;
+  d["reason"] = n > 0 ? std::string() : why;
+  py::list names;
+  for (int i = 0; i < n; ++i) names.append(cuda::device_description(i));
+  d["devices"] = names;
+#else
+  d["built"] = false;
+  d["device_count"] = 0;
+  d["reason"] = std::string("this build of gmlm_engine has no CUDA support (build with GMLM_WITH_CUDA=ON)");
+  d["devices"] = py::list();
+#endif
+  return d;
+}
+
 void register_engine(py::module_& m) {
+  m.def("cuda_status", &cuda_status,
+        "{'built': CUDA engine compiled in, 'device_count': usable devices, 'reason': why none (or ''),\n"
+        "'devices': descriptions}. Never raises: a missing driver or GPU is reported in 'reason'.");
+#if GMLM_WITH_CUDA
+  py::class_<CudaEngineBinding>(m, "CudaEngine", "A GMLM model loaded into the CUDA engine (one GPU).")
+      .def(py::init<const py::dict&, const py::dict&, const std::string&, int>(), py::arg("config"), py::arg("weights"),
+           py::arg("compute_type") = "float32", py::arg("device") = 0,
+           "Load a model onto CUDA device `device`: config and weights as for Engine; compute_type float32,\n"
+           "float16 or bfloat16. RuntimeError when CUDA or the device is unavailable.")
+      .def("translate", &CudaEngineBinding::translate, py::arg("sources"), py::arg("iterations"),
+           py::arg("length_beam"), py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"),
+           py::arg("sampling"), py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"),
+           "As Engine.translate, on the GPU. The GIL is released while decoding.")
+      .def("stats", &CudaEngineBinding::stats,
+           "Counters since load: batches, iterations, graphs_captured, graph_launches, compactions, total seconds.")
+      .def("set_use_graphs", &CudaEngineBinding::set_use_graphs, py::arg("enabled"),
+           "Replay captured CUDA graphs (default) or launch every kernel of every iteration.")
+      .def_property_readonly("compute_type", &CudaEngineBinding::compute_type, "float32, float16 or bfloat16.")
+      .def_property_readonly("device", &CudaEngineBinding::device, "The GPU, in words.");
+#endif
+
   py::class_<Engine>(m, "Engine", "A GMLM model loaded into the compiled CPU engine.")
       .def(py::init<const py::dict&, const py::dict&, int>(), py::arg("config"), py::arg("weights"),
            py::arg("intra_threads") = 0,

@@ -16,6 +16,11 @@
 #include "ops/rms_norm.h"
 #include "ops/select.h"
 #include "ops/vocab_argmax.h"
+#if GMLM_WITH_CUDA
+#include "cuda/device.h"
+#include "cuda/launch.h"
+#include "ops/embedding.h"
+#endif
 
 namespace py = pybind11;
 
@@ -114,6 +119,151 @@ py::tuple vocab_argmax(const FArray& h, const FArray& w, int threads) {
   return py::make_tuple(pred, conf);
 }
 
+#if GMLM_WITH_CUDA
+// --- the same ops on a CUDA device: numpy in, device copies, the op through its dispatch, numpy out
+namespace cu {
+
+struct Dev {
+  cuda::DeviceBuffer buf;
+  template <typename T>
+  explicit Dev(const T* host, size_t n) : buf(sizeof(T) * std::max<size_t>(n, 1)) {
+    cuda::copy_to_device(buf.get(), host, sizeof(T) * n);
+  }
+  explicit Dev(size_t bytes) : buf(std::max<size_t>(bytes, 1)) {}
+  float* f() const { return buf.as<float>(); }
+};
+
+ConstMat dmat(const Dev& d, const FArray& a) { return {d.f(), a.shape(0), a.shape(1), a.shape(1), Device::cuda}; }
+
+FArray to_host(const Dev& d, int64_t rows, int64_t cols) {
+  FArray y({rows, cols});
+  cuda::copy_to_host(y.mutable_data(), d.f(), sizeof(float) * rows * cols);
+  return y;
+}
+
+FArray gemm(const FArray& a, const FArray& b, const std::string& epilogue) {
+  ConstMat A = cmat(a), B = cmat(b);
+  ops::Gemm g;
+  if (epilogue == "relu") g.epilogue = ops::Epilogue::relu;
+  else if (epilogue == "gated_gelu") g.epilogue = ops::Epilogue::gated_gelu;
+  else GMLM_CHECK_ARG(epilogue == "none", "epilogue must be none, relu or gated_gelu");
+  GMLM_CHECK_ARG(A.cols == B.cols, "gemm: a is (", A.rows, ", ", A.cols, ") and b is (", B.rows, ", ", B.cols, ")");
+  const int64_t N = g.epilogue == ops::Epilogue::gated_gelu ? B.rows / 2 : B.rows;
+  Dev da(a.data(), a.size()), db(b.data(), b.size()), dy(sizeof(float) * A.rows * N);
+  py::gil_scoped_release release;
+  g(dmat(da, a), dmat(db, b), Mat{dy.f(), A.rows, N, N, Device::cuda}, pool_for(1));
+  py::gil_scoped_acquire acquire;
+  return to_host(dy, A.rows, N);
+}
+
+FArray rms_norm(const FArray& x, const FArray& gamma, float eps) {
+  ConstMat X = cmat(x);
+  GMLM_CHECK_ARG(gamma.ndim() == 1 && gamma.shape(0) == X.cols, "gamma must be (D,)");
+  Dev dx(x.data(), x.size()), dg(gamma.data(), gamma.size()), dy(sizeof(float) * x.size());
+  ops::RMSNorm{eps}(dmat(dx, x), dg.f(), Mat{dy.f(), X.rows, X.cols, X.cols, Device::cuda}, nullptr);
+  return to_host(dy, X.rows, X.cols);
+}
+
+FArray embedding(const FArray& table, const std::vector<int32_t>& ids) {
+  ConstMat Tm = cmat(table);
+  for (int32_t id : ids) GMLM_CHECK_ARG(id >= 0 && id < Tm.rows, "token id ", id, " outside the table");
+  const int64_t n = static_cast<int64_t>(ids.size());
+  Dev dt(table.data(), table.size()), di(ids.data(), ids.size()), dy(sizeof(float) * n * Tm.cols);
+  ops::Embedding()(dmat(dt, table), di.buf.as<int32_t>(), n, Mat{dy.f(), n, Tm.cols, Tm.cols, Device::cuda});
+  return to_host(dy, n, Tm.cols);
+}
+
+FArray attention(const FArray& q, const FArray& k, const FArray& v, const std::vector<std::array<int64_t, 4>>& segs,
+                 int64_t num_heads, std::optional<FArray> rel_bias, std::optional<std::vector<int32_t>> q_pos) {
+  ConstMat Q = cmat(q), Kc = cmat(k), Vc = cmat(v);
+  GMLM_CHECK_ARG(num_heads >= 1 && Q.cols % num_heads == 0, "num_heads must divide the width");
+  std::vector<ops::AttentionSegment> s;
+  for (auto& a : segs) s.push_back({a[0], a[1], a[2], a[3]});
+  int64_t max_rel = 0;
+  std::unique_ptr<Dev> dbias, dpos;
+  if (rel_bias) {
+    GMLM_CHECK_ARG(rel_bias->ndim() == 2 && rel_bias->shape(0) == num_heads && rel_bias->shape(1) % 2 == 1,
+                   "rel_bias must be (H, 2m+1)");
+    max_rel = (rel_bias->shape(1) - 1) / 2;
+    dbias = std::make_unique<Dev>(rel_bias->data(), rel_bias->size());
+  }
+  if (q_pos) {
+    GMLM_CHECK_ARG(static_cast<int64_t>(q_pos->size()) == Q.rows, "q_pos needs one entry per query row");
+    for (const auto& sg : s)
+      for (int64_t i = 0; i < sg.q_len; ++i) {
+        const int32_t p = (*q_pos)[sg.q_begin + i];
+        GMLM_CHECK_ARG(p >= 0 && p < sg.k_len, "query position ", p, " outside its segment");
+      }
+    dpos = std::make_unique<Dev>(q_pos->data(), q_pos->size());
+  }
+  std::vector<float> zeros(static_cast<size_t>(Q.rows * Q.cols), 0.f);
+  Dev dq(q.data(), q.size()), dk(k.data(), k.size()), dv(v.data(), v.size()), dout(zeros.data(), zeros.size());
+  ops::MultiHeadAttention(num_heads, Q.cols / num_heads)(
+      dmat(dq, q), dpos ? dpos->buf.as<int32_t>() : nullptr, dmat(dk, k), dmat(dv, v), s, dbias ? dbias->f() : nullptr,
+      max_rel, Mat{dout.f(), Q.rows, Q.cols, Q.cols, Device::cuda}, pool_for(1));
+  return to_host(dout, Q.rows, Q.cols);
+}
+
+py::tuple vocab_argmax(const FArray& h, const FArray& w) {
+  ConstMat Hm = cmat(h);
+  Dev dh(h.data(), h.size()), dw(w.data(), w.size()), dp(sizeof(int32_t) * Hm.rows), dc(sizeof(float) * Hm.rows);
+  {
+    py::gil_scoped_release release;
+    ops::VocabArgmax()(dmat(dh, h), dmat(dw, w), dp.buf.as<int32_t>(), dc.f(), pool_for(1));
+  }
+  py::array_t<int32_t> pred(Hm.rows);
+  FArray conf(Hm.rows);
+  cuda::copy_to_host(pred.mutable_data(), dp.buf.get(), sizeof(int32_t) * Hm.rows);
+  cuda::copy_to_host(conf.mutable_data(), dc.buf.get(), sizeof(float) * Hm.rows);
+  return py::make_tuple(pred, conf);
+}
+
+// The device re-masking of whole candidates (the refinement loop's remask_block): conf, just-masked
+// flags and tokens of each candidate back to back, lengths per candidate, n per candidate (linear).
+std::vector<bool> remask(const std::vector<float>& conf, const std::vector<uint8_t>& just,
+                         const std::vector<int32_t>& tokens, const std::vector<int32_t>& lengths,
+                         const std::vector<int64_t>& n, bool threshold, double log_threshold, bool stutter) {
+  const size_t R = conf.size(), C = lengths.size();
+  GMLM_CHECK_ARG(just.size() == R && tokens.size() == R && n.size() == C, "remask: inconsistent sizes");
+  std::vector<int32_t> begin(C);
+  int64_t r = 0, max_len = 1;
+  for (size_t c = 0; c < C; ++c) {
+    GMLM_CHECK_ARG(lengths[c] >= 1 && lengths[c] <= 4096, "remask: lengths must be in [1, 4096]");
+    begin[c] = static_cast<int32_t>(r);
+    r += lengths[c];
+    max_len = std::max<int64_t>(max_len, lengths[c]);
+  }
+  GMLM_CHECK_ARG(static_cast<size_t>(r) == R, "remask: lengths do not add up to the arrays");
+  Dev dc(conf.data(), R), dj(just.data(), R), dt(tokens.data(), R), db(begin.data(), C), dl(lengths.data(), C),
+      dn(n.data(), C), dm(R);
+  cuda::remask_test(dc.f(), dj.buf.as<uint8_t>(), dt.buf.as<int32_t>(), db.buf.as<int32_t>(), dl.buf.as<int32_t>(),
+                    dn.buf.as<int64_t>(), static_cast<int64_t>(C), threshold, log_threshold, stutter,
+                    dm.buf.as<uint8_t>(), max_len, nullptr);
+  cuda::synchronize_device();
+  std::vector<uint8_t> m(R);
+  cuda::copy_to_host(m.data(), dm.buf.get(), R);
+  return std::vector<bool>(m.begin(), m.end());
+}
+
+// Length candidates of each row of logits (B, n).
+std::vector<std::vector<int32_t>> length_candidates(const FArray& logits, int64_t k) {
+  ConstMat L = cmat(logits);
+  GMLM_CHECK_ARG(k >= 1 && k <= L.cols, "k must be in [1, ", L.cols, "]");
+  std::vector<int32_t> rows(L.rows);
+  for (int64_t b = 0; b < L.rows; ++b) rows[b] = static_cast<int32_t>(b);
+  Dev dl(logits.data(), logits.size()), dr(rows.data(), rows.size()), dout(sizeof(int32_t) * L.rows * k);
+  cuda::length_candidates(dl.f(), L.cols, dr.buf.as<int32_t>(), L.rows, L.cols, k, dout.buf.as<int32_t>(), nullptr);
+  cuda::synchronize_device();
+  std::vector<int32_t> flat(L.rows * k);
+  cuda::copy_to_host(flat.data(), dout.buf.get(), sizeof(int32_t) * flat.size());
+  std::vector<std::vector<int32_t>> out(L.rows);
+  for (int64_t b = 0; b < L.rows; ++b) out[b].assign(flat.begin() + b * k, flat.begin() + (b + 1) * k);
+  return out;
+}
+
+}  // namespace cu
+#endif
+
 }  // namespace
 
 void register_ops(py::module_& m) {
@@ -144,6 +294,21 @@ void register_ops(py::module_& m) {
         return l;
       }, py::arg("logits"), py::arg("k"), "The k most probable lengths (ties: shorter first).");
   o.def("column_block", &ops::Gemm::column_block, py::arg("n"), "GEMM column block width for N columns.");
+#if GMLM_WITH_CUDA
+  py::module_ c = m.def_submodule("cuda_ops", "The same ops on the CUDA device (numpy in and out), for tests.");
+  c.def("gemm", &cu::gemm, py::arg("a"), py::arg("b"), py::arg("epilogue") = "none", "a . b^T through cuBLAS.");
+  c.def("rms_norm", &cu::rms_norm, py::arg("x"), py::arg("gamma"), py::arg("eps"), "RMSNorm rows.");
+  c.def("embedding", &cu::embedding, py::arg("table"), py::arg("ids"), "Rows of table.");
+  c.def("attention", &cu::attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("segments"),
+        py::arg("num_heads"), py::arg("rel_bias") = py::none(), py::arg("q_pos") = py::none(),
+        "Fused multi-head attention over packed segments (q_begin, q_len, k_begin, k_len).");
+  c.def("vocab_argmax", &cu::vocab_argmax, py::arg("h"), py::arg("w"), "(pred, conf) per row.");
+  c.def("remask", &cu::remask, py::arg("conf"), py::arg("just"), py::arg("tokens"), py::arg("lengths"), py::arg("n"),
+        py::arg("threshold"), py::arg("log_threshold"), py::arg("stutter"),
+        "New masks of candidates (linear with n per candidate, or threshold), plus stutter.");
+  c.def("length_candidates", &cu::length_candidates, py::arg("logits"), py::arg("k"),
+        "The k most probable lengths of each row (ties: shorter first).");
+#endif
 }
 
 }  // namespace gmlm

@@ -19,14 +19,15 @@ void MultiHeadAttention::operator()(ConstMat q, const int32_t* q_pos, ConstMat k
                "attention: segment q [", s.q_begin, ", +", s.q_len, ") k [", s.k_begin, ", +", s.k_len, ")");
     if (rel_bias) {
       GMLM_CHECK(s.k_len - 1 <= max_rel, "attention: ", s.k_len, " keys exceed the bias table (", max_rel, ")");
-      for (int64_t i = 0; i < s.q_len; ++i) {
+      // q_pos is device memory for cuda operands (the CUDA kernel clamps positions instead)
+      for (int64_t i = 0; q.device == Device::cpu && i < s.q_len; ++i) {
         const int64_t p = q_pos ? q_pos[s.q_begin + i] : i;
         GMLM_CHECK(p >= 0 && p < s.k_len, "attention: query position ", p, " outside its segment of ", s.k_len);
       }
     }
   }
   Profiler::Scope scope(Phase::attention);
-  GMLM_DISPATCH_DEVICE(q.device, compute<Device::cpu>(q, q_pos, k, v, segs, rel_bias, max_rel, out, pool));
+  GMLM_DISPATCH_DEVICE(q.device, compute, q, q_pos, k, v, segs, rel_bias, max_rel, out, pool);
 }
 
 }  // namespace gmlm::ops

@@ -33,7 +33,7 @@ void Gemm::operator()(ConstMat a, ConstMat b, Mat y, ThreadPool& pool) const {
   GMLM_CHECK(!gated || beta == 0.f, "gemm: the gated epilogue needs beta = 0");
   GMLM_CHECK(a.device == b.device && a.device == y.device, "gemm: operands on different devices");
   Profiler::Scope scope(Phase::gemm);
-  GMLM_DISPATCH_DEVICE(a.device, compute<Device::cpu>(a, b, y, pool));
+  GMLM_DISPATCH_DEVICE(a.device, compute, a, b, y, pool);
   if (Profiler* p = scope.profiler()) {
     const double flops = 2.0 * a.rows * b.rows * a.cols;
     p->gemm_flops += flops;

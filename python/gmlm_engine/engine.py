@@ -1,12 +1,13 @@
-"""The compiled CPU engine behind gmlm_engine.Translator.
+"""The compiled engine behind gmlm_engine.Translator (CPU, and CUDA in a GMLM_WITH_CUDA build).
 
     from gmlm_engine.engine import Translator
     tr = Translator("default", device="cpu", compute_type="float32", intra_threads=0)
     tr.translate_batch(["A man rides a bike."], iterations=4, length_beam=3)
+    Translator("default", device="cuda", compute_type="float16")   # CUDA build + GPU (docs/cuda.md)
 
 Python does the text side (SentencePiece, options, sorting inputs into batches, results in input
 order); each batch is decoded by one call into gmlm_engine._core, which runs the whole refinement
-loop in C++ with the GIL released. No PyTorch is imported here.
+loop in C++ (or on the GPU) with the GIL released. No PyTorch is imported here.
 """
 from __future__ import annotations
 
@@ -22,6 +23,37 @@ from .tokenizer import NUM_SPECIAL, Tokenizer
 # 64 sentences (about 3000 decoder rows) keep the GEMMs near the BLAS's peak.
 DEFAULT_BATCH = 64
 COMPUTE_TYPES = ("float32", "default", "auto")
+CUDA_COMPUTE_TYPES = ("float32", "float16", "bfloat16", "default", "auto")
+
+
+class DeviceUnavailableError(ValueError, RuntimeError):
+    """device="cuda" cannot be used: this build has no CUDA engine, or CUDA finds no usable GPU.
+    (Both a ValueError, like other bad options, and a RuntimeError, like other CUDA failures.)"""
+
+
+def _parse_device(device) -> tuple[str, int]:
+    if device == "cpu":
+        return "cpu", 0
+    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
+        if device == "cuda":
+            return "cuda", 0
+        index = device[5:]
+        if not index.isdigit():
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        return "cuda", int(index)
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def cuda_status() -> dict:
+    """Whether this installation has the CUDA engine and the GPUs it sees (never raises)."""
+    try:
+        core = _core()
+    except ImportError as e:
+        return {"built": False, "device_count": 0, "reason": str(e), "devices": []}
+    if not hasattr(core, "cuda_status"):
+        return {"built": False, "device_count": 0, "reason": "gmlm_engine._core predates the CUDA engine",
+                "devices": []}
+    return dict(core.cuda_status())
 
 
 def _core():
@@ -36,24 +68,34 @@ def _core():
 class Translator(TranslatorFrontEnd):
     """A GMLM translation model loaded into the compiled engine.
 
-    model: a model directory or "default"; device: "cpu"; compute_type: "float32" ("default" and
-    "auto" mean float32, the only compute type of the CPU engine; fp16 weights are converted on
-    load); intra_threads: threads for the BLAS and the engine's kernels (0: the cores available).
+    model: a model directory or "default"; device: "cpu", or "cuda" / "cuda:N" in a build with the
+    CUDA engine (DeviceUnavailableError otherwise, or without a usable GPU); compute_type: "float32"
+    ("default" and "auto" mean float32, the only compute type of the CPU engine; fp16 weights are
+    converted on load), on cuda also "float16" and "bfloat16"; intra_threads: threads for the BLAS
+    and the engine's kernels (0: the cores available; unused on cuda).
     One Translator may be called from several threads; the calls then run one after the other.
     """
 
     def __init__(self, model: str | os.PathLike = "default", device: str = "cpu", compute_type: str = "float32",
                  intra_threads: int = 0):
-        if device != "cpu":
-            if device == "cuda" or str(device).startswith("cuda:"):
-                raise ValueError("device 'cuda' is not available in this build of gmlm_engine (CPU engine only)")
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if compute_type not in COMPUTE_TYPES:
-            raise ValueError(f"compute_type must be one of {COMPUTE_TYPES}, got {compute_type!r}")
+        kind, index = _parse_device(device)
+        if kind == "cuda":
+            status = cuda_status()
+            if not status["built"]:
+                raise DeviceUnavailableError(
+                    "device 'cuda' is not available in this build of gmlm_engine (CPU engine only; rebuild with "
+                    "GMLM_WITH_CUDA=ON, see docs/cuda.md)")
+            if status["device_count"] <= index:
+                reason = status["reason"] or f"{status['device_count']} CUDA device(s)"
+                raise DeviceUnavailableError(f"device {device!r} is not available: {reason}")
+        allowed = CUDA_COMPUTE_TYPES if kind == "cuda" else COMPUTE_TYPES
+        if compute_type not in allowed:
+            raise ValueError(f"compute_type must be one of {allowed} on {kind}, got {compute_type!r}")
         if isinstance(intra_threads, bool) or not isinstance(intra_threads, int) or intra_threads < 0:
             raise ValueError(f"intra_threads must be an integer >= 0, got {intra_threads!r}")
         core = _core()
-        self.device, self.compute_type = device, "float32"
+        self.device = device
+        self.compute_type = "float32" if compute_type in ("default", "auto") else compute_type
         self.files = read_model_dir(model)
         self.cfg = self.files.config
         if self.cfg.objective != "gmlm":
@@ -66,15 +108,18 @@ class Translator(TranslatorFrontEnd):
                              f"exceeds the model's vocab_size {self.cfg.vocab_size}")
         weights = load_weights_numpy(self.files)
         try:
-            self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads)
+            if kind == "cuda":
+                self._engine = core.CudaEngine(self.cfg.to_dict(), weights, self.compute_type, index)
+            else:
+                self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads)
         except ValueError as e:
             raise ModelError(f"{self.files.path}: {e}") from None
         self._lock = threading.Lock()  # the tokenizer is not documented as thread-safe
 
     @property
     def intra_threads(self) -> int:
-        """Threads the engine uses."""
-        return self._engine.num_threads
+        """Threads the engine uses (1 on cuda: one host thread drives the GPU)."""
+        return getattr(self._engine, "num_threads", 1)
 
     def translate_batch(self, source, *, iterations=4, length_beam=3, remask="linear", threshold=None,
                         stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
@@ -109,10 +154,14 @@ class Translator(TranslatorFrontEnd):
 
     # --- introspection (tests and benchmarks) -------------------------------------------------
     def set_profiling(self, enabled: bool = True) -> None:
-        """Collect a time breakdown of the engine (see profile())."""
-        self._engine.set_profiling(enabled)
+        """Collect a time breakdown of the engine (see profile()); the CUDA engine always counts."""
+        if hasattr(self._engine, "set_profiling"):
+            self._engine.set_profiling(enabled)
 
     def profile(self) -> dict:
         """Seconds per phase (gemm, attention, vocab, remask, layers_other, total), GEMM flops and the
-        GEMM shapes (M, N, K, calls, seconds) since set_profiling(True)."""
-        return self._engine.profile()
+        GEMM shapes (M, N, K, calls, seconds) since set_profiling(True). On cuda: the engine's counters
+        (batches, iterations, graphs_captured, graph_launches, compactions, total seconds)."""
+        if hasattr(self._engine, "profile"):
+            return self._engine.profile()
+        return self._engine.stats()
