@@ -1,0 +1,155 @@
+"""gmlm bench: the harness's outputs, and that every row's numbers come from that system's own output."""
+import hashlib
+import json
+
+import pytest
+
+from gmlm_engine import benchmark
+from gmlm_engine.benchmark import System, run_benchmark, write_results
+from gmlm_engine.cli import build_parser, main
+from gmlm_engine.evaluate import score
+from conftest import TINY_AR, TINY_GMLM
+
+PAIRS = [
+    ("A man rides a bike.", "Ein Mann fährt Fahrrad."),
+    ("Two dogs play in the snow.", "Zwei Hunde spielen im Schnee."),
+    ("A woman is reading a book in the park.", "Eine Frau liest ein Buch im Park."),
+    ("A child is eating an apple.", "Ein Kind isst einen Apfel."),
+    ("Three people are walking down the street.", "Drei Menschen gehen die Straße entlang."),
+    ("A girl in a red dress is dancing.", "Ein Mädchen in einem roten Kleid tanzt."),
+    ("The boy jumps into the water.", "Der Junge springt ins Wasser."),
+    ("A group of men are playing soccer.", "Eine Gruppe von Männern spielt Fußball."),
+    ("A dog runs on the beach.", "Ein Hund rennt am Strand."),
+    ("Two women sit on a bench.", "Zwei Frauen sitzen auf einer Bank."),
+    ("A man in a blue shirt is cooking.", "Ein Mann in einem blauen Hemd kocht."),
+    ("People are standing in front of a building.", "Menschen stehen vor einem Gebäude."),
+]
+SRC = [s for s, _ in PAIRS]
+REF = [r for _, r in PAIRS]
+ORACLE = dict(PAIRS)
+QUIET = dict(min_seconds=0.0, pause=0.0, log=lambda msg: None)
+
+
+def words(outs):
+    return sum(len(x.split()) for x in outs)
+
+
+def sha(lines):
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def engine_system(name="engine T=2 K=1"):
+    from gmlm_engine import Translator
+
+    tr = Translator(TINY_GMLM, intra_threads=1)
+    return System(name, "gmlm-engine", lambda xs: [r.text for r in tr.translate_batch(xs, iterations=2, length_beam=1)])
+
+
+def test_each_row_is_scored_on_its_own_systems_output(tmp_path):
+    oracle = System("oracle", "fake", lambda xs: [ORACLE[x] for x in xs])
+    damaged = System("oracle damaged", "fake", lambda xs: [ORACLE[x].rsplit(" ", 1)[0] for x in xs])
+    eng = engine_system()
+    res = run_benchmark([oracle, damaged, eng], SRC, REF, [1, 4], repeats=2, count_tokens=words, **QUIET)
+    rows = {(r["system"], r["batch_size"]): r for r in res["rows"]}
+    assert set(rows) == {(s, b) for s in ("oracle", "oracle damaged", "engine T=2 K=1") for b in (1, 4)}
+    expected = {"oracle": REF, "oracle damaged": [ORACLE[x].rsplit(" ", 1)[0] for x in SRC],
+                "engine T=2 K=1": eng.translate(SRC)}
+    for (name, b), r in rows.items():
+        q = score(expected[name], REF)
+        assert (r["bleu"], r["chrf"], r["output_sha256"]) == (q["bleu"], q["chrf"], sha(expected[name]))
+        assert r["batch_invariant"] and r["timed_sentences"] == [0, len(SRC)] and r["loops"] == 1
+        assert r["tok_per_s"] == pytest.approx(words(expected[name][:len(SRC)]) / len(SRC) * r["sent_per_s"], rel=0.02)
+    assert rows[("oracle", 1)]["bleu"] == 100.0
+    assert rows[("oracle damaged", 1)]["bleu"] < 100.0       # the damaged output moves its own row only
+
+    # the saved outputs reproduce every row's scores
+    write_results(res, tmp_path, {"data": "pairs", "sentences": len(SRC), "machine": benchmark.machine_info(1),
+                                  "load_average_end": None, "command": "test", "date": "", "gmlm_model": "",
+                                  "gmlm_raw_model": None, "ar_model": None, "bleu_signature": "", "method": "",
+                                  "anchor": None}, plot=False)
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    for r in doc["rows"]:
+        hyp = (tmp_path / r["output_file"]).read_text(encoding="utf-8").split("\n")[:-1]
+        assert sha(hyp) == r["output_sha256"] and score(hyp, REF)["bleu"] == r["bleu"]
+
+
+def test_output_that_depends_on_the_batch_is_reported():
+    by_size = System("batch-dependent", "fake", lambda xs: [f"{ORACLE[x]} {len(xs)}" for x in xs])
+    calls = []
+
+    def drifting(xs):                       # changes between calls (not reproducible)
+        calls.append(1)
+        return [ORACLE[x] + ("!" if len(calls) > 1 else "") for x in xs]
+
+    res = run_benchmark([by_size, System("drifting", "fake", drifting)], SRC, REF, [1, 4], repeats=2,
+                        count_tokens=words, **QUIET)
+    for r in res["rows"]:
+        assert not r["batch_invariant"] and r["differing_sentences"] == len(SRC)
+    md = benchmark.markdown(res, {"data": "", "sentences": len(SRC), "machine": benchmark.machine_info(1),
+                                  "load_average_end": None, "command": "", "date": "", "gmlm_model": "",
+                                  "gmlm_raw_model": None, "ar_model": None, "bleu_signature": "", "method": "",
+                                  "anchor": None})
+    assert f"NO ({len(SRC)} differ)" in md and "`batch-dependent` batch 1" in md
+
+
+def test_pareto_front_and_helpful_batch():
+    pts = {"slow-good": (1.0, 30.0), "fast-bad": (10.0, 20.0), "dominated": (0.9, 29.0), "mid": (5.0, 25.0)}
+    assert sorted(benchmark.pareto_front(pts)) == ["fast-bad", "mid", "slow-good"]
+    assert benchmark.helpful_batch({1: 10.0, 8: 50.0, 64: 100.0, 128: 101.0, 256: 90.0}) == 64
+    assert benchmark.helpful_batch({1: 10.0, 8: 50.0, 64: 100.0, 128: 120.0}) == 128
+
+
+def test_quick_cli_end_to_end(tmp_path, capsys):
+    pytest.importorskip("ctranslate2")
+    pytest.importorskip("matplotlib")
+    from gmlm_engine.export import export_ctranslate2
+
+    (tmp_path / "src.en").write_text("\n".join(SRC) + "\n")
+    (tmp_path / "ref.de").write_text("\n".join(REF) + "\n")
+    export_ctranslate2(TINY_AR, tmp_path / "ct2")
+    out = tmp_path / "results"
+    assert main(["bench", "--quick", "--gmlm-model", str(TINY_GMLM), "--gmlm-raw-model", str(TINY_GMLM),
+                 "--ar-model", str(TINY_AR), "--ct2-model", str(tmp_path / "ct2"), "--src", str(tmp_path / "src.en"),
+                 "--ref", str(tmp_path / "ref.de"), "--out", str(out), "--threads", "1"]) == 0
+    assert (out / "speed_quality.png").read_bytes()[:4] == b"\x89PNG"
+    doc = json.loads((out / "bench.json").read_text())
+    rows, meta = doc["rows"], doc["meta"]
+    assert meta["machine"]["cpu"] and meta["machine"]["logical_cpus"] >= 1 and meta["threads"] == 1
+    assert {r["family"] for r in rows} == {"gmlm-engine", "gmlm-engine-raw", "gmlm-torch", "ct2-ar", "torch-ar"}
+    assert set(doc["quality"]) == {r["system"] for r in rows}
+    for name in ("ct2-ar greedy", "ct2-ar beam=4", "torch-ar greedy", "torch-ar beam=4", "gmlm-torch T=4 K=3",
+                 "gmlm-engine T=4 K=3"):                                   # the core systems: every batch size
+        assert sorted(r["batch_size"] for r in rows if r["system"] == name) == [1, 8]
+    for r in rows:
+        assert r["stage"] == "core" or r["batch_size"] == doc["grid_batch"]
+        assert r["timed_sentences"] == [0, len(SRC)] and r["loops"] >= 1
+        assert r["sent_per_s"] > 0 and r["tok_per_s"] > 0 and 0 < r["latency_p50_ms"] <= r["latency_p90_ms"]
+        assert len(r["seconds"]) == 2
+        hyp = (out / r["output_file"]).read_text(encoding="utf-8").split("\n")[:-1]
+        q = score(hyp, REF)
+        assert (q["bleu"], q["chrf"], sha(hyp)) == (r["bleu"], r["chrf"], r["output_sha256"])
+        if r["family"].startswith("gmlm-engine"):
+            assert r["batch_invariant"], r
+    agree = {a["system"]: a["differing_sentences"] for a in doc["agreement"]}
+    assert agree["gmlm-torch T=4 K=3"] == 0                   # the engine matches the reference decoder
+    md = (out / "bench.md").read_text()
+    header = "| " + " | ".join(benchmark.COLUMNS)
+    table = md.split("## All systems")[1].split("##")[0].strip().splitlines()
+    assert table[0].replace(" ", "").startswith(header.replace(" ", "")) and len(table) == 2 + len(rows)
+    assert "## Ablations" in md and "distilled vs raw" in md and "stutter re-masking" in md
+    assert "tok:13a" in md and meta["machine"]["cpu"] in md
+    assert "## All systems" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option,value", [("--batch-sizes", "0"), ("--batch-sizes", "1,x"), ("--batch-sizes", "8,8"),
+                                          ("--repeats", "0"), ("--threads", "0"), ("--min-seconds", "-1"),
+                                          ("--grid-batch", "7"), ("--limit", "-1")])
+def test_bad_options_raise_value_error_naming_the_option(option, value, tmp_path, capsys):
+    f = tmp_path / "x.txt"
+    f.write_text("A man.\n")
+    argv = ["bench", "--gmlm-model", str(TINY_GMLM), "--src", str(f), "--ref", str(f), "--out", str(tmp_path / "o"),
+            option, value]
+    with pytest.raises(ValueError, match=option):
+        benchmark.run(build_parser().parse_args(argv))
+    assert main(argv) == 2 and option in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
