@@ -563,6 +563,8 @@ def run(args) -> int:
         "ct2_model": args.ct2_model or "exported from --ar-model to a temporary directory",
         "threads": args.threads, "repeats": repeats, "batch_sizes": batch_sizes, "min_seconds": min_seconds,
         "pause_seconds": pause, "timed_subsets": {str(b): [0, n] for b, n in subsets.items()},
+        "timed_sentences_format": "[start, end): 0-based line numbers of the test set; a timed run translates them "
+                                  "`loops` times in batches of batch_size consecutive sentences",
         "anchor": ANCHOR, "ablations": ablations, "bleu_signature": bleu_sig,
         "tokenization": "raw source strings in, detokenized strings out; SentencePiece encode and decode inside the "
                         "timed region for every system; target tokens = SentencePiece pieces of the output, counted "
