@@ -1,0 +1,55 @@
+"""The models shipped in models/ load and translate fixed sentences to stable outputs."""
+import json
+
+import pytest
+
+from conftest import ROOT
+from gmlm_engine import Translator, default_model_dir
+from gmlm_engine.cli import main
+from gmlm_engine.reference import ReferenceTranslator
+
+GMLM = ROOT / "models" / "gmlm-en-de"
+AR = ROOT / "models" / "ar-en-de"
+GOLDEN = json.loads((ROOT / "tests" / "data" / "shipped_golden.json").read_text())
+SRC = GOLDEN["sentences"]
+
+
+def test_shipped_models_are_small_and_carry_a_card():
+    total = 0
+    for d in (GMLM, AR):
+        files = {p.name: p.stat().st_size for p in d.iterdir()}
+        assert {"config.json", "model.safetensors", "spm.model", "training.json"} <= set(files)
+        card = json.loads((d / "training.json").read_text())
+        assert card["storage_dtype"] == "float16" and card["steps"] > 0 and card["history"]
+        total += sum(files.values())
+    assert total < 40 * 2**20
+
+
+@pytest.mark.parametrize("case", range(len(GOLDEN["gmlm"])))
+def test_default_gmlm_translates_to_the_golden_outputs(case):
+    g = GOLDEN["gmlm"][case]
+    tr = Translator("default")
+    assert [r.text for r in tr.translate_batch(SRC, **g["options"])] == g["outputs"]
+    # one at a time: the same outputs (batch invariance on the shipped model)
+    assert [tr.translate_batch([s], **g["options"])[0].text for s in SRC] == g["outputs"]
+    assert [r.text for r in ReferenceTranslator(GMLM).translate_batch(SRC, **g["options"])] == g["outputs"]
+
+
+def test_default_is_the_shipped_gmlm():
+    from gmlm_engine.config import read_model_dir
+
+    assert read_model_dir(default_model_dir()).config == read_model_dir(GMLM).config
+
+
+def test_shipped_ar_model_greedy_and_beam_are_stable():
+    ar = ReferenceTranslator(AR)
+    assert [r.text for r in ar.translate_batch(SRC, beam_size=1)] == GOLDEN["ar_greedy"]
+    assert [r.text for r in ar.translate_batch(SRC, beam_size=4)] == GOLDEN["ar_beam4"]
+
+
+def test_cli_translates_with_the_shipped_model_by_default(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(SRC) + "\n")
+    out = tmp_path / "out.txt"
+    assert main(["translate", "-i", str(src), "-o", str(out)]) == 0
+    assert out.read_text().splitlines() == GOLDEN["gmlm"][0]["outputs"]  # the CLI defaults: 4 iterations, beam 3
