@@ -153,3 +153,22 @@ def test_bad_options_raise_value_error_naming_the_option(option, value, tmp_path
         benchmark.run(build_parser().parse_args(argv))
     assert main(argv) == 2 and option in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_ctranslate2_is_loaded_before_torch(tmp_path):
+    """Loading torch first slowed the CTranslate2 baseline 3.5-5x in the same process; build_systems must prevent it."""
+    pytest.importorskip("ctranslate2")
+    import subprocess
+    import sys
+
+    code = ("import sys, tempfile, argparse\n"
+            "from gmlm_engine import benchmark as B\n"
+            "p = argparse.ArgumentParser(); B.add_arguments(p)\n"
+            f"args = p.parse_args(['--gmlm-model', {str(TINY_GMLM)!r}, '--ar-model', {str(TINY_AR)!r}, '--threads', '1'])\n"
+            "systems, _ = B.build_systems(args, tempfile.mkdtemp())\n"
+            "names = list(sys.modules)\n"
+            "print(names.index('ctranslate2') < names.index('torch'), sorted({s.family for s in systems}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "True", out.stdout
+    assert "ct2-ar" in out.stdout and "torch-ar" in out.stdout

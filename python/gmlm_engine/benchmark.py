@@ -445,6 +445,14 @@ def check_args(args) -> dict:
 
 def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]]]:
     """The systems of `gmlm bench` (models loaded here, outside every timed region) and the ablation groups."""
+    if args.ar_model:
+        # CTranslate2 must be imported before torch: with torch loaded first, CTranslate2's bundled OpenMP/BLAS
+        # threading in the same process ran 3.5-5x slower on the 2-core machine (ct2 greedy, batch 64: 139 vs
+        # 492 sent/s) while torch's own speed did not depend on the order. This keeps the AR baseline at its speed.
+        if "torch" in sys.modules and "ctranslate2" not in sys.modules:
+            print("warning: torch was imported before ctranslate2: the CTranslate2 baseline may run slower than "
+                  "it can in its own process", file=sys.stderr)
+        import ctranslate2  # noqa: F401
     from .engine import Translator
 
     texts = lambda res: [r.text for r in res]  # noqa: E731
