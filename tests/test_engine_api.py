@@ -291,6 +291,19 @@ def test_runtime_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
 
 
+def test_translate_command_does_not_import_torch(tmp_path):
+    """`gmlm translate` (parser with every subcommand built, then the engine) runs where torch cannot be imported."""
+    (tmp_path / "in.txt").write_text("A man rides a bike.\nTwo dogs play.\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from gmlm_engine.cli import main\n"
+        f"assert main(['translate', '--model', {str(TINY)!r}, '-i', {str(tmp_path / 'in.txt')!r}, "
+        f"'-o', {str(tmp_path / 'out.txt')!r}, '--threads', '1']) == 0\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+    assert len((tmp_path / "out.txt").read_text().splitlines()) == 2
+
+
 def test_generic_kernels_agree(tmp_path):
     """The portable kernels (forced by GMLM_CPU_ISA=generic) give the same translations."""
     import os

@@ -249,10 +249,12 @@ def machine_info(threads: int) -> dict:
             "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "threads_per_system": threads, "os": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
-    for mod in ("torch", "ctranslate2", "sacrebleu"):
+    from importlib import metadata
+
+    for mod in ("torch", "ctranslate2", "sacrebleu"):   # the versions without importing (see build_systems)
         try:
-            info[mod] = __import__(mod).__version__
-        except ImportError:
+            info[mod] = metadata.version(mod)
+        except metadata.PackageNotFoundError:
             pass
     try:
         from . import _core
@@ -449,7 +451,8 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
         # CTranslate2 must be imported before torch: with torch loaded first, CTranslate2's bundled OpenMP/BLAS
         # threading in the same process ran 3.5-5x slower on the 2-core machine (ct2 greedy, batch 64: 139 vs
         # 492 sent/s) while torch's own speed did not depend on the order. This keeps the AR baseline at its speed.
-        if "torch" in sys.modules and "ctranslate2" not in sys.modules:
+        loaded = list(sys.modules)
+        if "torch" in loaded and ("ctranslate2" not in loaded or loaded.index("torch") < loaded.index("ctranslate2")):
             print("warning: torch was imported before ctranslate2: the CTranslate2 baseline may run slower than "
                   "it can in its own process", file=sys.stderr)
         import ctranslate2  # noqa: F401

@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_translate)
 
     tr = sub.add_parser("train", help="train a gmlm or ar model")
-    from .train import add_arguments
+    from .train_options import add_arguments
 
     add_arguments(tr)
     tr.set_defaults(func=lambda a: __import__("gmlm_engine.train", fromlist=["run"]).run(a))

@@ -6,7 +6,6 @@ the last N checkpoints, resume, a progress bar, CPU or CUDA picked automatically
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -25,52 +24,7 @@ from .config import ModelConfig
 from .data import load_split, read_lines, split_file, token_batches
 from .model import T5Model, load_torch_model, save_model_dir
 from .tokenizer import NUM_SPECIAL, Tokenizer, train_spm
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--objective", choices=("gmlm", "ar"), required=True)
-    p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
-    p.add_argument("--data-dir", default=None, help="Multi30k folder (default: $GMLM_DATA_DIR)")
-    p.add_argument("--src-lang", default="en")
-    p.add_argument("--tgt-lang", default="de")
-    p.add_argument("--train-target", default=None, help="file of training targets (e.g. distilled) "
-                   "replacing the reference targets, aligned with the training sources")
-    p.add_argument("--train-limit", type=int, default=0, help="use only the first N training pairs")
-    p.add_argument("--spm", default=None, help="existing SentencePiece model (default: train one)")
-    p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--d-model", type=int, default=256)
-    p.add_argument("--d-kv", type=int, default=64)
-    p.add_argument("--d-ff", type=int, default=1024)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--encoder-layers", type=int, default=4)
-    p.add_argument("--decoder-layers", type=int, default=3)
-    p.add_argument("--ffn", choices=("relu", "gated-gelu"), default="relu")
-    p.add_argument("--untie", action="store_true", help="separate lm_head instead of tied embeddings")
-    p.add_argument("--max-source-len", type=int, default=96)
-    p.add_argument("--max-target-len", type=int, default=96)
-    p.add_argument("--init-from", default=None, help="initialise from a Hugging Face T5 checkpoint folder "
-                   "(matching names and shapes are copied)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--clip", type=float, default=1.0)
-    p.add_argument("--max-tokens", type=int, default=4096, help="padded target+source tokens per batch")
-    p.add_argument("--max-steps", type=int, default=100_000)
-    p.add_argument("--max-minutes", type=float, default=0, help="stop after this wall time (0: no limit)")
-    p.add_argument("--length-loss-weight", type=float, default=0.1)
-    p.add_argument("--corrupt-keep", type=float, default=0.0, help="gmlm: share of noised positions kept")
-    p.add_argument("--corrupt-random", type=float, default=0.0, help="gmlm: share replaced by random tokens")
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--val-bleu-sentences", type=int, default=200)
-    p.add_argument("--keep-last", type=int, default=5, help="checkpoints kept for averaging")
-    p.add_argument("--average-last", type=int, default=5, help="average the last N checkpoints at the end (0: off)")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+from .train_options import add_arguments  # noqa: F401  (gmlm_engine.train.add_arguments)
 
 
 def _check(args) -> None:
