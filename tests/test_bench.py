@@ -127,7 +127,8 @@ def test_quick_cli_end_to_end(tmp_path, capsys):
         assert len(r["seconds"]) == 2
         hyp = (out / r["output_file"]).read_text(encoding="utf-8").split("\n")[:-1]
         q = score(hyp, REF)
-        assert (q["bleu"], q["chrf"], sha(hyp)) == (r["bleu"], r["chrf"], r["output_sha256"])
+        assert (q["bleu"], q["chrf"], q["len_ratio"], sha(hyp)) == (r["bleu"], r["chrf"], r["len_ratio"],
+                                                                    r["output_sha256"])
         if r["family"].startswith("gmlm-engine"):
             assert r["batch_invariant"], r
     agree = {a["system"]: a["differing_sentences"] for a in doc["agreement"]}
@@ -173,3 +174,10 @@ def test_ctranslate2_is_loaded_before_torch(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "ORDER True" in out.stdout, out.stdout[-2000:]
     assert "torch was imported before ctranslate2" not in out.stderr
+
+
+def test_score_reports_the_length_ratio_behind_the_brevity_penalty():
+    ref = ["Ein Mann fährt Fahrrad .", "Zwei Hunde spielen im Schnee ."]
+    assert score(ref, ref)["len_ratio"] == 1.0
+    short = score(["Ein Mann", "Zwei Hunde spielen"], ref)
+    assert short["len_ratio"] == round(5 / 11, 3)

@@ -155,7 +155,7 @@ def _rows(block: dict, systems: list[System], quality: dict, batch: int, n: int,
         differing = sum(any(run[i] != q["outputs"][i] for run in t["outputs"]) for i in range(n))
         rows.append({
             "system": s.name, "family": s.family, "batch_size": batch, "stage": stage,
-            "bleu": q["bleu"], "chrf": q["chrf"], "quality_sentences": len(q["outputs"]),
+            "bleu": q["bleu"], "chrf": q["chrf"], "len_ratio": q["len_ratio"], "quality_sentences": len(q["outputs"]),
             "sent_per_s": round(n * t["loops"] / med, 2),
             "tok_per_s": round(count_tokens(first) * t["loops"] / med, 1),
             "latency_p50_ms": round(1000 * percentile(t["latencies"], 0.5), 2),
@@ -270,7 +270,7 @@ def machine_line(m: dict) -> str:
             f"{m['threads_per_system']} threads per system, {m['os']}")
 
 
-COLUMNS = ["system", "batch_size", "bleu", "chrf", "sent_per_s", "tok_per_s", "latency_p50_ms", "latency_p90_ms",
+COLUMNS = ["system", "batch_size", "bleu", "chrf", "len_ratio", "sent_per_s", "tok_per_s", "latency_p50_ms", "latency_p90_ms",
            "timed", "invariant"]
 
 
@@ -290,7 +290,8 @@ def markdown(result: dict, meta: dict) -> str:
           f"- Models: GMLM `{meta['gmlm_model']}`, raw GMLM `{meta['gmlm_raw_model']}`, AR `{meta['ar_model']}`",
           f"- Quality: sacreBLEU {meta['bleu_signature']} "
           f"and chrF, each system's own output on all {meta['sentences']} sentences (one run, batches of "
-          f"{result['quality_batch']}).",
+          f"{result['quality_batch']}). len_ratio: output length / reference length in BLEU's tokens (below 1, "
+          f"BLEU's brevity penalty applies).",
           f"- Speed: {meta['method']}",
           f"- Grid batch (the largest batch that helps `{meta['anchor']}`): {gb}. "
           f"Timed column: sentences 0..N-1 of the test set x loops per run.", "",
@@ -302,7 +303,7 @@ def markdown(result: dict, meta: dict) -> str:
         md += [f"## Ablations (batch {gb})", ""]
         by_name = {r["system"]: r for r in result["rows"] if r["batch_size"] == gb}
         abl = [{"factor": f, **by_name[name]} for f, names in meta["ablations"].items() for name in names if name in by_name]
-        md += [format_table(abl, ["factor", "system", "bleu", "chrf", "sent_per_s", "tok_per_s", "latency_p50_ms"]), ""]
+        md += [format_table(abl, ["factor", "system", "bleu", "chrf", "len_ratio", "sent_per_s", "tok_per_s", "latency_p50_ms"]), ""]
     checks = []
     if result["drift_check"]:
         d = result["drift_check"]

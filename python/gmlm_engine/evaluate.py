@@ -14,6 +14,7 @@ def score(hyp: list[str], ref: list[str]) -> dict:
     bleu, chrf = BLEU(tokenize="13a"), CHRF()
     b = bleu.corpus_score(hyp, [ref])
     return {"bleu": round(b.score, 2), "chrf": round(chrf.corpus_score(hyp, [ref]).score, 2),
+            "len_ratio": round(b.sys_len / max(b.ref_len, 1), 3),    # < 1: BLEU's brevity penalty applies
             "bleu_signature": str(bleu.get_signature())}
 
 
