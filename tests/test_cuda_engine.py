@@ -29,7 +29,7 @@ needs_gpu = pytest.mark.skipif(
     reason="no CUDA build (GMLM_WITH_CUDA=OFF)" if not STATUS["built"] else f"no usable GPU: {STATUS['reason']}")
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINED = Path(os.environ.get("GMLM_TRAINED_MODEL", ROOT / "runs" / "gmlm" / "best"))
+TRAINED = Path(os.environ.get("GMLM_TRAINED_MODEL", ROOT / "models" / "gmlm-en-de"))  # the shipped GMLM
 
 OPTION_SETS = [
     dict(iterations=1, length_beam=1),

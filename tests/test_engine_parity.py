@@ -3,7 +3,7 @@ engine's encoder states, decoder logits and length logits against PyTorch fp32.
 
 Quick tests: the tiny fixture and random models of three shapes (relu / gated-gelu, tied /
 untied, 1 to 3 layers, head sizes 16 to 64) over the option sets of the issue. Slow test: the
-trained model (runs/gmlm/best) on all 1000 test2016 sentences."""
+trained model (the shipped models/gmlm-en-de, or $GMLM_TRAINED_MODEL) on all 1000 test2016 sentences."""
 from __future__ import annotations
 
 import os
@@ -23,7 +23,7 @@ from test_engine_common import TINY, make_random_model, mismatches, test_sentenc
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINED = Path(os.environ.get("GMLM_TRAINED_MODEL", ROOT / "runs" / "gmlm" / "best"))
+TRAINED = Path(os.environ.get("GMLM_TRAINED_MODEL", ROOT / "models" / "gmlm-en-de"))  # the shipped GMLM
 
 SHAPES = {
     "tiny-fixture": None,
