@@ -66,6 +66,30 @@ def test_distill_writes_teacher_beam_translations(tmp_path):
     export_ctranslate2(TINY_AR, tmp_path / "ct2")
     assert lines == CT2Translator(tmp_path / "ct2").translate_batch(SOURCES, beam_size=2, max_decoding_length=48)
     assert len(lines) == len(SOURCES) and lines[2] == ""
+    assert not (tmp_path / "distilled.de.json").exists()          # no references given: no score
+
+
+def test_distill_reports_bleu_against_references(tmp_path):
+    pytest.importorskip("ctranslate2")
+    import json
+
+    import sacrebleu
+
+    src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
+    src.write_text("\n".join(SOURCES) + "\n")
+    refs = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau liest ein Buch."][:len(SOURCES)]
+    refs += ["x"] * (len(SOURCES) - len(refs))
+    ref.write_text("\n".join(refs) + "\n")
+    out = tmp_path / "distilled.de"
+    assert main(["distill", "--teacher", str(TINY_AR), "--source", str(src), "--reference", str(ref),
+                 "--out", str(out), "--beam-size", "2", "--no-progress"]) == 0
+    report = json.loads((tmp_path / "distilled.de.json").read_text())
+    hyp = out.read_text().split("\n")[:-1]
+    assert report["lines"] == len(SOURCES) and report["beam_size"] == 2
+    assert report["bleu_vs_reference"] == round(sacrebleu.corpus_bleu(hyp, [refs]).score, 2)
+    ref.write_text("only one line\n")
+    assert main(["distill", "--teacher", str(TINY_AR), "--source", str(src), "--reference", str(ref),
+                 "--out", str(out), "--no-progress"]) == 2                     # misaligned: a clear error
 
 
 def test_pack_float16_decodes_like_the_rounded_float32_model(tmp_path):

@@ -18,13 +18,15 @@ __version__ = "0.1.0"
 __all__ = ["ModelConfig", "ModelError", "TranslationResult", "Translator", "default_model_dir", "__version__"]
 
 
-def default_model_dir() -> Path:
-    """The GMLM shipped with the package (models/ in the source tree, gmlm_engine/models when installed)."""
+def default_model_dir(objective: str = "gmlm") -> Path:
+    """A model shipped with the package (models/ in the source tree, gmlm_engine/models when installed):
+    the default GMLM, or with objective="ar" the AR model of the same size (the baseline and teacher)."""
+    installed, source = {"gmlm": ("default", "gmlm-en-de"), "ar": ("ar-en-de", "ar-en-de")}[objective]
     here = Path(__file__).resolve().parent
-    for cand in (here / "models" / "default", here.parent.parent / "models" / "gmlm-en-de"):
+    for cand in (here / "models" / installed, here.parent.parent / "models" / source):
         if (cand / "config.json").is_file():
             return cand
-    raise ModelError("no default model is shipped with this installation; pass a model directory")
+    raise ModelError(f"no shipped {objective} model in this installation; pass a model directory")
 
 
 def __getattr__(name: str):

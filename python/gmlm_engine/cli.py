@@ -95,12 +95,20 @@ def cmd_export(args) -> int:
 
 
 def cmd_distill(args) -> int:
+    import json
     import tempfile
 
     from .data import split_file, read_lines
     from .export import CT2Translator, export_ctranslate2
 
-    src = read_lines(args.source) if args.source else read_lines(split_file(args.data_dir, args.split, args.src_lang))
+    if args.source:
+        src = read_lines(args.source)
+        refs = read_lines(args.reference) if args.reference else None
+    else:
+        src = read_lines(split_file(args.data_dir, args.split, args.src_lang))
+        refs = read_lines(args.reference or split_file(args.data_dir, args.split, args.tgt_lang))
+    if refs is not None and len(refs) != len(src):
+        raise ValueError(f"--reference has {len(refs)} lines, the sources {len(src)}")
     with tempfile.TemporaryDirectory() as tmp:
         export_ctranslate2(args.teacher, tmp + "/ct2", force=True)
         from .config import read_model_dir
@@ -115,6 +123,17 @@ def cmd_distill(args) -> int:
                                                max_batch_size=64, max_decoding_length=max_len):
                     f.write(line + "\n")
     print(f"wrote {len(src)} lines to {args.out}", file=sys.stderr)
+    if refs is not None:
+        # how far the distilled targets are from the human ones (sacreBLEU 13a, cased, detokenized)
+        import sacrebleu
+
+        hyp = read_lines(args.out)
+        report = {"teacher": str(args.teacher), "beam_size": args.beam_size, "lines": len(src),
+                  "bleu_vs_reference": round(sacrebleu.corpus_bleu(hyp, [refs]).score, 2),
+                  "chrf_vs_reference": round(sacrebleu.corpus_chrf(hyp, [refs]).score, 2)}
+        print(json.dumps(report), file=sys.stderr)
+        with open(args.out + ".json", "w") as f:
+            f.write(json.dumps(report, indent=1) + "\n")
     return 0
 
 
@@ -166,7 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default=None)
     d.add_argument("--split", default="train")
     d.add_argument("--src-lang", default="en")
+    d.add_argument("--tgt-lang", default="de")
     d.add_argument("--source", default=None, help="source file instead of a Multi30k split")
+    d.add_argument("--reference", default=None, help="reference translations of the sources: the distilled "
+                   "targets' BLEU against them is reported (default with a split: the split's targets)")
     d.add_argument("--beam-size", type=int, default=4)
     d.add_argument("--threads", type=int, default=0)
     d.add_argument("--chunk", type=int, default=1024)

@@ -76,11 +76,11 @@ class Attention(nn.Module):
             k, v = self.split(self.k(kv)), self.split(self.v(kv))
         else:
             k, v = kv_cache
-        scores = torch.matmul(q, k.transpose(-1, -2)) + bias
-        p = F.softmax(scores.float(), dim=-1).type_as(scores)
-        p = F.dropout(p, self.dropout, self.training)
-        o = torch.matmul(p, v).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
-        return self.o(o)
+        # T5 attention: no 1/sqrt(Dh) (it is folded into q's initialisation), so scale=1.0. The fused
+        # kernel takes the additive position bias + key mask as attn_mask; softmax is fp32 inside.
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+                                           dropout_p=self.dropout if self.training else 0.0, scale=1.0)
+        return self.o(o.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
 
 class FeedForward(nn.Module):

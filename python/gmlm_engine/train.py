@@ -141,6 +141,51 @@ def lr_at(step: int, peak: float, warmup: int) -> float:
     return peak * min(step / warmup, math.sqrt(warmup / step))
 
 
+def param_groups(model: T5Model, weight_decay: float, embedding_lr_scale: float | None = None) -> list[dict]:
+    """AdamW groups that make T5's parametrisation learn at full speed.
+
+    T5 initialises the shared embedding (also the tied output layer, read through a d_model^-0.5
+    scale) and the decoder's position table with std 1.0, every matrix with std ~ fan_in^-0.5.
+    Adafactor's updates are relative to a parameter's scale; AdamW's are ~lr in absolute terms, so
+    under AdamW these std-1 tables would move sqrt(d_model) times slower, relative to their size,
+    than the rest. Their group's learning rate is scaled by sqrt(d_model) instead (the same function
+    as embedding std d^-0.5 read through a sqrt(d) scale): the weights, their names and the exports
+    stay exactly T5's. Embeddings and norm gains get no weight decay. `lr_scale` multiplies the
+    schedule's learning rate at every step.
+    """
+    scale = model.cfg.d_model ** 0.5 if embedding_lr_scale is None else embedding_lr_scale
+    groups = {"embedding": ([], scale, 0.0), "no_decay": ([], 1.0, 0.0), "decay": ([], 1.0, weight_decay)}
+    for name, p in model.named_parameters():
+        if name in ("shared.weight", "decoder.embed_positions.weight"):
+            key = "embedding"
+        elif name.endswith("layer_norm.weight") or "relative_attention_bias" in name:
+            key = "no_decay"
+        else:
+            key = "decay"
+        groups[key][0].append(p)
+    return [{"params": ps, "lr_scale": s, "weight_decay": wd, "name": k} for k, (ps, s, wd) in groups.items() if ps]
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AMX-BF16 or AVX512-BF16): autocast pays there."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("amx_bf16", "avx512_bf16"))
+
+
+def autocast_dtype(mode: str, dev: torch.device):
+    """The autocast dtype for --autocast (auto: bf16 on CUDA and on CPUs with native bf16, else off)."""
+    if mode not in ("auto", "bf16", "off"):
+        raise ValueError(f"--autocast must be auto, bf16 or off, got {mode!r}")
+    if mode == "off":
+        return None
+    if mode == "bf16" or dev.type == "cuda" or cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
 def average_checkpoints(dirs: list[Path]) -> dict:
     from safetensors.torch import load_file
 
@@ -222,8 +267,9 @@ def run(args) -> int:
     if args.init_from and state is None:
         copied = init_from_t5(model, args.init_from)
         print(f"initialised {len(copied)} tensors from {args.init_from}", file=sys.stderr)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-8,
-                            weight_decay=args.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, args.weight_decay, args.embedding_lr_scale), lr=args.lr,
+                            betas=(0.9, 0.98), eps=1e-8)
+    amp = autocast_dtype(args.autocast, dev)
     step, best, elapsed, history = 0, -1.0, 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
@@ -236,8 +282,8 @@ def run(args) -> int:
     ex_val = Examples(tok, cfg, val_src, val_ref)
     gen = torch.Generator().manual_seed(args.seed + step)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{cfg.objective}: {n_params / 1e6:.2f}M parameters, {len(ex)} training pairs, device {dev}",
-          file=sys.stderr)
+    print(f"{cfg.objective}: {n_params / 1e6:.2f}M parameters, {len(ex)} training pairs, device {dev}, "
+          f"{torch.get_num_threads()} threads, autocast {amp}", file=sys.stderr)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -266,8 +312,9 @@ def run(args) -> int:
         for idx in batches:
             b = _to(make_batch(ex, idx, cfg, gen, corrupt), dev)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step + 1, args.lr, args.warmup)
-            loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
+                g["lr"] = lr_at(step + 1, args.lr, args.warmup) * g["lr_scale"]
+            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+                loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)

@@ -31,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--embedding-lr-scale", type=float, default=None,
+                   help="learning-rate multiplier of the std-1 tables (shared embedding, decoder positions); "
+                   "default sqrt(d_model), which makes AdamW move them as fast as the rest (1: T5's original)")
+    p.add_argument("--autocast", choices=("auto", "bf16", "off"), default="auto",
+                   help="bf16 autocast: auto = on CUDA and on CPUs with AMX-BF16/AVX512-BF16, else fp32")
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--clip", type=float, default=1.0)

@@ -22,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which parts to run: exact (1: exact samplers), masking (2: masking ratio vs "
                              "sample efficiency), translations (3: error modes on real outputs); default: all")
     parser.add_argument("--gmlm-model", metavar="DIR", default=None,
-                        help="GMLM model directory for part 3 (part 3 is skipped without a model)")
+                        help="GMLM model directory for part 3 (default: the shipped default GMLM)")
     parser.add_argument("--ar-model", metavar="DIR", default=None,
-                        help="AR model directory of the same size for part 3 (optional)")
+                        help="AR model directory of the same size for part 3 (default: the shipped AR model)")
     parser.add_argument("--data-dir", metavar="DIR", default=None,
                         help="Multi30k folder for part 3 (default: $GMLM_DATA_DIR)")
     parser.add_argument("--split", default="test2016", choices=("train", "val", "test2016"),
@@ -56,7 +56,11 @@ def _command(args: argparse.Namespace) -> str:
 
 def _translations(args: argparse.Namespace, log) -> dict:
     if not (args.gmlm_model or args.ar_model):
-        return {"skipped": "no --gmlm-model or --ar-model given"}
+        # no model named: the shipped pair (an explicit error if this installation has none)
+        from .. import default_model_dir
+
+        args.gmlm_model, args.ar_model = str(default_model_dir("gmlm")), str(default_model_dir("ar"))
+        log(f"part 3 on the shipped models: {args.gmlm_model}, {args.ar_model}")
     from .translations import default_configs, load_test_set, run_translation_study
 
     num = min(args.num_sentences, 10) if args.quick else args.num_sentences
