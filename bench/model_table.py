@@ -1,0 +1,85 @@
+"""The models issue's quality table: an AR model (CTranslate2 greedy and beam 4, float32) and GMLM
+models (the compiled engine at (T, K) = (1, 1), (4, 3), (10, 5)) on val and test2016, sacreBLEU 13a on
+detokenized cased output, with the output/reference length ratio and, for AR, how many outputs reach
+the length limit.
+
+    GMLM_DATA_DIR=../shared/data/multi30k python bench/model_table.py --ar models/ar-en-de \
+        --gmlm models/gmlm-en-de [--gmlm runs/other/best ...] [--splits val,test2016] [--threads 2] \
+        [--json bench/results/models.json]
+
+Select on val; test2016 is for reporting. Quality only: for speed see `gmlm bench`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ctranslate2  # noqa: F401  (before anything that may import torch: see gmlm bench)
+
+GMLM_CONFIGS = ((1, 1), (4, 3), (10, 5))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ar", action="append", default=[], help="ar model directory (repeatable)")
+    p.add_argument("--gmlm", action="append", default=[], help="gmlm model directory (repeatable)")
+    p.add_argument("--gmlm-configs", default=",".join(f"{t}x{k}" for t, k in GMLM_CONFIGS),
+                   help="T x K pairs, e.g. 1x1,4x3,10x5")
+    p.add_argument("--beams", default="1,4", help="AR beam sizes")
+    p.add_argument("--splits", default="val,test2016")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    from gmlm_engine.config import read_model_dir
+    from gmlm_engine.data import load_split
+    from gmlm_engine.evaluate import format_table, score
+    from gmlm_engine.export import CT2Translator, export_ctranslate2
+
+    splits = {s: load_split(args.data_dir, s) for s in args.splits.split(",")}
+    rows = []
+
+    def add(model, system, split, hyp, ref, secs, **extra):
+        rows.append({"model": model, "system": system, "split": split, **score(hyp, ref),
+                     "sent/s": round(len(hyp) / secs, 1), **extra})
+        r = rows[-1]
+        print(f"{model} {system} {split}: BLEU {r['bleu']} len ratio {r['len_ratio']}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, ar in enumerate(args.ar):
+            ct2 = export_ctranslate2(ar, Path(tmp) / f"ct2-{i}")
+            max_len = read_model_dir(ar).config.max_target_len
+            tr = CT2Translator(ct2, threads=args.threads)
+            for split, (src, ref) in splits.items():
+                for beam in map(int, args.beams.split(",")):
+                    t0 = time.perf_counter()
+                    hyp = tr.translate_batch(src, beam_size=beam, max_batch_size=64, max_decoding_length=max_len)
+                    secs = time.perf_counter() - t0
+                    at_limit = sum(len(tr.tok.encode([h])[0]) >= max_len for h in hyp)
+                    add(ar, "AR greedy" if beam == 1 else f"AR beam {beam}", split, hyp, ref, secs,
+                        at_length_limit=at_limit)
+    if args.gmlm:
+        from gmlm_engine import Translator
+
+        for g in args.gmlm:
+            tr = Translator(g, intra_threads=args.threads)
+            for split, (src, ref) in splits.items():
+                for tk in args.gmlm_configs.split(","):
+                    t, k = map(int, tk.split("x"))
+                    t0 = time.perf_counter()
+                    hyp = [r.text for r in tr.translate_batch(src, iterations=t, length_beam=k, max_batch_size=64)]
+                    add(g, f"GMLM T={t} K={k}", split, hyp, ref, time.perf_counter() - t0)
+    cols = ["model", "system", "split", "bleu", "chrf", "len_ratio", "at_length_limit", "sent/s"]
+    print(format_table(rows, cols))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
