@@ -8,6 +8,7 @@ Systems (objective ar, d_model 256, d_ff 1024, 4 heads, 3+3 layers, tied 8k voca
   gmlm        the trainer as `gmlm train` runs it (param_groups: std-1 tables at lr x sqrt(d_model),
               fused attention, bf16 autocast only where the CPU has it)
   gmlm-t5-lr  the same model with one learning rate for every parameter (the trainer before the fix)
+  gmlm-q-lr   `gmlm` with the attention queries' learning rate x d_kv^-0.5 (--query-lr-scale 0)
   plain       torch.nn.Transformer (pre-norm, learned positions, embedding std d^-0.5 read x sqrt(d),
               tied output layer), the textbook baseline
 Every system sees the same batch sequence (Examples / make_batch / token_batches, seed 1), AdamW
@@ -75,7 +76,8 @@ def build(system: str, cfg: ModelConfig, lr: float):
         loss = lambda b, ls: m.loss(b, ls)  # noqa: E731
     else:
         m = T5Model(cfg)
-        groups = param_groups(m, 0.01, None if system == "gmlm" else 1.0)
+        groups = param_groups(m, 0.01, 1.0 if system == "gmlm-t5-lr" else None,
+                              None if system == "gmlm-q-lr" else 1.0)
         loss = lambda b, ls: compute_loss(m, b, ls, 0.0)  # noqa: E731
     return m, torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-8), loss
 

@@ -141,7 +141,8 @@ def lr_at(step: int, peak: float, warmup: int) -> float:
     return peak * min(step / warmup, math.sqrt(warmup / step))
 
 
-def param_groups(model: T5Model, weight_decay: float, embedding_lr_scale: float | None = None) -> list[dict]:
+def param_groups(model: T5Model, weight_decay: float, embedding_lr_scale: float | None = None,
+                 query_lr_scale: float | None = 1.0) -> list[dict]:
     """AdamW groups that make T5's parametrisation learn at full speed.
 
     T5 initialises the shared embedding (also the tied output layer, read through a d_model^-0.5
@@ -152,12 +153,21 @@ def param_groups(model: T5Model, weight_decay: float, embedding_lr_scale: float 
     as embedding std d^-0.5 read through a sqrt(d) scale): the weights, their names and the exports
     stay exactly T5's. Embeddings and norm gains get no weight decay. `lr_scale` multiplies the
     schedule's learning rate at every step.
+
+    The same reasoning applies, the other way round, to the attention queries: T5 folds the
+    1/sqrt(d_kv) of attention into q's initialisation (std (d_model d_kv)^-0.5), so AdamW moves q
+    sqrt(d_kv) times faster, relative to its size, than k and v; `query_lr_scale` (None:
+    d_kv^-0.5) scales the queries' group.
     """
     scale = model.cfg.d_model ** 0.5 if embedding_lr_scale is None else embedding_lr_scale
-    groups = {"embedding": ([], scale, 0.0), "no_decay": ([], 1.0, 0.0), "decay": ([], 1.0, weight_decay)}
+    qscale = model.cfg.d_kv ** -0.5 if query_lr_scale is None else query_lr_scale
+    groups = {"embedding": ([], scale, 0.0), "query": ([], qscale, weight_decay), "no_decay": ([], 1.0, 0.0),
+              "decay": ([], 1.0, weight_decay)}
     for name, p in model.named_parameters():
         if name in ("shared.weight", "decoder.embed_positions.weight"):
             key = "embedding"
+        elif name.endswith(".q.weight") and qscale != 1.0:
+            key = "query"
         elif name.endswith("layer_norm.weight") or "relative_attention_bias" in name:
             key = "no_decay"
         else:
@@ -267,7 +277,8 @@ def run(args) -> int:
     if args.init_from and state is None:
         copied = init_from_t5(model, args.init_from)
         print(f"initialised {len(copied)} tensors from {args.init_from}", file=sys.stderr)
-    opt = torch.optim.AdamW(param_groups(model, args.weight_decay, args.embedding_lr_scale), lr=args.lr,
+    opt = torch.optim.AdamW(param_groups(model, args.weight_decay, args.embedding_lr_scale,
+                                         args.query_lr_scale or None), lr=args.lr,
                             betas=(0.9, 0.98), eps=1e-8)
     amp = autocast_dtype(args.autocast, dev)
     step, best, elapsed, history = 0, -1.0, 0.0, []

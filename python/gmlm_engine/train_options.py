@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedding-lr-scale", type=float, default=None,
                    help="learning-rate multiplier of the std-1 tables (shared embedding, decoder positions); "
                    "default sqrt(d_model), which makes AdamW move them as fast as the rest (1: T5's original)")
+    p.add_argument("--query-lr-scale", type=float, default=1.0,
+                   help="learning-rate multiplier of the attention queries (T5 folds 1/sqrt(d_kv) into q's "
+                   "init, so AdamW moves q sqrt(d_kv) times faster than k, v); 0: d_kv^-0.5")
     p.add_argument("--autocast", choices=("auto", "bf16", "off"), default="auto",
                    help="bf16 autocast: auto = on CUDA and on CPUs with AMX-BF16/AVX512-BF16, else fp32")
     p.add_argument("--label-smoothing", type=float, default=0.1)
