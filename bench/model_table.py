@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--splits", default="val,test2016")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch1", type=int, default=0, metavar="N",
+                   help="also time the GMLM configurations one sentence at a time on the first N sentences")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
 
     def add(model, system, split, hyp, ref, secs, **extra):
         rows.append({"model": model, "system": system, "split": split, **score(hyp, ref),
-                     "sent/s": round(len(hyp) / secs, 1), **extra})
+                     "sent/s": round(len(hyp) / secs, 1), **extra})   # sent/s: batches of 64
         r = rows[-1]
         print(f"{model} {system} {split}: BLEU {r['bleu']} len ratio {r['len_ratio']}", file=sys.stderr, flush=True)
 
@@ -73,8 +75,17 @@ def main(argv=None) -> int:
                     t, k = map(int, tk.split("x"))
                     t0 = time.perf_counter()
                     hyp = [r.text for r in tr.translate_batch(src, iterations=t, length_beam=k, max_batch_size=64)]
-                    add(g, f"GMLM T={t} K={k}", split, hyp, ref, time.perf_counter() - t0)
+                    secs = time.perf_counter() - t0
+                    extra = {}
+                    if args.batch1:
+                        t1 = time.perf_counter()
+                        for s_ in src[:args.batch1]:
+                            tr.translate_batch([s_], iterations=t, length_beam=k)
+                        extra["sent/s b=1"] = round(min(args.batch1, len(src)) / (time.perf_counter() - t1), 1)
+                    add(g, f"GMLM T={t} K={k}", split, hyp, ref, secs, **extra)
     cols = ["model", "system", "split", "bleu", "chrf", "len_ratio", "at_length_limit", "sent/s"]
+    if args.batch1:
+        cols.append("sent/s b=1")
     print(format_table(rows, cols))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
