@@ -161,7 +161,10 @@ def test_trained_model_parity_on_test2016(opts, torch_one_thread):
     (two confidences or scores within ~1e-6) can go either way. The test therefore asserts: at
     most 0.5% of the sentences differ, and every difference is such a near-tie, witnessed by the
     sentence translated alone: the engine's and the reference's outcomes, batched or alone,
-    overlap (one system flips between the other's outcomes with the batch context alone)."""
+    overlap (one system flips between the other's outcomes with the batch context alone), or the
+    two outputs have the same score within 1e-5 (an argmax between two tokens whose
+    log-probabilities differ by less than the decoders' ~2e-5 logit difference: seen on the
+    retrained model, test2016 #737 at T=1, top-2 margin 9.5e-7, in every batch context)."""
     if not (TRAINED / "config.json").is_file():
         pytest.skip(f"no trained model at {TRAINED}")
     d = os.environ.get("GMLM_DATA_DIR")
@@ -180,6 +183,7 @@ def test_trained_model_parity_on_test2016(opts, torch_one_thread):
         f"#{i}: {a[i].text!r} vs {b[i].text!r}" for i in bad[:3])
     for i in bad:
         ra, rb = ref.translate_batch([src[i]], **opts)[0], eng.translate_batch([src[i]], **opts)[0]
-        assert {_outcome(a[i]), _outcome(ra)} & {_outcome(b[i]), _outcome(rb)}, (
+        tie = abs(a[i].score - b[i].score) <= 1e-5
+        assert tie or {_outcome(a[i]), _outcome(ra)} & {_outcome(b[i]), _outcome(rb)}, (
             f"#{i} differs and no batch context makes the decoders agree: reference {a[i].text!r} / "
             f"{ra.text!r}, engine {b[i].text!r} / {rb.text!r}")
