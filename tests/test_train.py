@@ -26,7 +26,8 @@ def train(out, objective, data_dir, steps, extra=()):
 def test_short_training_lowers_validation_loss_and_resumes(tmp_path, multi30k, objective):
     hist = train(tmp_path, objective, multi30k, 100)
     assert [h["step"] for h in hist] == [25, 50, 75, 100]
-    assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.3
+    # (with the embedding's learning rate fixed most of the early drop happens before step 25)
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.2
     assert all("val_bleu" in h for h in hist)
     for d in ("best", "last", "averaged"):
         assert (tmp_path / d / "model.safetensors").is_file() and (tmp_path / d / "config.json").is_file()
