@@ -109,3 +109,175 @@ def test_ar_model_rejects_wrong_objective_options():
     with pytest.raises(ValueError, match="beam_size"):
         tr.translate_batch(["A man."], beam_size=0)
     assert len(tr.translate_batch(["A man.", ""], beam_size=3)) == 2
+
+
+# --- issue 17: the reproducers of "silently wrong" and "unclear", kept fixed ----------------------
+@pytest.fixture(scope="module")
+def engine():
+    from gmlm_engine import Translator
+
+    return Translator(TINY_GMLM, intra_threads=1)
+
+
+@pytest.mark.parametrize("decoder", ["tr", "engine"])
+def test_translate_iterable_checks_its_arguments_before_the_first_result(decoder, request):
+    t = request.getfixturevalue(decoder)
+    with pytest.raises(ValueError, match="not a single string"):
+        t.translate_iterable("A man.")   # would otherwise translate character by character
+    with pytest.raises(ValueError, match="batch_size must be an integer"):
+        t.translate_iterable(["A man."], batch_size="x")
+    with pytest.raises(ValueError, match="iterations"):
+        t.translate_iterable(["A man."], iterations=0)
+    with pytest.raises(ValueError, match="iterable of strings"):
+        t.translate_iterable(5)
+
+
+@pytest.mark.parametrize("batch_size", [-1, 0, "x", 2.5])
+def test_translate_file_rejects_a_bad_batch_size_and_writes_nothing(engine, tmp_path, batch_size):
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("A man.\nTwo dogs.\n")
+    with pytest.raises(ValueError, match="batch_size"):
+        engine.translate_file(src, out, batch_size=batch_size)
+    assert not out.exists() and not (tmp_path / "out.txt.partial").exists()
+
+
+@pytest.mark.parametrize("decoder", ["tr", "engine"])
+def test_inputs_without_content_translate_like_the_empty_string(decoder, request):
+    t = request.getfixturevalue(decoder)
+    texts = ["\u200b", "\ufeff", "\x01\x02", " \t ", "", "\u200b\u200b A man."]
+    res = t.translate_batch(texts)
+    assert [r.text for r in res[:5]] == [""] * 5
+    assert all(r.tokens == [] and r.iterations == 0 for r in res[:5])
+    assert res[5].text == t.translate_batch(["A man."])[0].text != ""
+
+
+@pytest.mark.parametrize("decoder", ["tr", "engine"])
+def test_a_lone_surrogate_names_the_input(decoder, request):
+    t = request.getfixturevalue(decoder)
+    with pytest.raises(ValueError, match=r"source\[1\] is not valid Unicode"):
+        t.translate_batch(["A man.", "x \ud800"])
+
+
+def test_lines_end_at_newline_only_in_files_and_stdin(engine, tmp_path, monkeypatch, capsys):
+    import io
+    import sys
+
+    from gmlm_engine.cli import main
+
+    data = b"A man.\rTwo dogs.\nA woman.\r\n"
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_bytes(data)
+    assert engine.translate_file(src, out)["sentences"] == 2
+    by_file = out.read_text().split("\n")[:-1]
+    assert by_file == [r.text for r in engine.translate_batch(["A man.\rTwo dogs.", "A woman."])]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert main(["translate", "--model", str(TINY_GMLM), "--engine", "cpu"]) == 0
+    assert capsys.readouterr().out.split("\n")[:-1] == by_file
+    assert main(["translate", "--model", str(TINY_GMLM), "--engine", "cpu", "-i", str(src)]) == 0
+    assert capsys.readouterr().out.split("\n")[:-1] == by_file
+
+
+def test_invalid_utf8_names_the_line_and_keeps_the_output_file(tmp_path, capsys):
+    from gmlm_engine.cli import main
+
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_bytes(b"A man.\nA \xff man.\n")
+    out.write_text("keep me\n")
+    assert main(["translate", "--model", str(TINY_GMLM), "-i", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2 is not valid UTF-8" in err and "Traceback" not in err
+    assert out.read_text() == "keep me\n" and not (tmp_path / "out.txt.partial").exists()
+
+
+def test_eval_rejects_a_negative_limit_and_empty_files(tmp_path, capsys):
+    from gmlm_engine.cli import main
+
+    one, empty = tmp_path / "one.txt", tmp_path / "empty.txt"
+    one.write_text("A man.\nTwo dogs.\n")
+    empty.write_text("")
+    assert main(["eval", "--model", str(TINY_GMLM), "--src", str(one), "--ref", str(one), "--limit", "-998"]) == 2
+    assert "--limit must be >= 0" in capsys.readouterr().err
+    assert main(["eval", "--model", str(TINY_GMLM), "--src", str(empty), "--ref", str(empty)]) == 2
+    assert "no sentences to evaluate" in capsys.readouterr().err
+
+
+def test_engines_created_and_dropped_at_once_never_hang():
+    """A pool destroyed before its workers first ran used to hide the stop from them (join forever)."""
+    import subprocess
+    import sys
+
+    code = ("from gmlm_engine import Translator\n"
+            f"for _ in range(100): Translator({str(TINY_GMLM)!r}, intra_threads=4)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _edit_config(d, **changes):
+    cfg = json.loads((d / "config.json").read_text())
+    for k, v in changes.items():
+        if v is None:
+            del cfg[k]
+        else:
+            cfg[k] = v
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+def _edit_weights(d, fn):
+    from safetensors.numpy import load_file, save_file
+
+    w = d / "model.safetensors"
+    sd = load_file(str(w))
+    fn(sd)
+    save_file(sd, str(w))
+
+
+def _set(name, value, dtype=None):
+    def fn(sd):
+        a = sd[name].astype(dtype or sd[name].dtype)
+        a.flat[0] = value
+        sd[name] = a
+    return fn
+
+
+CORRUPTIONS = {
+    # name: (how the directory is broken, the file named, what the message says)
+    "vocabulary_mismatch": (lambda d: shutil.copyfile(TINY_AR.parent.parent.parent / "models" / "gmlm-en-de" / "spm.model",
+                                                      d / "spm.model"), "spm.model", "vocabulary of 8000 pieces"),
+    "mask_equals_len": (lambda d: _edit_config(d, mask_id=4), "config.json", "special ids must be distinct"),
+    "eos_is_not_the_tokenizers": (lambda d: _edit_config(d, eos_id=255), "spm.model", "eos_id is 1 in the tokenizer"),
+    "epsilon_infinite": (lambda d: _edit_config(d, layer_norm_epsilon=float("inf")), "config.json", "layer_norm_epsilon"),
+    "epsilon_huge": (lambda d: _edit_config(d, layer_norm_epsilon=1e300), "config.json", "layer_norm_epsilon"),
+    "missing_key": (lambda d: _edit_config(d, max_source_len=None), "config.json", r"missing keys \['max_source_len'\]"),
+    "max_distance_1": (lambda d: _edit_config(d, relative_attention_max_distance=1), "config.json",
+                       "relative_attention_max_distance"),
+    "max_distance_8": (lambda d: _edit_config(d, relative_attention_max_distance=8), "config.json",
+                       "relative_attention_max_distance"),
+    "absurd_layers": (lambda d: _edit_config(d, num_encoder_layers=10**9), "config.json", "num_encoder_layers"),
+    "float_size": (lambda d: _edit_config(d, d_model=64.0), "config.json", "d_model"),
+    "nested_json": (lambda d: (d / "config.json").write_text("[" * 100000 + "]" * 100000), "config.json", "nested"),
+    "config_not_object": (lambda d: (d / "config.json").write_text("[1, 2]"), "config.json", "JSON object"),
+    "bad_training_json": (lambda d: (d / "training.json").write_text("{oops"), "training.json", "not valid JSON"),
+    "weight_3e38": (lambda d: _edit_weights(d, _set("shared.weight", 3e38, np.float32)), "model.safetensors",
+                    "values up to 3e"),
+    "weight_fp16_max": (lambda d: _edit_weights(d, _set("encoder.block.0.layer.1.DenseReluDense.wi.weight", 65504,
+                                                        np.float16)), "model.safetensors", "values up to"),
+    "inf": (lambda d: _edit_weights(d, _set("shared.weight", np.inf)), "model.safetensors", "NaN or Inf"),
+    "int_dtype": (lambda d: _edit_weights(d, lambda sd: sd.update({"shared.weight": sd["shared.weight"].astype(np.int32)})),
+                  "model.safetensors", "dtype int32"),
+    "extra_tensor": (lambda d: _edit_weights(d, lambda sd: sd.update({"extra.weight": np.zeros(3, np.float32)})),
+                     "model.safetensors", "unexpected tensors"),
+    "empty_weights": (lambda d: (d / "model.safetensors").write_bytes(b""), "model.safetensors", "cannot read"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("decoder", ["reference", "engine"])
+def test_corrupted_model_directories_raise_model_error_naming_file_and_problem(tmp_path, case, decoder):
+    from gmlm_engine import Translator
+
+    breaker, filename, message = CORRUPTIONS[case]
+    d = _copy(tmp_path)
+    breaker(d)
+    cls = ReferenceTranslator if decoder == "reference" else Translator
+    with pytest.raises(ModelError, match=message) as e:
+        cls(d)
+    assert filename in str(e.value)

@@ -8,7 +8,7 @@ from conftest import TINY_GMLM
 
 
 def test_translate_stdin_to_stdout(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("A man rides a bike.\n\nTwo dogs.\n"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"A man rides a bike.\n\nTwo dogs.\n")))
     assert main(["translate", "--model", str(TINY_GMLM), "--engine", "torch", "--iterations", "3"]) == 0
     out = capsys.readouterr().out.split("\n")
     ref = ReferenceTranslator(TINY_GMLM).translate_batch(["A man rides a bike.", "", "Two dogs."], iterations=3)
@@ -44,7 +44,7 @@ def test_translate_file(tmp_path):
 def test_auto_engine_picks_the_reference_for_ar_models(monkeypatch, capsys):
     from conftest import TINY_AR
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO("A man rides a bike.\n"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"A man rides a bike.\n")))
     assert main(["translate", "--model", str(TINY_AR)]) == 0
     expected = ReferenceTranslator(TINY_AR).translate_batch(["A man rides a bike."])[0].text
     assert capsys.readouterr().out == expected + "\n"
@@ -53,7 +53,7 @@ def test_auto_engine_picks_the_reference_for_ar_models(monkeypatch, capsys):
 def test_compiled_engine_refuses_ar_model_cleanly(monkeypatch, capsys):
     from conftest import TINY_AR
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO("A man.\n"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"A man.\n")))
     assert main(["translate", "--model", str(TINY_AR), "--engine", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "--engine cpu" in err and "ar model" in err

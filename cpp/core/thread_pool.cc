@@ -29,7 +29,11 @@ int ThreadPool::default_threads() {
 
 ThreadPool::ThreadPool(int num_threads) {
   if (num_threads <= 0) num_threads = default_threads();
-  for (int t = 1; t < num_threads; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+  // Each worker starts from the generation at construction, not from what it reads when the OS first
+  // runs it: a pool destroyed before a worker got going would otherwise hide its stop from that
+  // worker, and the destructor's join would wait forever.
+  const uint64_t start = generation_.load(std::memory_order_acquire);
+  for (int t = 1; t < num_threads; ++t) workers_.emplace_back([this, t, start] { worker_loop(t, start); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -59,9 +63,8 @@ void ThreadPool::run_tasks(const Task& fn, int64_t n, int thread) {
   }
 }
 
-void ThreadPool::worker_loop(int thread) {
+void ThreadPool::worker_loop(int thread, uint64_t seen) {
   t_in_task = true;  // a task that calls parallel_for from a worker runs it serially
-  uint64_t seen = generation_.load(std::memory_order_acquire);
   for (;;) {
     // spin, then sleep, until a new generation is published
     auto start = std::chrono::steady_clock::now();
@@ -70,7 +73,7 @@ void ThreadPool::worker_loop(int thread) {
       GMLM_PAUSE();
       if (++spins % 64 == 0 && std::chrono::steady_clock::now() - start > kSpin) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
         break;
       }
     }

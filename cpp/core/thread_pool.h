@@ -38,7 +38,7 @@ class ThreadPool {
   static int default_threads();
 
  private:
-  void worker_loop(int thread);
+  void worker_loop(int thread, uint64_t seen);
   void run_tasks(const Task& fn, int64_t n, int thread);
 
   std::vector<std::thread> workers_;

@@ -60,16 +60,23 @@ def _translator(args):
 
 
 def cmd_translate(args) -> int:
+    """Lines from --input or stdin (split by common.read_text_lines) to --output or stdout; --output is
+    written only when every line is translated."""
+    import contextlib
+
+    from .common import AtomicOutput, read_text_lines
+
     tr = _translator(args)
     opts = _options(args, tr.cfg.objective)
-    src = open(args.input, encoding="utf-8") if args.input else sys.stdin
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for r in tr.translate_iterable((line.rstrip("\n") for line in src), batch_size=args.batch_size, **opts):
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
+        lines = read_text_lines(src, args.input or "<stdin>")
+        results = tr.translate_iterable(lines, batch_size=args.batch_size, **opts)  # options checked here
+        out = stack.enter_context(AtomicOutput(args.output)) if args.output else sys.stdout
+        for r in results:
             out.write(r.text + "\n")
-    finally:
-        if args.output:
-            out.close()
+            if not args.output:
+                out.flush()
     return 0
 
 

@@ -103,17 +103,23 @@ def check_sources(source) -> list[str]:
     for i, s in enumerate(source):
         if not isinstance(s, str):
             raise ValueError(f"source[{i}] must be a string, got {type(s).__name__}")
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: not text, and SentencePiece cannot take it
+            raise ValueError(f"source[{i}] is not valid Unicode text ({e.reason} at character {e.start})") from None
     return source
 
 
 def encode_sources(tokenizer, cfg, texts: list[str]) -> list[list[int]]:
-    """Encoder input ids per text ([] for an empty text): gmlm [<len>] + pieces + [</s>], ar pieces +
-    [</s>]; over-long inputs are truncated to max_source_len with a warning."""
+    """Encoder input ids per text: gmlm [<len>] + pieces + [</s>], ar pieces + [</s>]; [] for a text
+    that encodes to no pieces (empty, whitespace, zero-width or control characters only): it translates
+    to "" like the empty string, never to an invented sentence. Over-long inputs are truncated to
+    max_source_len with a warning."""
     prefix = [cfg.len_id] if cfg.objective == "gmlm" else []
     room = cfg.max_source_len - len(prefix) - 1
     out, truncated = [], 0
     for text, ids in zip(texts, tokenizer.encode(texts)):
-        if not text.strip():
+        if not ids or not text.strip():
             out.append([])
             continue
         if len(ids) > room:
@@ -197,12 +203,73 @@ def plan_batches(lengths: list[int], max_batch_size: int, batch_type: str, defau
     return batches
 
 
+def check_finite_scores(results, path) -> None:
+    """A non-finite score means the model's arithmetic overflowed: its output is garbage, so say so."""
+    bad = [i for i, r in enumerate(results) if r is not None and not math.isfinite(r.score)]
+    if bad:
+        from .config import ModelError
+
+        raise ModelError(f"{path}: the model computed non-finite scores for {len(bad)} input(s) "
+                         f"(first: index {bad[0]} of the batch); its weights or config.json are broken")
+
+
+def read_text_lines(f, name: str) -> Iterator[str]:
+    """The lines of a binary stream, one rule for files and stdin: lines end at "\n" (a "\r\n" ending
+    counts as "\n"); a bare "\r" or any other Unicode line separator inside a line stays part of
+    it. Invalid UTF-8 raises ValueError naming the line."""
+    for n, raw in enumerate(f, 1):
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}: line {n} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+class AtomicOutput:
+    """A text file written as PATH.partial and renamed to PATH only on success: a failure leaves the
+    previous PATH untouched and removes the partial file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path, self.tmp = os.fspath(path), f"{os.fspath(path)}.partial"
+
+    def __enter__(self):
+        self.f = open(self.tmp, "w", encoding="utf-8")
+        return self.f
+
+    def __exit__(self, exc_type, exc, tb):
+        self.f.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            try:
+                os.remove(self.tmp)
+            except OSError:
+                pass
+        return False
+
+
 class TranslatorFrontEnd:
     """translate_iterable / translate_file on top of translate_batch (shared by both decoders)."""
 
     def translate_iterable(self, source: Iterable[str], batch_size: int = 64, **options) -> Iterator[TranslationResult]:
+        """Translate an iterable of strings lazily, batch_size at a time (results in input order).
+        Arguments are checked here, before the first result is asked for."""
+        if isinstance(source, str):
+            raise ValueError("source must be an iterable of strings, not a single string")
+        try:
+            it = iter(source)
+        except TypeError:
+            raise ValueError(f"source must be an iterable of strings, got {type(source).__name__}") from None
+        batch_size = _int_option("batch_size", batch_size, 1)
+        self.translate_batch([], **options)  # validates the options now, not at the first batch
+        return self._translate_chunks(it, batch_size, options)
+
+    def _translate_chunks(self, it, batch_size, options):
         buf: list[str] = []
-        for line in source:
+        for line in it:
             buf.append(line)
             if len(buf) >= batch_size:
                 yield from self.translate_batch(buf, **options)
@@ -212,21 +279,24 @@ class TranslatorFrontEnd:
 
     def translate_file(self, src_path: str | os.PathLike, out_path: str | os.PathLike, batch_size: int = 64,
                        progress: bool | None = None, **options) -> dict:
-        """Translate a text file line by line; returns {'sentences': n, 'seconds': s}."""
+        """Translate a UTF-8 text file line by line (lines as read_text_lines splits them); returns
+        {'sentences': n, 'seconds': s}. out_path appears only when every line is translated."""
         import time
 
-        with open(src_path, encoding="utf-8") as f:
-            lines = [line.rstrip("\n") for line in f]
+        batch_size = _int_option("batch_size", batch_size, 1)
+        self.translate_batch([], **options)
+        with open(src_path, "rb") as f:
+            lines = list(read_text_lines(f, os.fspath(src_path)))
         bar = _progress(len(lines), progress)
         t0 = time.perf_counter()
-        tmp = f"{out_path}.partial"
-        with open(tmp, "w", encoding="utf-8") as out:
-            for start in range(0, len(lines), batch_size):
-                for r in self.translate_batch(lines[start:start + batch_size], **options):
-                    out.write(r.text + "\n")
-                bar.update(min(batch_size, len(lines) - start))
-        os.replace(tmp, out_path)
-        bar.close()
+        try:
+            with AtomicOutput(out_path) as out:
+                for start in range(0, len(lines), batch_size):
+                    for r in self.translate_batch(lines[start:start + batch_size], **options):
+                        out.write(r.text + "\n")
+                    bar.update(min(batch_size, len(lines) - start))
+        finally:
+            bar.close()
         return {"sentences": len(lines), "seconds": time.perf_counter() - t0}
 
 

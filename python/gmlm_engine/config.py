@@ -17,6 +17,18 @@ OBJECTIVES = ("gmlm", "ar")
 FEED_FORWARD = ("relu", "gated-gelu")
 
 
+# Bounds on config.json's sizes, checked before anything is allocated (a model of this format is small;
+# a corrupted or hostile file must not make the loader build 10**9 tensor names).
+SIZE_LIMITS = {"vocab_size": 1 << 20, "d_model": 16384, "d_kv": 4096, "d_ff": 65536, "num_heads": 256,
+               "num_encoder_layers": 256, "num_decoder_layers": 256, "relative_attention_num_buckets": 1024,
+               "relative_attention_max_distance": 1 << 16, "max_source_len": 1 << 16, "max_target_len": 1 << 16}
+SPECIAL_ID_FIELDS = ("pad_id", "eos_id", "unk_id", "mask_id", "len_id")
+MAX_LAYER_NORM_EPSILON = 0.01
+# |weight| above this is corruption, not training (the shipped models stay below 10): fp16's largest
+# values overflow fp32 activations to Inf/NaN and every output turns into "".
+MAX_ABS_WEIGHT = 1e4
+
+
 class ModelError(Exception):
     """A model directory is missing, incomplete or inconsistent."""
 
@@ -48,23 +60,38 @@ class ModelConfig:
     format_version: int = FORMAT_VERSION
 
     def validate(self) -> "ModelConfig":
+        """Check every field; raise ModelError naming config.json, the field and the problem."""
         if self.objective not in OBJECTIVES:
             raise ModelError(f"config.json: objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.feed_forward_proj not in FEED_FORWARD:
             raise ModelError(f"config.json: feed_forward_proj must be one of {FEED_FORWARD}, "
                              f"got {self.feed_forward_proj!r}")
-        for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads", "num_encoder_layers",
-                     "num_decoder_layers", "relative_attention_num_buckets",
-                     "relative_attention_max_distance", "max_source_len", "max_target_len"):
+        for name, hi in SIZE_LIMITS.items():
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ModelError(f"config.json: {name} must be a positive integer, got {v!r}")
-        for name in ("pad_id", "eos_id", "unk_id", "mask_id", "len_id", "decoder_start_token_id"):
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
+                raise ModelError(f"config.json: {name} must be an integer in [1, {hi}], got {v!r}")
+        nb, md = self.relative_attention_num_buckets, self.relative_attention_max_distance
+        if nb < 4:
+            raise ModelError(f"config.json: relative_attention_num_buckets must be >= 4, got {nb}")
+        if md <= nb // 2:
+            raise ModelError(f"config.json: relative_attention_max_distance ({md}) must exceed half of "
+                             f"relative_attention_num_buckets ({nb // 2}): T5's log-spaced buckets start there")
+        for name in SPECIAL_ID_FIELDS + ("decoder_start_token_id",):
             v = getattr(self, name)
-            if not isinstance(v, int) or not 0 <= v < self.vocab_size:
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < self.vocab_size:
                 raise ModelError(f"config.json: {name} must be a token id in [0, {self.vocab_size}), got {v!r}")
-        if not (isinstance(self.layer_norm_epsilon, (int, float)) and self.layer_norm_epsilon > 0):
-            raise ModelError("config.json: layer_norm_epsilon must be > 0")
+        ids = [getattr(self, n) for n in SPECIAL_ID_FIELDS]
+        if len(set(ids)) != len(ids):
+            raise ModelError("config.json: the special ids must be distinct, got "
+                             + ", ".join(f"{n}={getattr(self, n)}" for n in SPECIAL_ID_FIELDS))
+        eps = self.layer_norm_epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= MAX_LAYER_NORM_EPSILON:
+            raise ModelError(f"config.json: layer_norm_epsilon must be in (0, {MAX_LAYER_NORM_EPSILON}], got {eps!r}")
+        r = self.dropout_rate
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < 1:
+            raise ModelError(f"config.json: dropout_rate must be in [0, 1), got {r!r}")
+        if not isinstance(self.tie_word_embeddings, bool):
+            raise ModelError(f"config.json: tie_word_embeddings must be true or false, got {self.tie_word_embeddings!r}")
         if self.format_version != FORMAT_VERSION:
             raise ModelError(f"config.json: format_version {self.format_version} is not supported "
                              f"(this version reads {FORMAT_VERSION})")
@@ -83,6 +110,9 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ModelError(f"config.json: unknown keys {unknown}")
+        missing = sorted(known - set(d))
+        if missing:  # no silent defaults: a model trained with max_source_len 96 must not become 128
+            raise ModelError(f"config.json: missing keys {missing}")
         return cls(**d).validate()
 
     def save(self, path: str | os.PathLike) -> None:
@@ -179,13 +209,17 @@ def read_model_dir(model: str | os.PathLike) -> ModelFiles:
     if not cfg_path.is_file():
         raise ModelError(f"{p}: missing config.json")
     try:
-        d = json.loads(cfg_path.read_text())
+        d = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(f"{cfg_path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ModelError(f"{cfg_path}: not a model config (JSON nested too deeply)") from None
     try:
         cfg = ModelConfig.from_dict(d)
     except TypeError as e:
         raise ModelError(f"{cfg_path}: {e}") from None
+    except ModelError as e:  # name the file, not just config.json
+        raise ModelError(f"{p}/{e}") from None
     w = p / "model.safetensors"
     if not w.is_file():
         raise ModelError(f"{p}: missing model.safetensors")
@@ -196,9 +230,11 @@ def read_model_dir(model: str | os.PathLike) -> ModelFiles:
     tj = p / "training.json"
     if tj.is_file():
         try:
-            training = json.loads(tj.read_text())
-        except json.JSONDecodeError:
-            training = {}
+            training = json.loads(tj.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise ModelError(f"{tj}: not valid JSON ({e.__class__.__name__}: {e})") from None
+        if not isinstance(training, dict):
+            raise ModelError(f"{tj}: must hold a JSON object")
     return ModelFiles(p, cfg, w, spm, training)
 
 
@@ -231,5 +267,8 @@ def load_weights_numpy(files: ModelFiles, dtype="float32") -> dict:
         a = np.ascontiguousarray(a.astype(dtype))
         if not np.isfinite(a).all():
             raise ModelError(f"{files.weights_path}: tensor {name} contains NaN or Inf values")
+        if a.size and float(np.abs(a).max()) > MAX_ABS_WEIGHT:
+            raise ModelError(f"{files.weights_path}: tensor {name} has values up to {float(np.abs(a).max()):.3g}; "
+                             f"weights above {MAX_ABS_WEIGHT:g} in magnitude are corruption (they overflow)")
         out[name] = a
     return out

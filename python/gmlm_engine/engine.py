@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import threading
 
-from .common import (TranslationResult, TranslatorFrontEnd, check_sources, encode_sources, plan_batches,
-                     validate_options)
+from .common import (TranslationResult, TranslatorFrontEnd, check_finite_scores, check_sources, encode_sources,
+                     plan_batches, validate_options)
 from .config import ModelError, load_weights_numpy, read_model_dir
-from .tokenizer import NUM_SPECIAL, Tokenizer
+from .tokenizer import NUM_SPECIAL, load_model_tokenizer
 
 # Sentences per batch when max_batch_size is 0. Results do not depend on it (batch invariance);
 # 64 sentences (about 3000 decoder rows) keep the GEMMs near the BLAS's peak.
@@ -102,10 +102,7 @@ class Translator(TranslatorFrontEnd):
             raise ModelError(f"{self.files.path}: the compiled engine decodes gmlm models; this is an "
                              f"{self.cfg.objective!r} model (use gmlm_engine.reference.ReferenceTranslator or "
                              "CTranslate2 for ar models)")
-        self.tokenizer = Tokenizer(self.files.spm_path)
-        if self.tokenizer.vocab_size > self.cfg.vocab_size:
-            raise ModelError(f"{self.files.spm_path}: vocabulary of {self.tokenizer.vocab_size} pieces "
-                             f"exceeds the model's vocab_size {self.cfg.vocab_size}")
+        self.tokenizer = load_model_tokenizer(self.files)
         weights = load_weights_numpy(self.files)
         try:
             if kind == "cuda":
@@ -150,6 +147,7 @@ class Translator(TranslatorFrontEnd):
                     results[i] = TranslationResult(
                         self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
                         [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, cands)
+        check_finite_scores(results, getattr(getattr(self, "files", None), "path", "model"))
         return results  # type: ignore[return-value]
 
     # --- introspection (tests and benchmarks) -------------------------------------------------

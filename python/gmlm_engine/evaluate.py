@@ -36,8 +36,12 @@ def run(args, translator, options: dict) -> int:
     else:
         src, ref = load_split(args.data_dir, args.split, args.src_lang, args.tgt_lang)
         name = args.split
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0 (0: every sentence), got {args.limit}")
     if args.limit:
         src, ref = src[:args.limit], ref[:args.limit]
+    if not src:
+        raise ValueError(f"{name}: no sentences to evaluate")
     t0 = time.perf_counter()
     hyp = [r.text for r in translator.translate_batch(src, **options)]
     secs = time.perf_counter() - t0

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import (TranslationResult, TranslatorFrontEnd, check_sources, collapse_repeats, encode_sources,
-                     gumbel_noise, log_threshold, mean_score, plan_batches, random_init_tokens, source_hash,
+from .common import (TranslationResult, TranslatorFrontEnd, check_finite_scores, check_sources, collapse_repeats,
+                     encode_sources, gumbel_noise, log_threshold, mean_score, plan_batches, random_init_tokens, source_hash,
                      validate_options)
 from .model import load_torch_model
-from .tokenizer import NUM_SPECIAL, Tokenizer
+from .tokenizer import NUM_SPECIAL, load_model_tokenizer
 
 DEFAULT_BATCH = 32
 
@@ -37,12 +37,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
         self.device = torch.device(device)
         self.model, self.files = load_torch_model(model, self.device)
         self.cfg = self.model.cfg
-        self.tokenizer = Tokenizer(self.files.spm_path)
-        if self.tokenizer.vocab_size > self.cfg.vocab_size:
-            from .config import ModelError
-
-            raise ModelError(f"{self.files.spm_path}: vocabulary of {self.tokenizer.vocab_size} pieces "
-                             f"exceeds the model's vocab_size {self.cfg.vocab_size}")
+        self.tokenizer = load_model_tokenizer(self.files)
 
     @classmethod
     def from_model(cls, model, tokenizer, device="cpu") -> "ReferenceTranslator":
@@ -84,6 +79,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
                     self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
                     [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, cands)
         self.model.train(was_training)
+        check_finite_scores(results, getattr(getattr(self, "files", None), "path", "model"))
         return results  # type: ignore[return-value]
 
     # --- GMLM: iterative parallel refinement ---------------------------------------------------

@@ -46,6 +46,23 @@ class Tokenizer:
         return [self.sp.IdToPiece(i) for i in self._known(ids)]
 
 
+def load_model_tokenizer(files) -> Tokenizer:
+    """A model directory's spm.model, checked against its config.json: the same vocabulary size and the
+    same special ids (a vocabulary that does not match the embedding decodes to garbage)."""
+    from .config import SPECIAL_ID_FIELDS, ModelError
+
+    tok = Tokenizer(files.spm_path)
+    cfg = files.config
+    if tok.vocab_size != cfg.vocab_size:
+        raise ModelError(f"{files.spm_path}: vocabulary of {tok.vocab_size} pieces, but config.json's "
+                         f"vocab_size is {cfg.vocab_size} (the tokenizer does not belong to these weights)")
+    for name in SPECIAL_ID_FIELDS:
+        if getattr(tok, name) != getattr(cfg, name):
+            raise ModelError(f"{files.spm_path}: {name} is {getattr(tok, name)} in the tokenizer but "
+                             f"{getattr(cfg, name)} in config.json")
+    return tok
+
+
 def train_spm(texts_files: list[str | os.PathLike], model_path: str | os.PathLike, vocab_size: int = 8000,
               seed_sentences: int = 2_000_000) -> Tokenizer:
     """Train a joint SentencePiece (unigram) model on plain-text or .gz files; writes model_path."""

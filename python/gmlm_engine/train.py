@@ -33,6 +33,8 @@ def _check(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0")
     if not 0 <= args.corrupt_keep + args.corrupt_random <= 1 or min(args.corrupt_keep, args.corrupt_random) < 0:
         raise ValueError("--corrupt-keep and --corrupt-random must be >= 0 and sum to at most 1")
+    if getattr(args, "schedule_offset", 0) < 0:
+        raise ValueError("--schedule-offset must be >= 0")
     if not 0 <= args.label_smoothing < 1:
         raise ValueError("--label-smoothing must be in [0, 1)")
 
@@ -323,7 +325,7 @@ def run(args) -> int:
         for idx in batches:
             b = _to(make_batch(ex, idx, cfg, gen, corrupt), dev)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step + 1, args.lr, args.warmup) * g["lr_scale"]
+                g["lr"] = lr_at(args.schedule_offset + step + 1, args.lr, args.warmup) * g["lr_scale"]
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
             opt.zero_grad(set_to_none=True)

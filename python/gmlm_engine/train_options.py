@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(matching names and shapes are copied)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--schedule-offset", type=int, default=0,
+                   help="the learning-rate schedule starts this many steps in (continuing a model given by "
+                        "--init-from on its own schedule instead of warming up again)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--embedding-lr-scale", type=float, default=None,
                    help="learning-rate multiplier of the std-1 tables (shared embedding, decoder positions); "
