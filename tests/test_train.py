@@ -121,3 +121,17 @@ def test_param_groups_cover_every_parameter_once_and_keep_names():
         assert emb == {id(named[k]) for k in expect}
         assert groups["embedding"]["lr_scale"] == 8.0 and groups["embedding"]["weight_decay"] == 0.0
         assert groups["decay"]["weight_decay"] == 0.01 and groups["decay"]["lr_scale"] == 1.0
+
+
+def test_schedule_offset_continues_the_learning_rate_schedule():
+    """--schedule-offset N: a model continued with --init-from picks up its inverse-sqrt schedule at step N
+    (no second warm-up at peak lr); a negative offset is a ValueError naming the option."""
+    from gmlm_engine.train import _check, lr_at
+
+    args = build_parser().parse_args(["train", "--objective", "ar", "--out", "x", "--schedule-offset", "2000",
+                                      "--warmup", "300"])
+    assert args.schedule_offset == 2000
+    assert lr_at(args.schedule_offset + 1, 1e-3, 300) < 0.4e-3 < lr_at(300, 1e-3, 300)
+    args.schedule_offset = -1
+    with pytest.raises(ValueError, match="--schedule-offset"):
+        _check(args)
