@@ -454,6 +454,9 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   const int64_t B = static_cast<int64_t>(sources.size()), K = o.length_beam, T = o.iterations;
   GMLM_CHECK_ARG(K >= 1 && K <= maxT, "length_beam must be in [1, ", maxT, "], got ", K);
   GMLM_CHECK_ARG(T >= 1, "iterations must be >= 1, got ", T);
+  GMLM_CHECK_ARG(o.length_beam_keep == 0 || o.length_beam_keep == K,
+                 "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
+                 "leave it unset or equal to length_beam on device='cuda'");
   GMLM_CHECK_ARG(!o.init_random || (o.first_random_id >= 0 && o.first_random_id < V),
                  "random init needs first_random_id in [0, vocab_size)");
   std::vector<RefineResult> results(B);

@@ -45,7 +45,8 @@ def test_build_info():
 
 # --- batching ---------------------------------------------------------------------------------
 OPTION_SETS = [dict(), dict(stutter_remask=False, length_beam=5), dict(remask="threshold", threshold=0.6),
-               dict(init="random", seed=5), dict(sampling=True, seed=9, iterations=3)]
+               dict(init="random", seed=5), dict(sampling=True, seed=9, iterations=3),
+               dict(length_beam=5, length_beam_keep=2)]
 
 
 @pytest.mark.parametrize("opts", OPTION_SETS)
@@ -118,6 +119,8 @@ def test_overlong_input_is_truncated_with_a_warning(tiny):
     (dict(threshold=0.5), "threshold"), (dict(init="zeros"), "init"), (dict(batch_type="words"), "batch_type"),
     (dict(max_batch_size=-1), "max_batch_size"), (dict(seed=-3), "seed"), (dict(beam_size=4), "beam_size"),
     (dict(stutter_remask="yes"), "stutter_remask"), (dict(sampling=1), "sampling"),
+    (dict(length_beam_keep=0), "length_beam_keep"), (dict(length_beam=3, length_beam_keep=4), "length_beam_keep"),
+    (dict(length_beam_keep=True), "length_beam_keep"),
 ])
 def test_invalid_options(tiny, opts, match):
     with pytest.raises(ValueError, match=match):

@@ -48,6 +48,9 @@ OPTION_SETS = [
     dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, stutter_remask=False),
     dict(iterations=4, length_beam=3, init="random", seed=1),
     dict(iterations=4, length_beam=3, sampling=True, seed=2),
+    dict(iterations=4, length_beam=5, length_beam_keep=2),
+    dict(iterations=10, length_beam=5, length_beam_keep=1, remask="threshold", threshold=0.7, stutter_remask=False),
+    dict(iterations=4, length_beam=4, length_beam_keep=3, sampling=True, seed=3),
 ]
 N_QUICK = 64
 
@@ -84,6 +87,18 @@ def test_parity(pairs, name, opts):
     b = eng.translate_batch(src, return_history=True, **opts)
     bad = mismatches(a, b, tol=1e-4)
     assert bad == [], [(i, a[i].tokens, b[i].tokens, a[i].iterations, b[i].iterations) for i in bad[:3]]
+
+
+@pytest.mark.parametrize("name", ["tiny-fixture", "relu-wide-3layers"])
+def test_length_beam_keep_1_keeps_the_first_pass_winner(pairs, name):
+    """With length_beam_keep=1 the surviving candidate is the one that wins a single pass (T=1):
+    the winner's tokens after pass 0 are the same, in both decoders."""
+    src = test_sentences(16)
+    for tr in pairs[name]:
+        one = tr.translate_batch(src, iterations=1, length_beam=5, stutter_remask=False, return_history=True)
+        kept = tr.translate_batch(src, iterations=4, length_beam=5, length_beam_keep=1, stutter_remask=False,
+                                  return_history=True)
+        assert [r.history[0] for r in kept] == [r.history[0] for r in one]
 
 
 def _close(ours: np.ndarray, theirs: np.ndarray, what: str, tol: float = 1e-4):
@@ -144,6 +159,7 @@ SLOW_OPTION_SETS = [
     dict(iterations=4, length_beam=3, stutter_remask=False),
     dict(iterations=4, length_beam=3, remask="threshold", threshold=0.9),
     dict(iterations=10, length_beam=5, remask="threshold", threshold=0.7, stutter_remask=False),
+    dict(iterations=4, length_beam=5, length_beam_keep=2),
 ]
 
 

@@ -64,7 +64,7 @@ bad_values = st.one_of(st.integers(-5, 0), st.floats(allow_nan=True), st.text(ma
 
 
 @settings(max_examples=400, **SETTINGS)
-@given(name=st.sampled_from(["iterations", "length_beam", "remask", "threshold", "init", "seed", "sampling",
+@given(name=st.sampled_from(["iterations", "length_beam", "length_beam_keep", "remask", "threshold", "init", "seed", "sampling",
                              "stutter_remask", "max_batch_size", "batch_type", "beam_size"]), value=bad_values)
 def test_an_invalid_option_is_a_value_error_naming_it(engine, name, value):
     try:

@@ -168,6 +168,27 @@ def test_length_candidates_ties_shorter_first_and_best_mean_logprob_wins():
     assert len(r.tokens) == 9
 
 
+def test_length_beam_keep_prunes_after_the_first_pass():
+    """Candidates 3, 5, 7: after pass 0 length 5 scores best; lengths 3 and 7 would improve later.
+    Without pruning length 3 wins; with length_beam_keep=1 only length 5 runs passes 1 and 2."""
+    ll = [0.0] * 12
+    ll[2], ll[4], ll[6] = 5.0, 4.0, 3.0
+    first = {3: 0.5, 5: 0.9, 7: 0.4}
+    later = {3: 0.999, 5: 0.9, 7: 0.999}
+    plan = lambda L, t, i, inp: (10 + i + t, first[L] if t == 0 else later[L])  # noqa: E731  (no early stop)
+    tr, stub = translator(plan, ll)
+    r = tr.translate_batch(["x"], iterations=3, length_beam=3, stutter_remask=False)[0]
+    assert r.length_candidates == [3, 5, 7] and len(r.tokens) == 3
+    assert stub.predicted == [15, 2 + 3 + 4, 1 + 1 + 2]          # linear: floor(L*2/3), then floor(L/3)
+    tr, stub = translator(plan, ll)
+    r = tr.translate_batch(["x"], iterations=3, length_beam=3, length_beam_keep=1, stutter_remask=False)[0]
+    assert r.length_candidates == [3, 5, 7] and len(r.tokens) == 5 and r.iterations == 3
+    assert stub.predicted == [15, 3, 1]
+    tr, stub = translator(plan, ll)
+    r = tr.translate_batch(["x"], iterations=3, length_beam=3, length_beam_keep=2, stutter_remask=False)[0]
+    assert len(r.tokens) == 3 and stub.predicted == [15, 2 + 3, 1 + 1]   # 7 pruned, 3 wins again
+
+
 def test_sampling_is_seeded_and_batch_invariant():
     tr = ReferenceTranslator(TINY_GMLM)
     src = ["A man rides a bike.", "Two dogs play in the snow.", "A girl."]

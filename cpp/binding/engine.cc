@@ -97,13 +97,15 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
 
 RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std::string& remask,
                              std::optional<double> threshold, bool stutter_remask, const std::string& init,
-                             bool sampling, uint64_t seed, bool return_history, int32_t first_random_id) {
+                             bool sampling, uint64_t seed, bool return_history, int32_t first_random_id,
+                             int64_t length_beam_keep) {
   RefineOptions o;
   GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
   GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
   GMLM_CHECK_ARG(init == "mask" || init == "random", "init must be 'mask' or 'random', got ", init);
   o.iterations = iterations;
   o.length_beam = length_beam;
+  o.length_beam_keep = length_beam_keep;
   o.threshold_remask = remask == "threshold";
   if (o.threshold_remask) {
     GMLM_CHECK_ARG(threshold && *threshold > 0.0 && *threshold < 1.0,
@@ -143,9 +145,9 @@ class Engine {
   py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id) {
+                     int32_t first_random_id, int64_t length_beam_keep) {
     const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
-                                           seed, return_history, first_random_id);
+                                           seed, return_history, first_random_id, length_beam_keep);
     auto src = id_lists(sources, "source", model_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -284,9 +286,9 @@ class CudaEngineBinding {
   py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id) {
+                     int32_t first_random_id, int64_t length_beam_keep) {
     const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
-                                           seed, return_history, first_random_id);
+                                           seed, return_history, first_random_id, length_beam_keep);
     auto src = id_lists(sources, "source", engine_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -360,6 +362,7 @@ void register_engine(py::module_& m) {
       .def("translate", &CudaEngineBinding::translate, py::arg("sources"), py::arg("iterations"),
            py::arg("length_beam"), py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"),
            py::arg("sampling"), py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"),
+           py::arg("length_beam_keep") = 0,
            "As Engine.translate, on the GPU. The GIL is released while decoding.")
       .def("stats", &CudaEngineBinding::stats,
            "Counters since load: batches, iterations, graphs_captured, graph_launches, compactions, total seconds.")
@@ -377,7 +380,7 @@ void register_engine(py::module_& m) {
            "intra_threads: threads for BLAS and the engine's kernels (0: the cores available).")
       .def("translate", &Engine::translate, py::arg("sources"), py::arg("iterations"), py::arg("length_beam"),
            py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"), py::arg("sampling"),
-           py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"),
+           py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"), py::arg("length_beam_keep") = 0,
            "Refinement decoding of one batch of encoder inputs (lists of ids). Returns, per source, a tuple\n"
            "(ids, score, passes, history, length_candidates). The GIL is released while decoding.")
       .def("encode", &Engine::encode, py::arg("sources"), "Encoder output of each source: list of (S, D) arrays.")

@@ -17,11 +17,24 @@ struct Candidate {
   std::vector<float> conf;
   std::vector<uint8_t> masked;
   bool done = false;
+  bool pruned = false;  // dropped by length-candidate pruning: no more passes, not scored
   int64_t passes = 0;
   std::vector<std::vector<int32_t>> history;
   // this pass: the selected row (index into DecoderInput::sel) of each masked position, else -1
   std::vector<int32_t> sel_of;
 };
+
+// A candidate's output (repeats collapsed with stutter_remask) into *ids, and its score (docs step 4).
+double candidate_output(const Candidate& c, bool stutter_remask, std::vector<int32_t>* ids) {
+  std::vector<float> cf;
+  ids->clear();
+  for (int64_t i = 0; i < c.len; ++i)
+    if (!stutter_remask || i == 0 || c.tokens[i] != c.tokens[i - 1]) {
+      ids->push_back(c.tokens[i]);
+      cf.push_back(c.conf[i]);
+    }
+  return ops::mean_score(cf.data(), static_cast<int64_t>(cf.size()));
+}
 
 }  // namespace
 
@@ -32,6 +45,8 @@ std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<s
   const int64_t V = cfg.vocab_size;
   GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
   GMLM_CHECK_ARG(T >= 1, "iterations must be >= 1, got ", T);
+  const int64_t keep = o.length_beam_keep == 0 ? K : o.length_beam_keep;
+  GMLM_CHECK_ARG(keep >= 1 && keep <= K, "length_beam_keep must be in [1, length_beam = ", K, "], got ", keep);
   GMLM_CHECK_ARG(!o.init_random || (o.first_random_id >= 0 && o.first_random_id < V),
                  "random init needs first_random_id in [0, vocab_size)");
   std::vector<RefineResult> results(B);
@@ -115,7 +130,7 @@ std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<s
       ops::VocabArgmax().sample(mat(states), model.output_embedding(), noise, pred.data(), conf.data(), pool);
     }
 
-    // 3c. write predictions into masked positions, stop and re-mask
+    // 3c. write predictions into masked positions
     Profiler::Scope scope(Phase::remask);
     for (int64_t ci : live) {
       Candidate& c = cands[ci];
@@ -126,6 +141,24 @@ std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<s
         }
       c.passes += 1;
       if (o.return_history) c.history.push_back(c.tokens);
+    }
+    // 3d. after the first pass, keep the best `keep` candidates of each source (every one is live at t = 0)
+    if (t == 0 && keep < K) {
+      std::vector<int32_t> ids;
+      std::vector<std::pair<double, int64_t>> ranked(K);
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t k = 0; k < K; ++k) ranked[k] = {-candidate_output(cands[b * K + k], o.stutter_remask, &ids), k};
+        std::sort(ranked.begin(), ranked.end());  // best score first, ties: the lower index
+        for (int64_t r = keep; r < K; ++r) cands[b * K + ranked[r].second].pruned = true;
+      }
+    }
+    // 3e. stop and re-mask
+    for (int64_t ci : live) {
+      Candidate& c = cands[ci];
+      if (c.pruned) {
+        c.done = true;
+        continue;
+      }
       if (t >= 1 && c.tokens == c.prev) c.done = true;
       c.prev = c.tokens;
       if (t == T - 1) c.done = true;
@@ -150,14 +183,9 @@ std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<s
     std::vector<int32_t> best_ids;
     for (int64_t k = 0; k < K; ++k) {
       const Candidate& c = cands[b * K + k];
+      if (c.pruned) continue;
       std::vector<int32_t> ids;
-      std::vector<float> cf;
-      for (int64_t i = 0; i < c.len; ++i)
-        if (!o.stutter_remask || i == 0 || c.tokens[i] != c.tokens[i - 1]) {
-          ids.push_back(c.tokens[i]);
-          cf.push_back(c.conf[i]);
-        }
-      const double s = ops::mean_score(cf.data(), static_cast<int64_t>(cf.size()));
+      const double s = candidate_output(c, o.stutter_remask, &ids);
       if (best < 0 || s > best_s) {
         best = k;
         best_s = s;

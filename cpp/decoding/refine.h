@@ -15,6 +15,7 @@ namespace gmlm {
 struct RefineOptions {
   int64_t iterations = 4;
   int64_t length_beam = 3;
+  int64_t length_beam_keep = 0;   // candidates kept after the first pass; 0 or length_beam: no pruning
   bool threshold_remask = false;  // remask == "threshold" (else "linear")
   double log_threshold = 0.0;     // log(threshold), used with threshold_remask
   bool stutter_remask = true;

@@ -9,6 +9,8 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (same names as translate_batch)")
     g.add_argument("--iterations", type=int, default=4)
     g.add_argument("--length-beam", type=int, default=3)
+    g.add_argument("--length-beam-keep", type=int, default=None,
+                   help="length candidates kept after the first pass (default: all)")
     g.add_argument("--remask", default="linear", help="linear | threshold")
     g.add_argument("--threshold", type=float, default=None)
     g.add_argument("--no-stutter-remask", dest="stutter_remask", action="store_false")
@@ -23,8 +25,8 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
 def _options(args, objective: str) -> dict:
     if objective == "ar":
         return dict(beam_size=args.beam_size, max_batch_size=args.max_batch_size, batch_type=args.batch_type)
-    return dict(iterations=args.iterations, length_beam=args.length_beam, remask=args.remask,
-                threshold=args.threshold, stutter_remask=args.stutter_remask, init=args.init,
+    return dict(iterations=args.iterations, length_beam=args.length_beam, length_beam_keep=args.length_beam_keep,
+                remask=args.remask, threshold=args.threshold, stutter_remask=args.stutter_remask, init=args.init,
                 sampling=args.sampling, seed=args.seed, max_batch_size=args.max_batch_size,
                 batch_type=args.batch_type)
 

@@ -33,6 +33,7 @@ class TranslationResult:
 class DecodeOptions:
     iterations: int = 4
     length_beam: int = 3
+    length_beam_keep: int = 3   # candidates kept after the first pass (= length_beam: no pruning)
     remask: str = "linear"
     threshold: float | None = None
     stutter_remask: bool = True
@@ -56,13 +57,16 @@ def _int_option(name, v, lo, hi=None):
     return v
 
 
-def validate_options(objective: str, max_target_len: int, *, iterations=4, length_beam=3, remask="linear",
+def validate_options(objective: str, max_target_len: int, *, iterations=4, length_beam=3, length_beam_keep=None,
+                     remask="linear",
                      threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None,
                      beam_size=1, max_batch_size=0, batch_type="examples", return_scores=False,
                      return_history=False) -> DecodeOptions:
     """Check every decoding option; raise ValueError naming the bad one."""
     iterations = _int_option("iterations", iterations, 1, 1000)
     length_beam = _int_option("length_beam", length_beam, 1, max_target_len)
+    length_beam_keep = length_beam if length_beam_keep is None else _int_option(
+        "length_beam_keep", length_beam_keep, 1, length_beam)
     beam_size = _int_option("beam_size", beam_size, 1, 256)
     max_batch_size = _int_option("max_batch_size", max_batch_size, 0)
     if remask not in REMASK:
@@ -88,7 +92,7 @@ def validate_options(objective: str, max_target_len: int, *, iterations=4, lengt
             raise ValueError(f"{name} must be a bool, got {v!r}")
     if objective == "gmlm" and beam_size != 1:
         raise ValueError("beam_size applies to ar models; a gmlm model uses iterations and length_beam")
-    return DecodeOptions(iterations, length_beam, remask, threshold, bool(stutter_remask), init,
+    return DecodeOptions(iterations, length_beam, length_beam_keep, remask, threshold, bool(stutter_remask), init,
                          bool(sampling), seed, beam_size, max_batch_size, batch_type, bool(return_scores),
                          bool(return_history))
 

@@ -118,13 +118,14 @@ class Translator(TranslatorFrontEnd):
         """Threads the engine uses (1 on cuda: one host thread drives the GPU)."""
         return getattr(self._engine, "num_threads", 1)
 
-    def translate_batch(self, source, *, iterations=4, length_beam=3, remask="linear", threshold=None,
-                        stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
+    def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None, remask="linear",
+                        threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
                         max_batch_size=0, batch_type="examples", return_scores=False, return_history=False,
                         ) -> list[TranslationResult]:
         """Translate a list of strings; same options and results as ReferenceTranslator.translate_batch."""
         opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
-                                length_beam=length_beam, remask=remask, threshold=threshold,
+                                length_beam=length_beam, length_beam_keep=length_beam_keep, remask=remask,
+                                threshold=threshold,
                                 stutter_remask=stutter_remask, init=init, sampling=sampling, seed=seed,
                                 beam_size=beam_size, max_batch_size=max_batch_size, batch_type=batch_type,
                                 return_scores=return_scores, return_history=return_history)
@@ -141,7 +142,8 @@ class Translator(TranslatorFrontEnd):
             idx = [todo[b] for b in batch]
             outs = self._engine.translate(
                 [enc_ids[i] for i in idx], opts.iterations, opts.length_beam, opts.remask, opts.threshold,
-                opts.stutter_remask, opts.init, opts.sampling, opts.seed, opts.return_history, NUM_SPECIAL)
+                opts.stutter_remask, opts.init, opts.sampling, opts.seed, opts.return_history, NUM_SPECIAL,
+                length_beam_keep=opts.length_beam_keep)
             with self._lock:
                 for i, (ids, score, passes, hist, cands) in zip(idx, outs):
                     results[i] = TranslationResult(

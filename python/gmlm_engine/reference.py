@@ -48,12 +48,13 @@ class ReferenceTranslator(TranslatorFrontEnd):
 
     # --- public API --------------------------------------------------------------------------
     @torch.inference_mode()
-    def translate_batch(self, source, *, iterations=4, length_beam=3, remask="linear", threshold=None,
-                        stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
+    def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None, remask="linear",
+                        threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
                         max_batch_size=0, batch_type="examples", return_scores=False, return_history=False,
                         ) -> list[TranslationResult]:
         opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
-                                length_beam=length_beam, remask=remask, threshold=threshold,
+                                length_beam=length_beam, length_beam_keep=length_beam_keep, remask=remask,
+                                threshold=threshold,
                                 stutter_remask=stutter_remask, init=init, sampling=sampling, seed=seed,
                                 beam_size=beam_size, max_batch_size=max_batch_size, batch_type=batch_type,
                                 return_scores=return_scores, return_history=return_history)
@@ -104,6 +105,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
         conf = torch.zeros(N, Lmax, dtype=torch.float32)
         masked = valid.clone()
         done = torch.zeros(N, dtype=torch.bool)
+        pruned = torch.zeros(N, dtype=torch.bool)
         passes = torch.zeros(N, dtype=torch.long)
         prev = tokens.clone()
         history = [] if o.return_history else None
@@ -136,6 +138,12 @@ class ReferenceTranslator(TranslatorFrontEnd):
             passes[live] += 1
             if history is not None:
                 history.append(tokens.clone())
+            if t == 0 and o.length_beam_keep < K:                                 # length-candidate pruning
+                for b in range(B):
+                    scores = [self._output(tokens, conf, lengths, b * K + k, o)[1] for k in range(K)]
+                    ranked = sorted(range(K), key=lambda k: (-scores[k], k))
+                    for k in ranked[o.length_beam_keep:]:
+                        pruned[b * K + k] = done[b * K + k] = True
 
             # stop: unchanged since the previous pass, or the last iteration
             if t >= 1:
@@ -179,19 +187,25 @@ class ReferenceTranslator(TranslatorFrontEnd):
         for b in range(B):
             best, best_s, best_ids = 0, None, None
             for k in range(K):
-                r = b * K + k
-                L = int(lengths[r])
-                ids, cf = tokens[r, :L].tolist(), conf[r, :L].numpy()
-                if o.stutter_remask:
-                    keep = [j for j in range(L) if j == 0 or ids[j] != ids[j - 1]]
-                    ids, cf = [ids[j] for j in keep], cf[keep]
-                s = mean_score(cf)
+                if pruned[b * K + k]:
+                    continue
+                ids, s = self._output(tokens, conf, lengths, b * K + k, o)
                 if best_s is None or s > best_s:
                     best, best_s, best_ids = k, s, ids
             r = b * K + best
             hist = [hh[r, :int(lengths[r])].tolist() for hh in history[:int(passes[r])]] if history else []
             outs.append((best_ids, best_s, int(passes[r]), hist, lengths[b * K:(b + 1) * K].tolist()))
         return outs
+
+    @staticmethod
+    def _output(tokens, conf, lengths, r, o) -> tuple[list[int], float]:
+        """Candidate r's output tokens (repeats collapsed with stutter_remask) and its score."""
+        L = int(lengths[r])
+        ids, cf = tokens[r, :L].tolist(), conf[r, :L].numpy()
+        if o.stutter_remask:
+            keep = [j for j in range(L) if j == 0 or ids[j] != ids[j - 1]]
+            ids, cf = [ids[j] for j in keep], cf[keep]
+        return ids, mean_score(cf)
 
     # --- AR: greedy and beam search ------------------------------------------------------------
     def _ar(self, srcs: list[list[int]], o):
