@@ -115,9 +115,11 @@ def test_quick_cli_end_to_end(tmp_path, capsys):
     doc = json.loads((out / "bench.json").read_text())
     rows, meta = doc["rows"], doc["meta"]
     assert meta["machine"]["cpu"] and meta["machine"]["logical_cpus"] >= 1 and meta["threads"] == 1
-    assert {r["family"] for r in rows} == {"gmlm-engine", "gmlm-engine-raw", "gmlm-torch", "ct2-ar", "torch-ar"}
+    assert {r["family"] for r in rows} == {"gmlm-engine", "gmlm-engine-raw", "gmlm-torch", "ct2-ar", "ct2-ar-int8",
+                                           "torch-ar"}
+    assert isinstance(meta["machine"]["cpu_isa"], list)
     assert set(doc["quality"]) == {r["system"] for r in rows}
-    for name in ("ct2-ar greedy", "ct2-ar beam=4", "torch-ar greedy", "torch-ar beam=4", "gmlm-torch T=4 K=3",
+    for name in ("ct2-ar greedy", "ct2-ar beam=4", "ct2-ar-int8 greedy", "ct2-ar-int8 beam=4", "torch-ar greedy", "torch-ar beam=4", "gmlm-torch T=4 K=3",
                  "gmlm-engine T=4 K=3"):                                   # the core systems: every batch size
         assert sorted(r["batch_size"] for r in rows if r["system"] == name) == [1, 8]
     for r in rows:

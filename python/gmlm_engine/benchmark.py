@@ -230,6 +230,21 @@ def run_benchmark(systems: list[System], src: list[str], ref: list[str], batch_s
 
 
 # --- outputs ----------------------------------------------------------------------------------
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_isa_flags() -> list[str]:
+    """The vector/matrix instruction sets of this CPU that decide GEMM speed (from /proc/cpuinfo)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                have = set(line.partition(":")[2].split())
+                return [f for f in ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def machine_info(threads: int) -> dict:
     cpu, cores = platform.processor() or platform.machine(), set()
     try:
@@ -245,7 +260,7 @@ def machine_info(threads: int) -> dict:
                 cores.add((phys, val))
     except OSError:
         pass
-    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": len(cores) or None,
+    info = {"cpu": cpu, "cpu_isa": cpu_isa_flags(), "logical_cpus": os.cpu_count(), "physical_cores": len(cores) or None,
             "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "threads_per_system": threads, "os": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
@@ -375,6 +390,7 @@ FIXED_CORE = [(4, 3), (10, 5)]
 THRESHOLDS = (0.5, 0.7, 0.9)
 THRESHOLD_TK = (10, 3)
 STUTTER_OFF = [(4, 3), (10, 5)]
+PRUNED = [(4, 5, 2), (4, 5, 1), (10, 5, 2), (6, 3, 1)]   # length-candidate pruning: (T, K, length_beam_keep)
 RAW = [(1, 1), (4, 3), (10, 5)]
 ANCHOR = "gmlm-engine T=4 K=3"
 QUICK = {"sentences": 16, "batch_sizes": [1, 8], "repeats": 2}
@@ -473,6 +489,8 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
     tt, tk = THRESHOLD_TK
     systems += [gmlm(eng, "gmlm-engine", f"threshold={p} T={tt} K={tk}", None, iterations=tt, length_beam=tk,
                      remask="threshold", threshold=p) for p in thresholds]
+    systems += [gmlm(eng, "gmlm-engine", f"T={t} K={k} keep={p}", None, iterations=t, length_beam=k,
+                     length_beam_keep=p) for t, k, p in PRUNED[:1 if args.quick else None]]
     systems += [gmlm(eng, "gmlm-engine", f"T={t} K={k} no-stutter", False, iterations=t, length_beam=k,
                      stutter_remask=False) for t, k in STUTTER_OFF[:1 if args.quick else None]]
     if args.gmlm_raw_model:
@@ -492,13 +510,17 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
 
         max_len = read_model_dir(args.ar_model).config.max_target_len
         ct2_dir = args.ct2_model or export_ctranslate2(args.ar_model, Path(tmp_dir) / "ct2")
-        ct = CT2Translator(ct2_dir, threads=args.threads)
         names = {1: "greedy", 4: "beam=4"}
-        for beam in (1, 4):
-            systems.append(System(f"ct2-ar {names[beam]}", "ct2-ar",
-                                  lambda xs, b=beam: ct.translate_batch(xs, beam_size=b, max_batch_size=len(xs),
-                                                                        max_decoding_length=max_len),
-                                  {"beam_size": beam, "max_decoding_length": max_len}, True))
+        # float32 (the exported model) and int8 (CTranslate2's CPU default under compute_type="auto",
+        # weights per output channel, activations per row: how its users run it on a CPU)
+        for family, compute_type in (("ct2-ar", "float32"), ("ct2-ar-int8", "int8")):
+            ct = CT2Translator(ct2_dir, threads=args.threads, compute_type=compute_type)
+            for beam in (1, 4):
+                systems.append(System(f"{family} {names[beam]}", family,
+                                      lambda xs, b=beam, ct=ct: ct.translate_batch(
+                                          xs, beam_size=b, max_batch_size=len(xs), max_decoding_length=max_len),
+                                      {"beam_size": beam, "max_decoding_length": max_len,
+                                       "compute_type": ct.compute_type}, True))
         if not args.no_torch:
             ar = ReferenceTranslator(args.ar_model, threads=args.threads)
             for beam in (1, 4):
@@ -514,6 +536,9 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
         "linear vs threshold": [f"gmlm-engine T={tt} K={tk}"]
                                + [f"gmlm-engine threshold={p} T={tt} K={tk}" for p in THRESHOLDS],
         "stutter re-masking": [f"gmlm-engine T={t} K={k}{x}" for t, k in STUTTER_OFF for x in ("", " no-stutter")],
+        "length-candidate pruning": [n for t, k, p in PRUNED
+                                     for n in (f"gmlm-engine T={t} K={k}", f"gmlm-engine T={t} K={k} keep={p}")],
+        "AR compute type": [f"{fam} {b}" for b in ("greedy", "beam=4") for fam in ("ct2-ar", "ct2-ar-int8")],
     }
     return systems, {f: [n for n in names if n in have] for f, names in ablations.items()}
 
