@@ -63,7 +63,9 @@ def _translator(args):
 
 def cmd_translate(args) -> int:
     """Lines from --input or stdin (split by common.read_text_lines) to --output or stdout; --output is
-    written only when every line is translated."""
+    written only when every line is translated. With --ray: files to a folder on Ray Data."""
+    if args.ray is not None:
+        return cmd_translate_ray(args)
     import contextlib
 
     from .common import AtomicOutput, read_text_lines
@@ -79,6 +81,40 @@ def cmd_translate(args) -> int:
             out.write(r.text + "\n")
             if not args.output:
                 out.flush()
+    return 0
+
+
+def cmd_translate_ray(args) -> int:
+    """--input (text: one row per line, output DIR/<name> line by line; jsonl / parquet: rows with the
+    translation added, Ray's writers) on a Ray cluster, with Ray Data's progress bars."""
+    if not args.input or not args.output:
+        raise ValueError("--ray needs --input (a file or folder) and --output (a folder)")
+    from pathlib import Path
+
+    from . import ray as gray
+
+    fmt = gray.input_format(args.input)
+    ray = gray._ray()
+    if not ray.is_initialized():
+        if args.ray == "local":    # a local cluster of --threads CPUs (0: all)
+            ray.init(num_cpus=args.threads or None, include_dashboard=False)
+        else:
+            ray.init(address=args.ray)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True      # text output is written in input order
+    ds = gray.read_input(args.input, fmt)
+    column = "text" if fmt == "text" else args.column
+    obj = gray.read_model_dir(args.model).config.objective
+    out = gray.translate_dataset(ds, column=column, output_column=args.output_column, model=args.model,
+                                 concurrency=args.concurrency, batch_size=args.batch_size, num_cpus=args.cpus_per_actor,
+                                 **_options(args, obj))
+    n = gray.write_output(out, args.output, fmt, args.output_column)
+    if fmt == "text":                                  # empty input files get empty outputs
+        src = Path(args.input)
+        for f in (sorted(src.iterdir()) if src.is_dir() else [src]):
+            if f.is_file() and not (Path(args.output) / f.name).exists():
+                (Path(args.output) / f.name).write_text("")
+    print(f"wrote {n} translations to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -156,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--input", "-i", default=None)
     t.add_argument("--output", "-o", default=None)
     t.add_argument("--batch-size", type=int, default=64)
+    r = t.add_argument_group("Ray Data (many files or machines; needs the [ray] extra)")
+    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster: ADDRESS (e.g. auto, ray://host:10001) or, without it, a local one; "
+                        "--input is then a file or folder (.txt, .jsonl, .parquet) and --output a folder")
+    r.add_argument("--column", default="text", help="the source column of jsonl / parquet input")
+    r.add_argument("--output-column", default="translation")
+    r.add_argument("--concurrency", type=int, default=1, help="translator actors")
+    r.add_argument("--cpus-per-actor", type=int, default=1, help="CPUs (and engine threads) per actor")
     t.set_defaults(func=cmd_translate)
 
     tr = sub.add_parser("train", help="train a gmlm or ar model")
