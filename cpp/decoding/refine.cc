@@ -1,6 +1,7 @@
 #include "decoding/refine.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/profiler.h"
 #include "decoding/rng.h"
@@ -11,21 +12,9 @@ namespace gmlm {
 
 namespace {
 
-struct Candidate {
-  int64_t source = 0, k = 0, len = 0;
-  std::vector<int32_t> tokens, prev;
-  std::vector<float> conf;
-  std::vector<uint8_t> masked;
-  bool done = false;
-  bool pruned = false;  // dropped by length-candidate pruning: no more passes, not scored
-  int64_t passes = 0;
-  std::vector<std::vector<int32_t>> history;
-  // this pass: the selected row (index into DecoderInput::sel) of each masked position, else -1
-  std::vector<int32_t> sel_of;
-};
-
 // A candidate's output (repeats collapsed with stutter_remask) into *ids, and its score (docs step 4).
-double candidate_output(const Candidate& c, bool stutter_remask, std::vector<int32_t>* ids) {
+template <typename C>
+double candidate_output(const C& c, bool stutter_remask, std::vector<int32_t>* ids) {
   std::vector<float> cf;
   ids->clear();
   for (int64_t i = 0; i < c.len; ++i)
@@ -36,104 +25,206 @@ double candidate_output(const Candidate& c, bool stutter_remask, std::vector<int
   return ops::mean_score(cf.data(), static_cast<int64_t>(cf.size()));
 }
 
+void check_options(const RefineOptions& o, const T5Config& cfg) {
+  const int64_t K = o.length_beam;
+  GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
+  GMLM_CHECK_ARG(o.iterations >= 1, "iterations must be >= 1, got ", o.iterations);
+  GMLM_CHECK_ARG(o.length_beam_keep >= 0 && o.length_beam_keep <= K,
+                 "length_beam_keep must be in [1, length_beam = ", K, "], got ", o.length_beam_keep);
+  GMLM_CHECK_ARG(!o.init_random || (o.first_random_id >= 0 && o.first_random_id < cfg.vocab_size),
+                 "random init needs first_random_id in [0, vocab_size)");
+}
+
+// Copies rows [begin, begin + len) of a (rows, cols) tensor to row `at` of another.
+void copy_rows(const Tensor& from, int64_t begin, int64_t len, Tensor& to, int64_t at) {
+  const int64_t cols = from.dim(1);
+  std::memcpy(to.data<float>() + at * cols, from.data<float>() + begin * cols, sizeof(float) * len * cols);
+}
+
 }  // namespace
 
-std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
-                                       const RefineOptions& o, Workspace& ws, ThreadPool& pool) {
-  const T5Config& cfg = model.config();
-  const int64_t B = static_cast<int64_t>(sources.size()), K = o.length_beam, T = o.iterations;
-  const int64_t V = cfg.vocab_size;
-  GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
-  GMLM_CHECK_ARG(T >= 1, "iterations must be >= 1, got ", T);
-  const int64_t keep = o.length_beam_keep == 0 ? K : o.length_beam_keep;
-  GMLM_CHECK_ARG(keep >= 1 && keep <= K, "length_beam_keep must be in [1, length_beam = ", K, "], got ", keep);
-  GMLM_CHECK_ARG(!o.init_random || (o.first_random_id >= 0 && o.first_random_id < V),
-                 "random init needs first_random_id in [0, vocab_size)");
-  std::vector<RefineResult> results(B);
-  if (B == 0) return results;
+void RefineBatch::rebuild_encoder_rows(const EncoderOutput* fresh) {
+  int64_t rows = 0;
+  for (const Request& r : live_) rows += enc_.len[r.source];
+  if (fresh) rows += fresh->rows;
+  EncoderOutput out;
+  const int64_t D = model_.config().d_model;
+  const int64_t kvw = fresh ? fresh->cross_kv.dim(1) : enc_.cross_kv.dim(1);
+  out.states = Tensor({rows, D});
+  out.cross_kv = Tensor({rows, kvw});
+  for (Request& r : live_) {
+    const int64_t b = enc_.begin[r.source], n = enc_.len[r.source];
+    copy_rows(enc_.states, b, n, out.states, out.rows);
+    copy_rows(enc_.cross_kv, b, n, out.cross_kv, out.rows);
+    r.source = static_cast<int64_t>(out.begin.size());
+    out.begin.push_back(out.rows);
+    out.len.push_back(n);
+    out.rows += n;
+  }
+  if (fresh) {
+    copy_rows(fresh->states, 0, fresh->rows, out.states, out.rows);
+    copy_rows(fresh->cross_kv, 0, fresh->rows, out.cross_kv, out.rows);
+    for (size_t b = 0; b < fresh->begin.size(); ++b) {
+      out.begin.push_back(out.rows + fresh->begin[b]);
+      out.len.push_back(fresh->len[b]);
+    }
+    out.rows += fresh->rows;
+  }
+  enc_ = std::move(out);
+  compact_ = false;
+}
 
-  // 1. encoder, cross-attention K/V, length candidates
-  EncoderOutput enc;
-  model.encode(sources, enc, ws, pool);
+std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& sources,
+                                      const std::vector<RefineOptions>& opts, Workspace& ws, ThreadPool& pool) {
+  const T5Config& cfg = model_.config();
+  GMLM_CHECK_ARG(opts.size() == sources.size(), "add: ", sources.size(), " sources but ", opts.size(), " options");
+  for (const RefineOptions& o : opts) check_options(o, cfg);
+  std::vector<int64_t> ids;
+  if (sources.empty()) return ids;
+
+  // 1. encoder, cross-attention K/V, length candidates of the newcomers
+  EncoderOutput fresh;
+  model_.encode(sources, fresh, ws, pool);
   Tensor len_logits;
-  model.length_logits(enc, len_logits, ws, pool);
-  std::vector<uint64_t> src_hash(B);
-  std::vector<Candidate> cands(B * K);
-  for (int64_t b = 0; b < B; ++b) {
-    src_hash[b] = rng::source_hash(sources[b].data(), static_cast<int64_t>(sources[b].size()));
-    std::vector<int32_t> lengths(K);
-    ops::length_candidates(len_logits.data<float>() + b * cfg.max_target_len, cfg.max_target_len, K, lengths.data());
-    results[b].length_candidates = lengths;
+  model_.length_logits(fresh, len_logits, ws, pool);
+  rebuild_encoder_rows(&fresh);  // live requests' rows first, then the newcomers' in order
+  const int64_t base = static_cast<int64_t>(enc_.begin.size()) - static_cast<int64_t>(sources.size());
+  for (size_t b = 0; b < sources.size(); ++b) {
+    Request r;
+    r.id = next_id_++;
+    r.o = opts[b];
+    r.source = base + static_cast<int64_t>(b);
+    r.src_hash = rng::source_hash(sources[b].data(), static_cast<int64_t>(sources[b].size()));
+    const int64_t K = r.o.length_beam;
+    r.length_candidates.resize(K);
+    ops::length_candidates(len_logits.data<float>() + b * cfg.max_target_len, cfg.max_target_len, K,
+                           r.length_candidates.data());
+    r.cands.resize(K);
     for (int64_t k = 0; k < K; ++k) {
-      Candidate& c = cands[b * K + k];
-      c.source = b;
+      Candidate& c = r.cands[k];
       c.k = k;
-      c.len = lengths[k];
+      c.len = r.length_candidates[k];
       c.tokens.assign(c.len, cfg.mask_id);  // 2. every position masked
       c.prev = c.tokens;
       c.conf.assign(c.len, 0.f);
       c.masked.assign(c.len, 1);
     }
+    ids.push_back(r.id);
+    live_.push_back(std::move(r));
   }
+  return ids;
+}
 
-  Tensor states;
-  std::vector<int32_t> pred;
-  std::vector<float> conf;
-  std::vector<uint8_t> new_mask;
-  std::vector<std::pair<int64_t, int64_t>> owner;  // sampling: (candidate, position) of each selected row
-  for (int64_t t = 0; t < T; ++t) {
-    // 3a. the decoder input of every live candidate, packed; its masked positions are selected
-    DecoderInput in;
-    std::vector<int64_t> live;
-    {
-      Profiler::Scope scope(Phase::remask);
-      for (int64_t ci = 0; ci < B * K; ++ci) {
-        Candidate& c = cands[ci];
-        if (c.done) continue;
-        live.push_back(ci);
-        const int64_t begin = static_cast<int64_t>(in.ids.size());
-        in.segs.push_back({begin, c.len, c.source});
-        c.sel_of.assign(c.len, -1);
-        for (int64_t i = 0; i < c.len; ++i) {
-          int32_t id = c.masked[i] ? cfg.mask_id : c.tokens[i];
-          if (t == 0 && o.init_random) id = rng::init_token(o.seed, src_hash[c.source], c.k, i, V, o.first_random_id);
-          in.ids.push_back(id);
-          if (c.masked[i]) {
-            c.sel_of[i] = static_cast<int32_t>(in.sel.size());
-            in.sel.push_back(static_cast<int32_t>(begin + i));
+bool RefineBatch::cancel(int64_t id) {
+  auto it = std::find_if(live_.begin(), live_.end(), [&](const Request& r) { return r.id == id; });
+  if (it == live_.end()) return false;
+  live_.erase(it);
+  compact_ = true;
+  return true;
+}
+
+int64_t RefineBatch::live_rows() const {
+  int64_t n = 0;
+  for (const Request& r : live_)
+    for (const Candidate& c : r.cands)
+      if (!c.done) n += c.len;
+  return n;
+}
+
+RefineResult RefineBatch::finish(Request& r) const {
+  // 4. score the candidates that were not pruned, keep the best (ties: the lower candidate index)
+  RefineResult res;
+  int64_t best = -1;
+  for (const Candidate& c : r.cands) {
+    if (c.pruned) continue;
+    std::vector<int32_t> ids;
+    const double s = candidate_output(c, r.o.stutter_remask, &ids);
+    if (best < 0 || s > res.score) {
+      best = c.k;
+      res.score = s;
+      res.ids = std::move(ids);
+    }
+  }
+  Candidate& w = r.cands[best];
+  res.passes = w.passes;
+  res.history = std::move(w.history);
+  res.length_candidates = r.length_candidates;
+  return res;
+}
+
+std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, ThreadPool& pool) {
+  std::vector<std::pair<int64_t, RefineResult>> finished;
+  if (live_.empty()) return finished;
+  if (compact_) rebuild_encoder_rows(nullptr);
+  const T5Config& cfg = model_.config();
+  const int64_t V = cfg.vocab_size;
+
+  // 3a. the decoder input of every live candidate, packed: argmax requests first, then sampling
+  // ones, so that each group's selected rows are contiguous
+  DecoderInput in;
+  std::vector<std::pair<Request*, Candidate*>> owner_of_row;  // sampling: the candidate of each selected row
+  std::vector<int32_t> pos_of_row;
+  int64_t n_argmax = 0;
+  {
+    Profiler::Scope scope(Phase::remask);
+    for (int group = 0; group < 2; ++group) {
+      for (Request& r : live_) {
+        if (r.o.sampling != (group == 1)) continue;
+        for (Candidate& c : r.cands) {
+          if (c.done) continue;
+          const int64_t begin = static_cast<int64_t>(in.ids.size());
+          in.segs.push_back({begin, c.len, r.source});
+          c.sel_of.assign(c.len, -1);
+          for (int64_t i = 0; i < c.len; ++i) {
+            int32_t id = c.masked[i] ? cfg.mask_id : c.tokens[i];
+            if (r.t == 0 && r.o.init_random) id = rng::init_token(r.o.seed, r.src_hash, c.k, i, V, r.o.first_random_id);
+            in.ids.push_back(id);
+            if (c.masked[i]) {
+              c.sel_of[i] = static_cast<int32_t>(in.sel.size());
+              in.sel.push_back(static_cast<int32_t>(begin + i));
+              if (group == 1) {
+                owner_of_row.push_back({&r, &c});
+                pos_of_row.push_back(static_cast<int32_t>(i));
+              }
+            }
           }
         }
       }
+      if (group == 0) n_argmax = static_cast<int64_t>(in.sel.size());
     }
-    if (live.empty()) break;
+  }
 
-    // 3b. decoder pass; vocabulary step on the selected rows only
-    model.decode(in, enc, ws, pool, states);
-    const int64_t n_sel = static_cast<int64_t>(in.sel.size());
-    if (!o.sampling) {
-      pred.resize(n_sel);
-      conf.resize(n_sel);
-      ops::VocabArgmax()(mat(states), model.output_embedding(), pred.data(), conf.data(), pool);
-    } else {
-      // Gumbel-max: the noise of a selected row is keyed by (source, candidate, t, position)
-      owner.assign(n_sel, {0, 0});
-      for (int64_t ci : live)
-        for (int64_t i = 0; i < cands[ci].len; ++i)
-          if (cands[ci].sel_of[i] >= 0) owner[cands[ci].sel_of[i]] = {ci, i};
-      pred.resize(n_sel);
-      conf.resize(n_sel);
-      const ops::VocabArgmax::Noise noise = [&](int64_t r, float* g) {
-        const Candidate& c = cands[owner[r].first];
-        const uint64_t pre = rng::prefix(o.seed, 0, src_hash[c.source], c.k, t, owner[r].second);
-        for (int64_t v = 0; v < V; ++v) g[v] = rng::gumbel(rng::draw(pre, v));
-      };
-      ops::VocabArgmax().sample(mat(states), model.output_embedding(), noise, pred.data(), conf.data(), pool);
-    }
+  // 3b. decoder pass; vocabulary step on the selected rows only
+  Tensor states;
+  model_.decode(in, enc_, ws, pool, states);
+  const int64_t n_sel = static_cast<int64_t>(in.sel.size());
+  std::vector<int32_t> pred(n_sel);
+  std::vector<float> conf(n_sel);
+  const ConstMat all = mat(static_cast<const Tensor&>(states));
+  if (n_argmax > 0)
+    ops::VocabArgmax()(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), pred.data(), conf.data(), pool);
+  if (n_sel > n_argmax) {
+    // Gumbel-max: the noise of a selected row is keyed by (source, candidate, t, position)
+    const ops::VocabArgmax::Noise noise = [&](int64_t row, float* g) {
+      const Request& r = *owner_of_row[row].first;
+      const Candidate& c = *owner_of_row[row].second;
+      const uint64_t pre = rng::prefix(r.o.seed, 0, r.src_hash, c.k, r.t, pos_of_row[row]);
+      for (int64_t v = 0; v < V; ++v) g[v] = rng::gumbel(rng::draw(pre, v));
+    };
+    ops::VocabArgmax().sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
+                              pred.data() + n_argmax, conf.data() + n_argmax, pool);
+  }
 
-    // 3c. write predictions into masked positions
-    Profiler::Scope scope(Phase::remask);
-    for (int64_t ci : live) {
-      Candidate& c = cands[ci];
+  // 3c-3e. per request: write predictions, prune after the first pass, stop and re-mask
+  Profiler::Scope scope(Phase::remask);
+  std::vector<uint8_t> new_mask;
+  std::vector<int32_t> ids;
+  for (Request& r : live_) {
+    const RefineOptions& o = r.o;
+    const int64_t K = o.length_beam, T = o.iterations, t = r.t;
+    const int64_t keep = o.length_beam_keep == 0 ? K : o.length_beam_keep;
+    for (Candidate& c : r.cands) {
+      if (c.done) continue;
       for (int64_t i = 0; i < c.len; ++i)
         if (c.sel_of[i] >= 0) {
           c.tokens[i] = pred[c.sel_of[i]];
@@ -142,19 +233,15 @@ std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<s
       c.passes += 1;
       if (o.return_history) c.history.push_back(c.tokens);
     }
-    // 3d. after the first pass, keep the best `keep` candidates of each source (every one is live at t = 0)
-    if (t == 0 && keep < K) {
-      std::vector<int32_t> ids;
+    if (t == 0 && keep < K) {  // every candidate ran pass 0: keep the best `keep`
       std::vector<std::pair<double, int64_t>> ranked(K);
-      for (int64_t b = 0; b < B; ++b) {
-        for (int64_t k = 0; k < K; ++k) ranked[k] = {-candidate_output(cands[b * K + k], o.stutter_remask, &ids), k};
-        std::sort(ranked.begin(), ranked.end());  // best score first, ties: the lower index
-        for (int64_t r = keep; r < K; ++r) cands[b * K + ranked[r].second].pruned = true;
-      }
+      for (int64_t k = 0; k < K; ++k) ranked[k] = {-candidate_output(r.cands[k], o.stutter_remask, &ids), k};
+      std::sort(ranked.begin(), ranked.end());  // best score first, ties: the lower index
+      for (int64_t j = keep; j < K; ++j) r.cands[ranked[j].second].pruned = true;
     }
-    // 3e. stop and re-mask
-    for (int64_t ci : live) {
-      Candidate& c = cands[ci];
+    bool all_done = true;
+    for (Candidate& c : r.cands) {
+      if (c.done) continue;
       if (c.pruned) {
         c.done = true;
         continue;
@@ -162,42 +249,40 @@ std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<s
       if (t >= 1 && c.tokens == c.prev) c.done = true;
       c.prev = c.tokens;
       if (t == T - 1) c.done = true;
-      if (c.done) continue;
-      new_mask.assign(c.len, 0);
-      if (!o.threshold_remask) {
-        const int64_t n = c.len * (T - 1 - t) / T;
-        ops::lowest_confidence(c.conf.data(), c.len, n, new_mask.data());
-      } else {
-        ops::threshold_remask(c.conf.data(), c.masked.data(), c.len, o.log_threshold, new_mask.data());
+      if (!c.done) {
+        new_mask.assign(c.len, 0);
+        if (!o.threshold_remask) {
+          const int64_t n = c.len * (T - 1 - t) / T;
+          ops::lowest_confidence(c.conf.data(), c.len, n, new_mask.data());
+        } else {
+          ops::threshold_remask(c.conf.data(), c.masked.data(), c.len, o.log_threshold, new_mask.data());
+        }
+        if (o.stutter_remask) ops::stutter_remask(c.tokens.data(), c.len, new_mask.data());
+        c.masked = new_mask;
+        if (std::none_of(c.masked.begin(), c.masked.end(), [](uint8_t m) { return m != 0; })) c.done = true;
       }
-      if (o.stutter_remask) ops::stutter_remask(c.tokens.data(), c.len, new_mask.data());
-      c.masked = new_mask;
-      if (std::none_of(c.masked.begin(), c.masked.end(), [](uint8_t m) { return m != 0; })) c.done = true;
+      all_done = all_done && c.done;
     }
+    r.t += 1;
+    if (all_done) finished.push_back({r.id, finish(r)});
   }
+  if (!finished.empty()) {
+    live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Request& r) {
+                  return std::all_of(r.cands.begin(), r.cands.end(), [](const Candidate& c) { return c.done; });
+                }),
+                live_.end());
+    compact_ = true;
+  }
+  return finished;
+}
 
-  // 4. score the candidates, keep the best per source (ties: the lower candidate index)
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t best = -1;
-    double best_s = 0;
-    std::vector<int32_t> best_ids;
-    for (int64_t k = 0; k < K; ++k) {
-      const Candidate& c = cands[b * K + k];
-      if (c.pruned) continue;
-      std::vector<int32_t> ids;
-      const double s = candidate_output(c, o.stutter_remask, &ids);
-      if (best < 0 || s > best_s) {
-        best = k;
-        best_s = s;
-        best_ids = std::move(ids);
-      }
-    }
-    Candidate& w = cands[b * K + best];
-    results[b].ids = std::move(best_ids);
-    results[b].score = best_s;
-    results[b].passes = w.passes;
-    results[b].history = std::move(w.history);
-  }
+std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
+                                       const RefineOptions& opts, Workspace& ws, ThreadPool& pool) {
+  RefineBatch batch(model);
+  const std::vector<int64_t> ids = batch.add(sources, std::vector<RefineOptions>(sources.size(), opts), ws, pool);
+  std::vector<RefineResult> results(sources.size());
+  while (batch.requests() > 0)
+    for (auto& [id, res] : batch.step(ws, pool)) results[id - ids.front()] = std::move(res);
   return results;
 }
 

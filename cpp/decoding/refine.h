@@ -1,40 +1,74 @@
-// GMLM refinement decoding (docs/decoding.md, "GMLM refinement"), the whole loop in C++:
-// encoder once per batch, length candidates, then T passes of the decoder over the live candidates
-// only, predictions for masked positions only, re-masking, early stop, scoring.
-
+// GMLM refinement decoding (docs/decoding.md, "GMLM refinement") on the CPU, as a resumable batch:
+// RefineBatch owns the live length candidates of many requests, each at its own pass with its own
+// options. add() encodes newcomers (their encoder rows and cross-attention K/V join the batch's);
+// step() is one decoder pass over every live candidate, predictions for masked positions only,
+// then re-masking, pruning, early stop and, for requests that are done, scoring. A pass boundary is
+// where requests join and leave: that is continuous batching. refine_batch() is a loop over it.
+//
+// Every request's result is the same, token for token, whatever else is in the batch and whenever
+// it joined: rows never see each other (attention is per segment) and the RNG is keyed by the
+// request's own source, candidate, pass and position.
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "decoding/options.h"
 #include "models/t5_model.h"
 
 namespace gmlm {
 
-struct RefineOptions {
-  int64_t iterations = 4;
-  int64_t length_beam = 3;
-  int64_t length_beam_keep = 0;   // candidates kept after the first pass; 0 or length_beam: no pruning
-  bool threshold_remask = false;  // remask == "threshold" (else "linear")
-  double log_threshold = 0.0;     // log(threshold), used with threshold_remask
-  bool stutter_remask = true;
-  bool init_random = false;       // init == "random" (else "mask")
-  bool sampling = false;
-  uint64_t seed = 0;
-  bool return_history = false;
-  int32_t first_random_id = 5;    // random init draws ids in [first_random_id, V)
+class RefineBatch {
+ public:
+  explicit RefineBatch(const T5Model& model) : model_(model) {}
+
+  // Checks the options (ValueError naming the bad one), encodes the sources (non-empty encoder
+  // inputs: [<len>] + pieces + [</s>]) and adds one request each. Returns the requests' ids.
+  std::vector<int64_t> add(const std::vector<std::vector<int32_t>>& sources, const std::vector<RefineOptions>& opts,
+                           Workspace& ws, ThreadPool& pool);
+  // One decoder pass over every live candidate; returns the requests that finished in it.
+  std::vector<std::pair<int64_t, RefineResult>> step(Workspace& ws, ThreadPool& pool);
+  // Drops a request (its client left): it runs no further pass and returns no result. False if unknown.
+  bool cancel(int64_t id);
+
+  int64_t requests() const { return static_cast<int64_t>(live_.size()); }
+  int64_t live_rows() const;  // decoder rows (target positions) of the next pass
+
+ private:
+  struct Candidate {
+    int64_t k = 0, len = 0;
+    std::vector<int32_t> tokens, prev;
+    std::vector<float> conf;
+    std::vector<uint8_t> masked;
+    bool done = false;
+    bool pruned = false;  // dropped by length-candidate pruning: no more passes, not scored
+    int64_t passes = 0;
+    std::vector<std::vector<int32_t>> history;
+    std::vector<int32_t> sel_of;  // this pass: the selected row of each masked position, else -1
+  };
+  struct Request {
+    int64_t id = 0;
+    RefineOptions o;
+    int64_t t = 0;              // the pass it runs next
+    int64_t source = 0;         // its rows in enc_
+    uint64_t src_hash = 0;
+    std::vector<Candidate> cands;
+    std::vector<int32_t> length_candidates;
+  };
+
+  RefineResult finish(Request& r) const;
+  void rebuild_encoder_rows(const EncoderOutput* fresh);  // enc_ = live requests' rows (+ fresh)
+
+  const T5Model& model_;
+  EncoderOutput enc_;
+  std::vector<Request> live_;  // in arrival order
+  bool compact_ = false;       // some requests left: enc_ holds rows nobody uses
+  int64_t next_id_ = 0;
 };
 
-struct RefineResult {
-  std::vector<int32_t> ids;  // output tokens (repeats collapsed with stutter_remask)
-  double score = 0.0;        // mean log-probability of ids
-  int64_t passes = 0;        // decoder passes of the winning candidate
-  std::vector<std::vector<int32_t>> history;  // tokens after each pass (return_history)
-  std::vector<int32_t> length_candidates;
-};
-
-// Decode one batch of non-empty encoder inputs ([<len>] + pieces + [</s>]).
+// Decode one batch of non-empty encoder inputs with the same options (a loop over RefineBatch).
 std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
                                        const RefineOptions& opts, Workspace& ws, ThreadPool& pool);
 

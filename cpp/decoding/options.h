@@ -1,0 +1,32 @@
+// The options and the result of GMLM refinement decoding (docs/decoding.md, "GMLM refinement"),
+// shared by the CPU loop (decoding/refine.h) and the CUDA engine (cuda/cuda_engine.h).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace gmlm {
+
+struct RefineOptions {
+  int64_t iterations = 4;
+  int64_t length_beam = 3;
+  int64_t length_beam_keep = 0;   // candidates kept after the first pass; 0 or length_beam: no pruning
+  bool threshold_remask = false;  // remask == "threshold" (else "linear")
+  double log_threshold = 0.0;     // log(threshold), used with threshold_remask
+  bool stutter_remask = true;
+  bool init_random = false;       // init == "random" (else "mask")
+  bool sampling = false;
+  uint64_t seed = 0;
+  bool return_history = false;
+  int32_t first_random_id = 5;    // random init draws ids in [first_random_id, V)
+};
+
+struct RefineResult {
+  std::vector<int32_t> ids;  // output tokens (repeats collapsed with stutter_remask)
+  double score = 0.0;        // mean log-probability of ids
+  int64_t passes = 0;        // decoder passes of the winning candidate
+  std::vector<std::vector<int32_t>> history;  // tokens after each pass (return_history)
+  std::vector<int32_t> length_candidates;
+};
+
+}  // namespace gmlm
