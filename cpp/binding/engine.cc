@@ -4,8 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <memory>
 #include <mutex>
 
@@ -121,6 +123,29 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
   return o;
 }
 
+// The options of one request, by keyword (the names of translate_batch; absent keys keep the defaults).
+RefineOptions options_from_dict(const py::dict& d) {
+  static const char* known[] = {"iterations", "length_beam", "length_beam_keep", "remask", "threshold",
+                                "stutter_remask", "init", "sampling", "seed", "return_history", "first_random_id"};
+  for (auto item : d) {
+    const std::string key = py::str(item.first);
+    GMLM_CHECK_ARG(std::find(std::begin(known), std::end(known), key) != std::end(known), "unknown option ", key);
+  }
+  const RefineOptions def;
+  auto get = [&](const char* k, auto fallback) { return d.contains(k) ? d[k].cast<decltype(fallback)>() : fallback; };
+  std::optional<double> threshold;
+  if (d.contains("threshold") && !d["threshold"].is_none()) threshold = d["threshold"].cast<double>();
+  return refine_options(get("iterations", def.iterations), get("length_beam", def.length_beam),
+                        get("remask", std::string("linear")), threshold, get("stutter_remask", def.stutter_remask),
+                        get("init", std::string("mask")), get("sampling", def.sampling), get("seed", def.seed),
+                        get("return_history", def.return_history), get("first_random_id", def.first_random_id),
+                        get("length_beam_keep", def.length_beam_keep));
+}
+
+py::tuple result_tuple(const RefineResult& r) {
+  return py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates);
+}
+
 py::array_t<float> to_numpy(const float* data, int64_t rows, int64_t cols) {
   py::array_t<float> a({rows, cols});
   std::memcpy(a.mutable_data(), data, sizeof(float) * rows * cols);
@@ -165,8 +190,7 @@ class Engine {
       Profiler::install(nullptr);
     }
     py::list out;
-    for (auto& r : res)
-      out.append(py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates));
+    for (auto& r : res) out.append(result_tuple(r));
     return out;
   }
 
@@ -237,6 +261,14 @@ class Engine {
 
   int num_threads() const { return pool_->num_threads(); }
 
+  // For Batch: the model, and the pool and workspace under the engine's lock.
+  const T5Model& model() const { return *model_; }
+  template <typename F>
+  auto locked(F&& f) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return f(ws_, *pool_);
+  }
+
   void set_profiling(bool on) {
     std::lock_guard<std::mutex> lock(mutex_);
     profiling_ = on;
@@ -270,6 +302,49 @@ class Engine {
   std::mutex mutex_;  // one call at a time: the pool and the workspace are shared
   bool profiling_ = false;
   Profiler profile_;
+};
+
+// gmlm_engine._core.Batch: a resumable batch on an Engine (continuous batching, decoding/refine.h).
+// One thread drives it; add() and step() take the engine's lock, so translate() calls on the same
+// engine from other threads wait for the current pass and no longer.
+class Batch {
+ public:
+  explicit Batch(Engine& engine) : engine_(engine), batch_(engine.model()) {}
+
+  std::vector<int64_t> add(const std::vector<std::vector<int64_t>>& sources, const std::vector<py::dict>& options) {
+    GMLM_CHECK_ARG(options.size() == sources.size(), "add: ", sources.size(), " sources but ", options.size(),
+                   " option dicts");
+    std::vector<RefineOptions> opts;
+    for (const py::dict& d : options) opts.push_back(options_from_dict(d));
+    auto src = id_lists(sources, "source", engine_.model().config().vocab_size);
+    py::gil_scoped_release release;
+    return engine_.locked([&](Workspace& ws, ThreadPool& pool) { return batch_.add(src, opts, ws, pool); });
+  }
+
+  py::list step() {
+    std::vector<std::pair<int64_t, RefineResult>> done;
+    {
+      py::gil_scoped_release release;
+      done = engine_.locked([&](Workspace& ws, ThreadPool& pool) { return batch_.step(ws, pool); });
+    }
+    py::list out;
+    for (auto& [id, r] : done) out.append(py::make_tuple(id, result_tuple(r)));
+    return out;
+  }
+
+  py::object current(int64_t id) const {
+    RefineResult r;
+    if (!batch_.current(id, &r)) return py::none();
+    return result_tuple(r);
+  }
+
+  bool cancel(int64_t id) { return batch_.cancel(id); }
+  int64_t requests() const { return batch_.requests(); }
+  int64_t live_rows() const { return batch_.live_rows(); }
+
+ private:
+  Engine& engine_;
+  RefineBatch batch_;
 };
 
 #if GMLM_WITH_CUDA
@@ -394,6 +469,22 @@ void register_engine(py::module_& m) {
            "Seconds per phase (gemm, attention, vocab, remask, layers_other, total), flops, GEMM shapes\n"
            "and vocabulary-step shapes as (M, N, K, calls, seconds), and the thread-seconds of the\n"
            "vocabulary step's BLAS calls vs its fused log-softmax/argmax, since set_profiling(True).");
+
+  py::class_<Batch>(m, "Batch",
+                    "A resumable refinement batch on an Engine (continuous batching): requests join with add()\n"
+                    "at any pass boundary and leave from step() when done. Drive it from one thread.")
+      .def(py::init<Engine&>(), py::arg("engine"), py::keep_alive<1, 2>())
+      .def("add", &Batch::add, py::arg("sources"), py::arg("options"),
+           "Encode the sources (encoder input ids) and add one request each, with its own options dict\n"
+           "(translate_batch's names). Returns the request ids. The GIL is released.")
+      .def("step", &Batch::step,
+           "One decoder pass over every live candidate. Returns [(id, (ids, score, passes, history,\n"
+           "length_candidates))] for the requests that finished. The GIL is released.")
+      .def("current", &Batch::current, py::arg("id"),
+           "The result a live request would have if it stopped now (None before its first pass).")
+      .def("cancel", &Batch::cancel, py::arg("id"), "Drop a live request; False if unknown.")
+      .def_property_readonly("requests", &Batch::requests, "Live requests.")
+      .def_property_readonly("live_rows", &Batch::live_rows, "Decoder rows of the next pass.");
 }
 
 }  // namespace gmlm

@@ -131,9 +131,9 @@ int64_t RefineBatch::live_rows() const {
   return n;
 }
 
-RefineResult RefineBatch::finish(Request& r) const {
+int64_t RefineBatch::best_candidate(const Request& r, RefineResult* out) const {
   // 4. score the candidates that were not pruned, keep the best (ties: the lower candidate index)
-  RefineResult res;
+  RefineResult& res = *out;
   int64_t best = -1;
   for (const Candidate& c : r.cands) {
     if (c.pruned) continue;
@@ -145,11 +145,19 @@ RefineResult RefineBatch::finish(Request& r) const {
       res.ids = std::move(ids);
     }
   }
-  Candidate& w = r.cands[best];
-  res.passes = w.passes;
-  res.history = std::move(w.history);
+  res.passes = r.cands[best].passes;
   res.length_candidates = r.length_candidates;
-  return res;
+  return best;
+}
+
+bool RefineBatch::current(int64_t id, RefineResult* out) const {
+  for (const Request& r : live_)
+    if (r.id == id) {
+      if (r.t == 0) return false;
+      best_candidate(r, out);
+      return true;
+    }
+  return false;
 }
 
 std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, ThreadPool& pool) {
@@ -264,7 +272,11 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
       all_done = all_done && c.done;
     }
     r.t += 1;
-    if (all_done) finished.push_back({r.id, finish(r)});
+    if (all_done) {
+      RefineResult res;
+      res.history = std::move(r.cands[best_candidate(r, &res)].history);
+      finished.push_back({r.id, std::move(res)});
+    }
   }
   if (!finished.empty()) {
     live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Request& r) {

@@ -33,6 +33,10 @@ class RefineBatch {
   // Drops a request (its client left): it runs no further pass and returns no result. False if unknown.
   bool cancel(int64_t id);
 
+  // The output a live request would have if it stopped now (its best candidate so far); false if
+  // unknown or before its first pass. For streaming drafts.
+  bool current(int64_t id, RefineResult* out) const;
+
   int64_t requests() const { return static_cast<int64_t>(live_.size()); }
   int64_t live_rows() const;  // decoder rows (target positions) of the next pass
 
@@ -58,7 +62,8 @@ class RefineBatch {
     std::vector<int32_t> length_candidates;
   };
 
-  RefineResult finish(Request& r) const;
+  // The best candidate's index; its output, score, passes and the length candidates into *out.
+  int64_t best_candidate(const Request& r, RefineResult* out) const;
   void rebuild_encoder_rows(const EncoderOutput* fresh);  // enc_ = live requests' rows (+ fresh)
 
   const T5Model& model_;

@@ -202,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cpus-per-actor", type=int, default=1, help="CPUs (and engine threads) per actor")
     t.set_defaults(func=cmd_translate)
 
+    sv = sub.add_parser("serve", help="HTTP JSON service with continuous batching (FastAPI + uvicorn)")
+    from .serve import add_arguments as serve_args
+
+    serve_args(sv)
+    sv.set_defaults(func=lambda a: __import__("gmlm_engine.serve", fromlist=["run"]).run(a))
+
     tr = sub.add_parser("train", help="train a gmlm or ar model")
     from .train_options import add_arguments
 

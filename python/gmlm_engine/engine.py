@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import threading
 
-from .common import (TranslationResult, TranslatorFrontEnd, check_finite_scores, check_sources, encode_sources,
-                     plan_batches, validate_options)
+from .common import (DecodeOptions, TranslationResult, TranslatorFrontEnd, check_finite_scores, check_sources,
+                     encode_sources, plan_batches, validate_options)
 from .config import ModelError, load_weights_numpy, read_model_dir
 from .tokenizer import NUM_SPECIAL, load_model_tokenizer
 
@@ -63,6 +63,14 @@ def _core():
         raise ImportError("gmlm_engine._core (the compiled engine) is not built in this installation; "
                           "reinstall with `pip install .` or use gmlm_engine.reference.ReferenceTranslator") from e
     return core
+
+
+def engine_options(opts: DecodeOptions) -> dict:
+    """The compiled engine's refinement options (by keyword) from validated decoding options."""
+    return dict(iterations=opts.iterations, length_beam=opts.length_beam, length_beam_keep=opts.length_beam_keep,
+                remask=opts.remask, threshold=opts.threshold, stutter_remask=opts.stutter_remask, init=opts.init,
+                sampling=opts.sampling, seed=opts.seed, return_history=opts.return_history,
+                first_random_id=NUM_SPECIAL)
 
 
 class Translator(TranslatorFrontEnd):
@@ -140,10 +148,7 @@ class Translator(TranslatorFrontEnd):
         lengths = [len(enc_ids[i]) for i in todo]
         for batch in plan_batches(lengths, opts.max_batch_size, opts.batch_type, DEFAULT_BATCH):
             idx = [todo[b] for b in batch]
-            outs = self._engine.translate(
-                [enc_ids[i] for i in idx], opts.iterations, opts.length_beam, opts.remask, opts.threshold,
-                opts.stutter_remask, opts.init, opts.sampling, opts.seed, opts.return_history, NUM_SPECIAL,
-                length_beam_keep=opts.length_beam_keep)
+            outs = self._engine.translate([enc_ids[i] for i in idx], **engine_options(opts))
             with self._lock:
                 for i, (ids, score, passes, hist, cands) in zip(idx, outs):
                     results[i] = TranslationResult(

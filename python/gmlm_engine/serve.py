@@ -1,0 +1,225 @@
+"""`gmlm serve`: the HTTP JSON service (FastAPI + uvicorn) on one Scheduler (serving.py).
+
+    POST /v1/translate          {"text": ["...", ...], "iterations": 4, ...} -> {"translations": [...]}
+    POST /v1/translate/stream   the same request; server-sent events: a "draft" after every
+                                refinement pass, a "result" per text, then "done"
+    GET  /health                {"status": "ok", ...}
+    GET  /metrics               Prometheus text: queue depth, live rows, passes, request latency
+    GET  /openapi.json, /docs   the schema
+
+Errors are JSON {"error": message}: 422 for a bad option or text (the Python API's message, naming
+the option or text[i]) and for malformed requests; 413 for more texts than --max-texts or a text
+longer than --max-chars; 503 when the queue is full or the server is shutting down. A client that
+disconnects frees its rows. SIGTERM (uvicorn's graceful shutdown): in-flight requests finish, new
+connections are refused, exit status 0.
+"""
+# (no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, local classes)
+import asyncio
+import json
+from typing import Literal, Optional
+
+from .serving import QueueFull, Scheduler, SchedulerClosed
+
+DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024}
+
+
+def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = ""):
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
+
+    class TranslateRequest(BaseModel):
+        """translate_batch's options; absent ones take the Translator's defaults."""
+        model_config = ConfigDict(extra="forbid")
+        text: list[StrictStr]
+        iterations: Optional[StrictInt] = None
+        length_beam: Optional[StrictInt] = None
+        length_beam_keep: Optional[StrictInt] = None
+        remask: Optional[Literal["linear", "threshold"]] = None
+        threshold: Optional[StrictFloat] = None
+        stutter_remask: Optional[StrictBool] = None
+        init: Optional[Literal["mask", "random"]] = None
+        sampling: Optional[StrictBool] = None
+        seed: Optional[StrictInt] = None
+        return_history: Optional[StrictBool] = None
+
+    class Translation(BaseModel):
+        text: str
+        tokens: list[str]
+        score: float
+        iterations: int
+        history: Optional[list[list[str]]] = None
+
+    class TranslateResponse(BaseModel):
+        translations: list[Translation]
+
+    registry = CollectorRegistry()
+    m_queue = Gauge("gmlm_queue_depth", "texts waiting to join the batch", registry=registry)
+    m_rows = Gauge("gmlm_live_rows", "decoder rows of the next pass", registry=registry)
+    m_live = Gauge("gmlm_live_requests", "texts in the running batch", registry=registry)
+    m_passes = Gauge("gmlm_passes_total", "decoder passes since start", registry=registry)
+    m_busy = Gauge("gmlm_busy_seconds_total", "seconds the scheduler spent in passes", registry=registry)
+    m_requests = Counter("gmlm_requests", "HTTP translation requests by status", ["status"], registry=registry)
+    m_latency = Histogram("gmlm_request_latency_seconds", "time from request to response",
+                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=registry)
+
+    app = FastAPI(title="gmlm-engine", description="GMLM translation by iterative parallel refinement",
+                  version="1")
+
+    def error(status: int, msg: str) -> JSONResponse:
+        m_requests.labels(str(status)).inc()
+        return JSONResponse({"error": msg}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request, exc):
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return error(422, "; ".join(parts) or "invalid request")
+
+    def check(req: TranslateRequest):
+        if len(req.text) > max_texts:
+            return error(413, f"text has {len(req.text)} entries; at most {max_texts} per request")
+        for i, t in enumerate(req.text):
+            if len(t) > max_chars:
+                return error(413, f"text[{i}] has {len(t)} characters; at most {max_chars}")
+        return None
+
+    def submit(req: TranslateRequest, on_pass=None):
+        opts = req.model_dump(exclude_none=True, exclude={"text"})
+        try:
+            return scheduler.submit(req.text, on_pass=on_pass, **opts), None
+        except ValueError as e:
+            msg = str(e).replace("source[", "text[")
+            return None, error(422, msg)
+        except (QueueFull, SchedulerClosed) as e:
+            return None, error(503, str(e))
+
+    def as_json(r) -> dict:
+        d = {"text": r.text, "tokens": r.tokens, "score": r.score, "iterations": r.iterations}
+        if r.history is not None:
+            d["history"] = r.history
+        return d
+
+    @app.post("/v1/translate", response_model=TranslateResponse)
+    async def translate(req: TranslateRequest, request: Request):
+        with m_latency.time():
+            bad = check(req)
+            if bad:
+                return bad
+            fut, bad = submit(req)
+            if bad:
+                return bad
+            waiter = asyncio.wrap_future(fut)
+            while True:   # wait, and free the rows if the client goes away meanwhile
+                done, _ = await asyncio.wait({waiter}, timeout=0.25)
+                if done:
+                    break
+                if await request.is_disconnected():
+                    scheduler.cancel(fut)
+                    return error(499, "client disconnected")
+            try:
+                results = waiter.result()
+            except Exception as e:  # noqa: BLE001  (a model error: the server stays up)
+                return error(500, f"{type(e).__name__}: {e}")
+            m_requests.labels("200").inc()
+            return {"translations": [as_json(r) for r in results]}
+
+    @app.post("/v1/translate/stream")
+    async def translate_stream(req: TranslateRequest):
+        bad = check(req)
+        if bad:
+            return bad
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue = asyncio.Queue()
+        fut, bad = submit(req, on_pass=lambda i, r: loop.call_soon_threadsafe(q.put_nowait, (i, r)))
+        if bad:
+            return bad
+        waiter = asyncio.wrap_future(fut)
+
+        def event(kind: str, payload: dict) -> str:
+            return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+        async def events():
+            try:
+                while True:
+                    getter = asyncio.ensure_future(q.get())
+                    done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter in done:
+                        i, r = getter.result()
+                        yield event("draft", {"index": i, "text": r.text, "iterations": r.iterations})
+                        continue
+                    getter.cancel()
+                    while not q.empty():
+                        i, r = q.get_nowait()
+                        yield event("draft", {"index": i, "text": r.text, "iterations": r.iterations})
+                    break
+                try:
+                    results = waiter.result()
+                except Exception as e:  # noqa: BLE001
+                    yield event("error", {"error": f"{type(e).__name__}: {e}"})
+                    return
+                for i, r in enumerate(results):
+                    yield event("result", {"index": i, **as_json(r)})
+                yield event("done", {})
+                m_requests.labels("200").inc()
+            finally:
+                if not fut.done():            # the client went away: free its rows
+                    scheduler.cancel(fut)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": model_name, "mode": scheduler.mode, "queue_depth": scheduler.queue_depth,
+                "live_requests": scheduler.live_requests}
+
+    @app.get("/metrics")
+    async def metrics():
+        m_queue.set(scheduler.queue_depth)
+        m_rows.set(scheduler.live_rows)
+        m_live.set(scheduler.live_requests)
+        m_passes.set(scheduler.stats["passes"])
+        m_busy.set(scheduler.stats["busy_seconds"])
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.on_event("shutdown")
+    def drain():
+        scheduler.close(drain=True)
+
+    return app
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", default="default", help="model directory (default: the shipped GMLM)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=0, help="engine threads (0: the cores available)")
+    p.add_argument("--mode", default="continuous", help="continuous | static | single (see serving.py)")
+    p.add_argument("--max-texts", type=int, default=DEFAULT_LIMITS["max_texts"], help="texts per request (413 above)")
+    p.add_argument("--max-chars", type=int, default=DEFAULT_LIMITS["max_chars"], help="characters per text (413 above)")
+    p.add_argument("--max-queue", type=int, default=DEFAULT_LIMITS["max_queue"], help="queued texts (503 above)")
+    p.add_argument("--max-batch", type=int, default=64, help="static mode: batch size")
+    p.add_argument("--max-wait-ms", type=float, default=20.0, help="static mode: wait for a full batch at most this")
+    p.add_argument("--log-level", default="info")
+
+
+def run(args) -> int:
+    import uvicorn
+
+    from .engine import Translator
+
+    for name in ("max_texts", "max_chars"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    tr = Translator(args.model, intra_threads=args.threads)
+    sched = Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
+                      max_wait_ms=args.max_wait_ms)
+    app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=str(tr.files.path))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=60)
+    sched.close(drain=True)
+    return 0
