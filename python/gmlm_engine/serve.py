@@ -16,6 +16,7 @@ connections are refused, exit status 0.
 # (no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, local classes)
 import asyncio
 import json
+import signal
 from typing import Literal, Optional
 
 from .serving import QueueFull, Scheduler, SchedulerClosed
@@ -220,6 +221,11 @@ def run(args) -> int:
     sched = Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
                       max_wait_ms=args.max_wait_ms)
     app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=str(tr.files.path))
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal under the handler that
+    # was installed before it: with this one the process returns normally and exits 0.
+    stopped = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, f: stopped.append(s))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=60)
     sched.close(drain=True)
     return 0

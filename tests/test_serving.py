@@ -1,0 +1,300 @@
+"""Continuous batching: the resumable batch (_core.Batch) under random join orders and mixed options,
+the Scheduler from many threads, AsyncTranslator, and `gmlm serve` as a real uvicorn server on
+loopback (outputs, streaming, bad requests, limits, disconnects, SIGTERM)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+core = pytest.importorskip("gmlm_engine._core")
+
+from gmlm_engine.common import encode_sources, validate_options  # noqa: E402
+from gmlm_engine.engine import Translator, engine_options  # noqa: E402
+from gmlm_engine.serving import AsyncTranslator, QueueFull, Scheduler  # noqa: E402
+
+from conftest import TINY_GMLM  # noqa: E402
+from test_engine_common import test_sentences  # noqa: E402
+
+OPTION_SETS = [dict(iterations=4, length_beam=3), dict(iterations=1, length_beam=1),
+               dict(iterations=10, length_beam=5, length_beam_keep=2), dict(iterations=3, length_beam=2, sampling=True, seed=4),
+               dict(iterations=6, length_beam=3, remask="threshold", threshold=0.6, stutter_remask=False),
+               dict(iterations=4, length_beam=4, init="random", seed=9, return_history=True)]
+
+
+@pytest.fixture(scope="module")
+def tr():
+    return Translator(TINY_GMLM, intra_threads=2)
+
+
+@pytest.fixture(scope="module")
+def sentences():
+    return test_sentences(48)
+
+
+def outcome(r):
+    return (r.text, tuple(r.tokens), r.iterations, tuple(r.length_candidates), r.history)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_results_do_not_depend_on_who_joined_when(tr, sentences, seed):
+    """Random arrival schedules of sentences with mixed options: every result equals translate_batch's
+    for that sentence alone, tokens, passes and history; scores to 1e-5."""
+    rng = random.Random(seed)
+    jobs = [(s, OPTION_SETS[rng.randrange(len(OPTION_SETS))]) for s in sentences]
+    expected = [tr.translate_batch([s], **o)[0] for s, o in jobs]
+    order = list(range(len(jobs)))
+    rng.shuffle(order)
+    batch, owner, got = core.Batch(tr._engine), {}, {}
+    while order or batch.requests:
+        if order and rng.random() < 0.6:                            # some join now, at a pass boundary
+            n = rng.randint(1, 6)
+            take, order = order[:n], order[n:]
+            opts = [validate_options("gmlm", tr.cfg.max_target_len, **jobs[j][1]) for j in take]
+            ids = batch.add(encode_sources(tr.tokenizer, tr.cfg, [jobs[j][0] for j in take]),
+                            [engine_options(o) for o in opts])
+            owner.update(zip(ids, take))
+        for bid, res in batch.step():
+            got[owner[bid]] = res
+    for j, e in enumerate(expected):
+        ids, score, passes, hist, cands = got[j]
+        assert tr.tokenizer.decode(ids) == e.text and passes == e.iterations and list(cands) == e.length_candidates
+        assert abs(score - e.score) <= 1e-5
+        if e.history is not None:
+            assert [tr.tokenizer.pieces(h) for h in hist] == e.history
+
+
+def test_batch_cancel_and_current(tr, sentences):
+    batch = core.Batch(tr._engine)
+    ids = batch.add(encode_sources(tr.tokenizer, tr.cfg, sentences[:3]), [dict(iterations=10, length_beam=3)] * 3)
+    assert batch.current(ids[0]) is None                            # no pass yet
+    batch.step()
+    draft = batch.current(ids[0])
+    assert draft is not None and draft[2] == 1 and len(draft[0]) >= 1
+    assert batch.cancel(ids[1]) and not batch.cancel(ids[1]) and not batch.cancel(12345)
+    done = {}
+    while batch.requests:
+        done.update(dict(batch.step()))
+    assert set(done) == {ids[0], ids[2]}                            # the cancelled one never comes back
+    exp = tr.translate_batch([sentences[0], sentences[2]], iterations=10, length_beam=3)
+    assert [tr.tokenizer.decode(done[i][0]) for i in (ids[0], ids[2])] == [r.text for r in exp]
+    with pytest.raises(ValueError, match="unknown option"):
+        batch.add(encode_sources(tr.tokenizer, tr.cfg, sentences[:1]), [dict(iteration=3)])
+    with pytest.raises(ValueError, match="length_beam_keep"):
+        batch.add(encode_sources(tr.tokenizer, tr.cfg, sentences[:1]), [dict(length_beam=2, length_beam_keep=3)])
+
+
+@pytest.mark.parametrize("mode", ["continuous", "static", "single"])
+def test_scheduler_from_many_threads(tr, sentences, mode):
+    sched = Scheduler(tr, mode=mode, max_batch=8, max_wait_ms=5)
+    expected = {}
+    results, errors = {}, []
+
+    def client(c):
+        try:
+            for j in range(c, len(sentences), 6):
+                o = OPTION_SETS[j % len(OPTION_SETS)]
+                results[j] = sched.submit([sentences[j], ""], **o).result(timeout=60)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(6)]
+    for t in threads:
+        t.start()
+    for j, s in enumerate(sentences):
+        expected[j] = tr.translate_batch([s, ""], **OPTION_SETS[j % len(OPTION_SETS)])
+    for t in threads:
+        t.join()
+    sched.close()
+    assert not errors
+    for j in expected:
+        assert [outcome(r) for r in results[j]] == [outcome(r) for r in expected[j]]
+    assert sched.stats["passes"] > 0 and sched.queue_depth == 0 and sched.live_requests == 0
+
+
+def test_scheduler_validation_queue_and_close(tr):
+    with pytest.raises(ValueError, match="mode"):
+        Scheduler(tr, mode="eager")
+    sched = Scheduler(tr, max_queue=2)
+    with pytest.raises(ValueError, match="iterations"):
+        sched.submit(["A dog."], iterations=0)
+    with pytest.raises(ValueError, match="source\\[1\\]"):
+        sched.submit(["A dog.", "x \ud800"])
+    with pytest.raises(ValueError, match="single string"):
+        sched.submit("A dog.")
+    with pytest.raises(QueueFull):
+        sched.submit(["a", "b", "c"])
+    fut = sched.submit(["A man rides a bike."], iterations=10)
+    sched.close(drain=True)                                       # in-flight work finishes
+    assert fut.result(timeout=1)[0].text
+    with pytest.raises(RuntimeError, match="shutting down"):
+        sched.submit(["A dog."])
+
+
+def test_async_translator_from_many_coroutines(sentences):
+    atr = AsyncTranslator(TINY_GMLM, intra_threads=2)
+    ref = Translator(TINY_GMLM, intra_threads=1)
+
+    async def go():
+        one = await atr.translate(sentences[0], iterations=3)
+        many = await asyncio.gather(*(atr.translate(s, iterations=3) for s in sentences))
+        lists = await atr.translate(sentences[:5], iterations=3)
+        drafts = [x async for x in atr.stream(sentences[:2], iterations=4)]
+        return one, many, lists, drafts
+
+    one, many, lists, drafts = asyncio.run(go())
+    atr.close()
+    exp = ref.translate_batch(sentences, iterations=3)
+    assert one.text == exp[0].text and [r.text for r in many] == [r.text for r in exp]
+    assert [r.text for r in lists] == [r.text for r in exp[:5]]
+    kinds = [k for k, _, _ in drafts]
+    assert kinds.count("result") == 2 and kinds[-2:] == ["result", "result"] and "draft" in kinds
+    assert [r.text for k, _, r in drafts if k == "result"] == [r.text for r in ref.translate_batch(sentences[:2],
+                                                                                                     iterations=4)]
+
+
+# --- gmlm serve: a real server on loopback --------------------------------------------------------
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(*extra):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.cli", "serve", "--model", str(TINY_GMLM), "--port",
+                             str(port), "--threads", "2", "--log-level", "warning", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read())
+    proc.kill()
+    raise RuntimeError("the server did not start")
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, url = _start("--max-texts", "8", "--max-chars", "300")
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+
+
+def test_served_outputs_equal_translate_batch(server, tr, sentences):
+    exp = tr.translate_batch(sentences[:8], iterations=4, length_beam=3)
+    r = httpx.post(server + "/v1/translate", json={"text": sentences[:8], "iterations": 4, "length_beam": 3}, timeout=60)
+    assert r.status_code == 200
+    got = r.json()["translations"]
+    assert [g["text"] for g in got] == [e.text for e in exp] and [g["iterations"] for g in got] == [e.iterations for e in exp]
+    assert [g["tokens"] for g in got] == [e.tokens for e in exp]
+
+    def one(j):   # concurrent clients, each its own options
+        o = dict(iterations=1 + j % 5, length_beam=1 + j % 3)
+        return j, o, httpx.post(server + "/v1/translate", json={"text": [sentences[j]], **o}, timeout=60).json()
+
+    with __import__("concurrent.futures").futures.ThreadPoolExecutor(8) as ex:
+        for j, o, body in ex.map(one, range(24)):
+            assert body["translations"][0]["text"] == tr.translate_batch([sentences[j]], **o)[0].text
+
+
+@pytest.mark.parametrize("body,status,match", [
+    ({"text": ["A dog."], "iterations": 0}, 422, "iterations"),
+    ({"text": ["A dog."], "iteration": 3}, 422, "iteration"),
+    ({"text": ["A dog."], "iterations": "4"}, 422, "iterations"),
+    ({"text": "A dog."}, 422, "text"),
+    ({"text": ["A dog.", 3]}, 422, "text"),
+    ({"text": ["A dog."], "remask": "threshold"}, 422, "threshold"),
+    ({"text": ["x \ud800"]}, 422, "text\\[0\\]"),
+    ({"text": ["a"] * 9}, 413, "at most 8"),
+    ({"text": ["a" * 301]}, 413, "text\\[0\\]"),
+])
+def test_bad_requests_get_their_status_and_the_server_keeps_serving(server, body, status, match):
+    r = httpx.post(server + "/v1/translate", content=json.dumps(body), headers={"content-type": "application/json"},
+                   timeout=30)
+    assert r.status_code == status and __import__("re").search(match, r.json()["error"]), r.text
+    assert httpx.post(server + "/v1/translate", json={"text": ["A dog."]}, timeout=30).status_code == 200
+
+
+def test_malformed_json(server):
+    r = httpx.post(server + "/v1/translate", content=b"{bad", headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 422 and "error" in r.json()
+
+
+def test_stream_health_metrics_openapi(server, tr, sentences):
+    events = []
+    with httpx.stream("POST", server + "/v1/translate/stream", json={"text": sentences[:2], "iterations": 5},
+                      timeout=60) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and kinds.count("result") == 2 and "draft" in kinds
+    drafts0 = [d["iterations"] for k, d in events if k == "draft" and d["index"] == 0]
+    assert drafts0 == sorted(drafts0) and drafts0[0] == 1           # a draft after every pass
+    exp = tr.translate_batch(sentences[:2], iterations=5)
+    assert [d["text"] for k, d in events if k == "result"] == [e.text for e in exp]
+    h = httpx.get(server + "/health").json()
+    assert h["status"] == "ok" and h["mode"] == "continuous"
+    m = httpx.get(server + "/metrics").text
+    for name in ("gmlm_queue_depth", "gmlm_live_rows", "gmlm_passes_total", "gmlm_request_latency_seconds_bucket"):
+        assert name in m
+    schema = httpx.get(server + "/openapi.json").json()
+    assert "/v1/translate" in schema["paths"] and "/v1/translate/stream" in schema["paths"]
+
+
+def test_a_client_that_disconnects_frees_its_rows(server, sentences):
+    with httpx.stream("POST", server + "/v1/translate/stream",
+                      json={"text": sentences[:8], "iterations": 1000, "length_beam": 5}, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                break                                               # leave after the first draft
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and httpx.get(server + "/health").json()["live_requests"]:
+        time.sleep(0.1)
+    assert httpx.get(server + "/health").json()["live_requests"] == 0
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(sentences):
+    proc, url = _start()
+    out = {}
+
+    def slow():
+        out["r"] = httpx.post(url + "/v1/translate", json={"text": sentences[:16], "iterations": 300, "length_beam": 5},
+                              timeout=60)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not httpx.get(url + "/health").json()["live_requests"]:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    t.join(60)
+    assert proc.wait(60) == 0
+    assert out["r"].status_code == 200 and len(out["r"].json()["translations"]) == 16
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url + "/health", timeout=2)
