@@ -83,21 +83,6 @@ void Tensor::resize(Shape shape) {
   shape_ = std::move(shape);
 }
 
-Tensor Tensor::rows(int64_t begin, int64_t end) const {
-  GMLM_CHECK(rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], "rows [", begin, ", ", end,
-             ") of shape ", shape_str(shape_));
-  Tensor t = *this;
-  int64_t row = numel_of(Shape(shape_.begin() + 1, shape_.end()));
-  t.shape_[0] = end - begin;
-  t.data_ = static_cast<char*>(data_) + begin * row * dtype_size(dtype_);
-  t.capacity_ = static_cast<std::size_t>((end - begin) * row) * dtype_size(dtype_);
-  return t;
-}
-
-void Tensor::zero() {
-  if (data_) std::memset(data_, 0, static_cast<std::size_t>(numel()) * dtype_size(dtype_));
-}
-
 void Tensor::check_type(DType t) const {
   GMLM_CHECK(t == dtype_, "tensor of dtype ", dtype_name(dtype_), " accessed as ", dtype_name(t));
 }

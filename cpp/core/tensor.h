@@ -55,9 +55,6 @@ class Tensor {
   // Reshape in place, reallocating only when the capacity is too small (workspace buffers grow
   // to their high-water mark and are then reused). Contents are not preserved.
   void resize(Shape shape);
-  // Rows [begin, end) of the leading dimension, as a view sharing the storage.
-  Tensor rows(int64_t begin, int64_t end) const;
-  void zero();
 
  private:
   void check_type(DType t) const;

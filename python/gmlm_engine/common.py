@@ -5,6 +5,7 @@ No PyTorch here: the engine runtime imports this module.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -43,7 +44,6 @@ class DecodeOptions:
     beam_size: int = 1
     max_batch_size: int = 0
     batch_type: str = "examples"
-    return_scores: bool = False
     return_history: bool = False
 
 
@@ -60,7 +60,7 @@ def _int_option(name, v, lo, hi=None):
 def validate_options(objective: str, max_target_len: int, *, iterations=4, length_beam=3, length_beam_keep=None,
                      remask="linear",
                      threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None,
-                     beam_size=1, max_batch_size=0, batch_type="examples", return_scores=False,
+                     beam_size=1, max_batch_size=0, batch_type="examples",
                      return_history=False) -> DecodeOptions:
     """Check every decoding option; raise ValueError naming the bad one."""
     iterations = _int_option("iterations", iterations, 1, 1000)
@@ -86,15 +86,13 @@ def validate_options(objective: str, max_target_len: int, *, iterations=4, lengt
     if seed is None:
         seed = 0
     seed = _int_option("seed", seed, 0, 2**63 - 1)
-    for name, v in (("stutter_remask", stutter_remask), ("sampling", sampling),
-                    ("return_scores", return_scores), ("return_history", return_history)):
+    for name, v in (("stutter_remask", stutter_remask), ("sampling", sampling), ("return_history", return_history)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name} must be a bool, got {v!r}")
     if objective == "gmlm" and beam_size != 1:
         raise ValueError("beam_size applies to ar models; a gmlm model uses iterations and length_beam")
     return DecodeOptions(iterations, length_beam, length_beam_keep, remask, threshold, bool(stutter_remask), init,
-                         bool(sampling), seed, beam_size, max_batch_size, batch_type, bool(return_scores),
-                         bool(return_history))
+                         bool(sampling), seed, beam_size, max_batch_size, batch_type, bool(return_history))
 
 
 def check_sources(source) -> list[str]:
@@ -256,7 +254,49 @@ class AtomicOutput:
 
 
 class TranslatorFrontEnd:
-    """translate_iterable / translate_file on top of translate_batch (shared by both decoders)."""
+    """What both decoders share: translate_batch's skeleton (options, sources, tokenization, empty
+    inputs, batching, results) around a backend's `_decode(encoder_inputs, opts)`, and
+    translate_iterable / translate_file on top of it. A backend sets cfg, tokenizer, files,
+    default_batch, and `_lock` where its tokenizer calls must be serialised."""
+
+    default_batch = 32
+    _lock = None
+
+    def _decode(self, srcs: list[list[int]], opts: DecodeOptions) -> list[tuple]:
+        """One batch of non-empty encoder inputs -> (ids, score, passes, history, length_candidates) each."""
+        raise NotImplementedError
+
+    def _tokenizer(self):
+        return self._lock if self._lock is not None else contextlib.nullcontext()
+
+    def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None, remask="linear",
+                        threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
+                        max_batch_size=0, batch_type="examples", return_history=False) -> list[TranslationResult]:
+        """Translate a list of strings (docs/decoding.md; README "Python API" lists the options)."""
+        opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
+                                length_beam=length_beam, length_beam_keep=length_beam_keep, remask=remask,
+                                threshold=threshold, stutter_remask=stutter_remask, init=init, sampling=sampling,
+                                seed=seed, beam_size=beam_size, max_batch_size=max_batch_size, batch_type=batch_type,
+                                return_history=return_history)
+        source = check_sources(source)
+        with self._tokenizer():
+            enc_ids = encode_sources(self.tokenizer, self.cfg, source)
+        results: list[TranslationResult | None] = [None] * len(source)
+        todo = [i for i, ids in enumerate(enc_ids) if ids]
+        for i, ids in enumerate(enc_ids):
+            if not ids:   # nothing to translate: "" (never an invented sentence)
+                results[i] = TranslationResult("", [], 0.0, 0, [] if opts.return_history else None)
+        lengths = [len(enc_ids[i]) for i in todo]
+        for batch in plan_batches(lengths, opts.max_batch_size, opts.batch_type, self.default_batch):
+            idx = [todo[b] for b in batch]
+            outs = self._decode([enc_ids[i] for i in idx], opts)
+            with self._tokenizer():
+                for i, (ids, score, passes, hist, cands) in zip(idx, outs):
+                    results[i] = TranslationResult(
+                        self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
+                        [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, list(cands))
+        check_finite_scores(results, getattr(getattr(self, "files", None), "path", "model"))
+        return results  # type: ignore[return-value]
 
     def translate_iterable(self, source: Iterable[str], batch_size: int = 64, **options) -> Iterator[TranslationResult]:
         """Translate an iterable of strings lazily, batch_size at a time (results in input order).
@@ -320,10 +360,6 @@ def _progress(total: int, progress: bool | None):
     except ImportError:
         return _NoBar()
     return tqdm(total=total, unit="sent", desc="translate")
-
-
-def collapse_repeats(ids: list[int]) -> list[int]:
-    return [x for j, x in enumerate(ids) if j == 0 or x != ids[j - 1]]
 
 
 def mean_score(conf) -> float:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,27 +156,6 @@ class ModelConfig:
             shapes["length_head.weight"] = (self.max_target_len, D)
             shapes["decoder.embed_positions.weight"] = (self.max_target_len, D)
         return shapes
-
-
-def relative_position_bucket(relative_position, bidirectional: bool, num_buckets: int, max_distance: int):
-    """T5's bucketing of key_pos - query_pos (numpy version; model.py has the torch twin)."""
-    import numpy as np
-
-    rp = np.asarray(relative_position, dtype=np.int64)
-    buckets = np.zeros_like(rp)
-    if bidirectional:
-        num_buckets //= 2
-        buckets += (rp > 0).astype(np.int64) * num_buckets
-        rp = np.abs(rp)
-    else:
-        rp = -np.minimum(rp, 0)
-    max_exact = num_buckets // 2
-    is_small = rp < max_exact
-    with np.errstate(divide="ignore"):
-        large = max_exact + (np.log(np.maximum(rp, 1).astype(np.float32) / max_exact)
-                             / math.log(max_distance / max_exact) * (num_buckets - max_exact)).astype(np.int64)
-    large = np.minimum(large, num_buckets - 1)
-    return buckets + np.where(is_small, rp, large)
 
 
 @dataclass

@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .common import (DecodeOptions, TranslationResult, TranslatorFrontEnd, check_finite_scores, check_sources,
-                     encode_sources, plan_batches, validate_options)
+from .common import DecodeOptions, TranslatorFrontEnd
 from .config import ModelError, load_weights_numpy, read_model_dir
 from .tokenizer import NUM_SPECIAL, load_model_tokenizer
 
@@ -120,42 +119,15 @@ class Translator(TranslatorFrontEnd):
         except ValueError as e:
             raise ModelError(f"{self.files.path}: {e}") from None
         self._lock = threading.Lock()  # the tokenizer is not documented as thread-safe
+        self.default_batch = DEFAULT_BATCH
 
     @property
     def intra_threads(self) -> int:
         """Threads the engine uses (1 on cuda: one host thread drives the GPU)."""
         return getattr(self._engine, "num_threads", 1)
 
-    def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None, remask="linear",
-                        threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
-                        max_batch_size=0, batch_type="examples", return_scores=False, return_history=False,
-                        ) -> list[TranslationResult]:
-        """Translate a list of strings; same options and results as ReferenceTranslator.translate_batch."""
-        opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
-                                length_beam=length_beam, length_beam_keep=length_beam_keep, remask=remask,
-                                threshold=threshold,
-                                stutter_remask=stutter_remask, init=init, sampling=sampling, seed=seed,
-                                beam_size=beam_size, max_batch_size=max_batch_size, batch_type=batch_type,
-                                return_scores=return_scores, return_history=return_history)
-        source = check_sources(source)
-        with self._lock:
-            enc_ids = encode_sources(self.tokenizer, self.cfg, source)
-        results: list[TranslationResult | None] = [None] * len(source)
-        todo = [i for i, ids in enumerate(enc_ids) if ids]
-        for i, ids in enumerate(enc_ids):
-            if not ids:
-                results[i] = TranslationResult("", [], 0.0, 0, [] if opts.return_history else None)
-        lengths = [len(enc_ids[i]) for i in todo]
-        for batch in plan_batches(lengths, opts.max_batch_size, opts.batch_type, DEFAULT_BATCH):
-            idx = [todo[b] for b in batch]
-            outs = self._engine.translate([enc_ids[i] for i in idx], **engine_options(opts))
-            with self._lock:
-                for i, (ids, score, passes, hist, cands) in zip(idx, outs):
-                    results[i] = TranslationResult(
-                        self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
-                        [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, cands)
-        check_finite_scores(results, getattr(getattr(self, "files", None), "path", "model"))
-        return results  # type: ignore[return-value]
+    def _decode(self, srcs, opts):
+        return self._engine.translate(srcs, **engine_options(opts))
 
     # --- introspection (tests and benchmarks) -------------------------------------------------
     def set_profiling(self, enabled: bool = True) -> None:

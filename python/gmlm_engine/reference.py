@@ -9,9 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import (TranslationResult, TranslatorFrontEnd, check_finite_scores, check_sources, collapse_repeats,
-                     encode_sources, gumbel_noise, log_threshold, mean_score, plan_batches, random_init_tokens, source_hash,
-                     validate_options)
+from .common import (TranslatorFrontEnd, gumbel_noise, log_threshold, mean_score, random_init_tokens,
+                     source_hash)
 from .model import load_torch_model
 from .tokenizer import NUM_SPECIAL, load_model_tokenizer
 
@@ -46,42 +45,16 @@ class ReferenceTranslator(TranslatorFrontEnd):
         self.device, self.model, self.cfg, self.tokenizer, self.files = torch.device(device), model, model.cfg, tokenizer, None
         return self
 
-    # --- public API --------------------------------------------------------------------------
+    default_batch = DEFAULT_BATCH
+
     @torch.inference_mode()
-    def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None, remask="linear",
-                        threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
-                        max_batch_size=0, batch_type="examples", return_scores=False, return_history=False,
-                        ) -> list[TranslationResult]:
-        opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
-                                length_beam=length_beam, length_beam_keep=length_beam_keep, remask=remask,
-                                threshold=threshold,
-                                stutter_remask=stutter_remask, init=init, sampling=sampling, seed=seed,
-                                beam_size=beam_size, max_batch_size=max_batch_size, batch_type=batch_type,
-                                return_scores=return_scores, return_history=return_history)
-        source = check_sources(source)
+    def _decode(self, srcs, opts):
         was_training = self.model.training
         self.model.eval()
-        enc_ids = encode_sources(self.tokenizer, self.cfg, source)
-        results: list[TranslationResult | None] = [None] * len(source)
-        todo = [i for i, ids in enumerate(enc_ids) if ids]
-        for i, ids in enumerate(enc_ids):
-            if not ids:
-                results[i] = TranslationResult("", [], 0.0, 0, [] if opts.return_history else None)
-        lengths = [len(enc_ids[i]) for i in todo]
-        for batch in plan_batches(lengths, opts.max_batch_size, opts.batch_type, DEFAULT_BATCH):
-            idx = [todo[b] for b in batch]
-            srcs = [enc_ids[i] for i in idx]
-            if self.cfg.objective == "gmlm":
-                outs = self._refine(srcs, opts)
-            else:
-                outs = self._ar(srcs, opts)
-            for i, (ids, score, passes, hist, cands) in zip(idx, outs):
-                results[i] = TranslationResult(
-                    self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
-                    [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, cands)
-        self.model.train(was_training)
-        check_finite_scores(results, getattr(getattr(self, "files", None), "path", "model"))
-        return results  # type: ignore[return-value]
+        try:
+            return self._refine(srcs, opts) if self.cfg.objective == "gmlm" else self._ar(srcs, opts)
+        finally:
+            self.model.train(was_training)
 
     # --- GMLM: iterative parallel refinement ---------------------------------------------------
     def _refine(self, srcs: list[list[int]], o):
