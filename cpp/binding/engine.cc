@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "core/profiler.h"
+#include "cpu/lowp.h"
 #include "decoding/refine.h"
 #include "models/t5_model.h"
 #include "ops/gemm.h"
@@ -154,17 +155,32 @@ py::array_t<float> to_numpy(const float* data, int64_t rows, int64_t cols) {
 
 }  // namespace
 
+// Installs an engine's low-precision weights on the calling thread for a scope.
+struct LowpScope {
+  explicit LowpScope(const cpu::LowpWeights* set) { cpu::LowpWeights::install(set); }
+  ~LowpScope() { cpu::LowpWeights::install(nullptr); }
+};
+
 class Engine {
  public:
-  Engine(const py::dict& config, const py::dict& weights, int intra_threads) {
+  Engine(const py::dict& config, const py::dict& weights, int intra_threads, const std::string& compute_type) {
     GMLM_CHECK_ARG(intra_threads >= 0, "intra_threads must be >= 0, got ", intra_threads);
+    const cpu::ComputeType ct = cpu::compute_type_from_name(compute_type);
     T5Config cfg = config_from_dict(config);
     WeightMap w = weights_from_dict(weights);
     {
       py::gil_scoped_release release;
       model_ = std::make_unique<T5Model>(std::move(cfg), w);
       pool_ = std::make_unique<ThreadPool>(intra_threads);
+      if (ct != cpu::ComputeType::float32) {
+        lowp_ = std::make_unique<cpu::LowpWeights>(ct);
+        for (const ConstMat& m : model_->gemm_weights()) lowp_->add(m.data, m.rows, m.cols);
+      }
     }
+  }
+
+  std::string compute_type() const {
+    return cpu::compute_type_name(lowp_ ? lowp_->type() : cpu::ComputeType::float32);
   }
 
   py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
@@ -178,6 +194,7 @@ class Engine {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
+      LowpScope lowp(lowp_.get());
       Profiler::install(profiling_ ? &profile_ : nullptr);
       const auto t0 = std::chrono::steady_clock::now();
       try {
@@ -201,6 +218,7 @@ class Engine {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
+      LowpScope lowp(lowp_.get());
       model_->encode(src, enc, ws_, *pool_);
     }
     py::list out;
@@ -217,6 +235,7 @@ class Engine {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
+      LowpScope lowp(lowp_.get());
       EncoderOutput enc;
       model_->encode(src, enc, ws_, *pool_);
       model_->length_logits(enc, logits, ws_, *pool_);
@@ -237,6 +256,7 @@ class Engine {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
+      LowpScope lowp(lowp_.get());
       EncoderOutput enc;
       model_->encode(src, enc, ws_, *pool_);
       for (size_t b = 0; b < tgt.size(); ++b) {
@@ -266,6 +286,7 @@ class Engine {
   template <typename F>
   auto locked(F&& f) {
     std::lock_guard<std::mutex> lock(mutex_);
+    LowpScope lowp(lowp_.get());
     return f(ws_, *pool_);
   }
 
@@ -298,6 +319,7 @@ class Engine {
  private:
   std::unique_ptr<T5Model> model_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<cpu::LowpWeights> lowp_;  // low-precision weights (compute_type bfloat16 / int8)
   Workspace ws_;
   std::mutex mutex_;  // one call at a time: the pool and the workspace are shared
   bool profiling_ = false;
@@ -448,8 +470,8 @@ void register_engine(py::module_& m) {
 #endif
 
   py::class_<Engine>(m, "Engine", "A GMLM model loaded into the compiled CPU engine.")
-      .def(py::init<const py::dict&, const py::dict&, int>(), py::arg("config"), py::arg("weights"),
-           py::arg("intra_threads") = 0,
+      .def(py::init<const py::dict&, const py::dict&, int, const std::string&>(), py::arg("config"),
+           py::arg("weights"), py::arg("intra_threads") = 0, py::arg("compute_type") = "float32",
            "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
            "as returned by gmlm_engine.config.load_weights_numpy). The weights are checked and copied.\n"
            "intra_threads: threads for BLAS and the engine's kernels (0: the cores available).")
@@ -463,6 +485,7 @@ void register_engine(py::module_& m) {
       .def("decode_logits", &Engine::decode_logits, py::arg("sources"), py::arg("targets"),
            "One decoder pass over the given target ids: vocabulary logits (L, V) per target.")
       .def_property_readonly("num_threads", &Engine::num_threads, "Threads used (intra_threads resolved).")
+      .def_property_readonly("compute_type", &Engine::compute_type, "float32, bfloat16 or int8 (cpu/lowp.h).")
       .def("set_profiling", &Engine::set_profiling, py::arg("enabled"),
            "Switch the time breakdown on or off (and reset it).")
       .def("profile", &Engine::profile,

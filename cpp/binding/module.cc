@@ -3,6 +3,7 @@
 
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
+#include "cpu/lowp.h"
 #include "models/t5_model.h"
 
 namespace py = pybind11;
@@ -25,8 +26,15 @@ PYBIND11_MODULE(_core, m) {
 #endif
     d["blas"] = gmlm::cpu::blas_info();
     d["cpu_isa"] = gmlm::cpu::kernels().isa;
+    d["onednn"] = gmlm::cpu::onednn_info();
+    py::list native;
+    for (auto t : {gmlm::cpu::ComputeType::float32, gmlm::cpu::ComputeType::bfloat16, gmlm::cpu::ComputeType::int8})
+      if (gmlm::cpu::onednn_built() || t == gmlm::cpu::ComputeType::float32)
+        if (gmlm::cpu::native_support(t)) native.append(gmlm::cpu::compute_type_name(t));
+    d["native_compute_types"] = native;
     return d;
-  }, "Version and build options of the compiled engine (and the BLAS and CPU kernels in use).");
+  }, "Version and build options of the compiled engine (the BLAS, the CPU kernels, oneDNN, and the compute\n"
+     "types this CPU runs natively).");
   gmlm::register_engine(m);
   gmlm::register_ops(m);
   // C++ exceptions: std::invalid_argument -> ValueError, others -> RuntimeError (pybind11 defaults).

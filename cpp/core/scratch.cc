@@ -7,10 +7,10 @@
 namespace gmlm {
 
 namespace {
-constexpr int kSlots = 4;
+constexpr int kSlots = 7;  // 0-2: the ops; 4-6: low-precision GEMM operands (cpu/lowp.cc)
 struct Buffers {
   std::shared_ptr<void> mem[kSlots];
-  std::size_t size[kSlots] = {0, 0, 0, 0};
+  std::size_t size[kSlots] = {};
 };
 thread_local Buffers t_buffers;
 }  // namespace

@@ -195,6 +195,18 @@ T5Model::T5Model(T5Config config, const WeightMap& weights) : cfg_(std::move(con
                                        nb, cfg_.num_heads, /*bidirectional=*/true, md, cfg_.max_target_len - 1);
 }
 
+std::vector<ConstMat> T5Model::gemm_weights() const {
+  std::vector<ConstMat> w;
+  for (const EncoderBlock& b : encoder_)
+    for (const Tensor* t : {&b.self_attn.qkv, &b.self_attn.o, &b.ffn.wi, &b.ffn.wo}) w.push_back(mat(*t));
+  for (const DecoderBlock& b : decoder_)
+    for (const Tensor* t : {&b.self_attn.qkv, &b.self_attn.o, &b.cross_attn.q, &b.cross_attn.o, &b.ffn.wi, &b.ffn.wo})
+      w.push_back(mat(*t));
+  w.push_back(mat(cross_kv_));
+  w.push_back(output_embedding());
+  return w;
+}
+
 ConstMat T5Model::output_embedding() const { return mat(cfg_.tie_word_embeddings ? shared_ : lm_head_); }
 
 // --- forward -------------------------------------------------------------------------------------

@@ -85,6 +85,8 @@ class T5Model {
               Tensor& states) const;
   // The output projection (V, D): lm_head, or the shared embedding when tied.
   ConstMat output_embedding() const;
+  // Every weight the GEMMs read as their right-hand side (for low-precision copies, cpu/lowp.h).
+  std::vector<ConstMat> gemm_weights() const;
 
  private:
   struct EncoderBlock {

@@ -7,6 +7,7 @@
 #include "core/scratch.h"
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
+#include "cpu/lowp.h"
 #include "ops/gemm.h"
 #include "ops/vocab_argmax.h"
 
@@ -43,6 +44,10 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
   const int64_t RB = Gemm::kRowBlock, CB = kVocabBlock;
   const int64_t n_cb = (V + CB - 1) / CB, n_rb = (M + RB - 1) / RB;
   const cpu::Kernels& k = cpu::kernels();
+  int64_t wrow = 0;  // the output embedding in its low-precision type, when one is installed (cpu/lowp.h)
+  const cpu::LowpWeights* set = cpu::LowpWeights::current();
+  const cpu::LowpWeights::Weight* lw = set ? set->find(w.data, w.ld, &wrow) : nullptr;
+  const uint64_t call = lw ? cpu::next_call_id() : 0;
   std::vector<Partial> part(static_cast<size_t>(M * n_cb));
   Profiler* prof = Profiler::current();
   std::atomic<int64_t> gemm_ns{0}, reduce_ns{0};
@@ -51,7 +56,10 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
     const int64_t rows = std::min(RB, M - r0), cols = std::min(CB, V - c0);
     float* tile = thread_scratch(0, static_cast<size_t>(rows * cols));
     const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-    cpu::sgemm_nt(rows, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, cols);
+    if (lw)
+      cpu::lowp_gemm_nt(*lw, wrow + c0, rows, cols, h.row(r0), h.ld, 0.f, tile, cols, call);
+    else
+      cpu::sgemm_nt(rows, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, cols);
     const auto t1 = prof ? std::chrono::steady_clock::now() : t0;
     for (int64_t r = 0; r < rows; ++r) {
       Partial& p = part[(r0 + r) * n_cb + b];
@@ -82,6 +90,10 @@ void VocabArgmax::compute_sample<Device::cpu>(ConstMat h, ConstMat w, const Nois
   const int64_t RB = Gemm::kRowBlock, CB = kVocabBlock;
   const int64_t n_cb = (V + CB - 1) / CB;
   const cpu::Kernels& k = cpu::kernels();
+  int64_t wrow = 0;  // the output embedding in its low-precision type, when one is installed (cpu/lowp.h)
+  const cpu::LowpWeights* set = cpu::LowpWeights::current();
+  const cpu::LowpWeights::Weight* lw = set ? set->find(w.data, w.ld, &wrow) : nullptr;
+  const uint64_t call = lw ? cpu::next_call_id() : 0;
   std::vector<Partial> part(static_cast<size_t>(std::min(M, RB) * n_cb));
   std::vector<float> logits(static_cast<size_t>(std::min(M, RB) * V));
   for (int64_t r0 = 0; r0 < M; r0 += RB) {
@@ -90,7 +102,10 @@ void VocabArgmax::compute_sample<Device::cpu>(ConstMat h, ConstMat w, const Nois
     pool.parallel_for(n_cb, [&](int64_t b, int) {
       const int64_t c0 = b * CB, cols = std::min(CB, V - c0);
       float* tile = logits.data() + c0;
-      cpu::sgemm_nt(nr, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, V);
+      if (lw)
+        cpu::lowp_gemm_nt(*lw, wrow + c0, nr, cols, h.row(r0), h.ld, 0.f, tile, V, call);
+      else
+        cpu::sgemm_nt(nr, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, V);
       for (int64_t r = 0; r < nr; ++r) {
         Partial& p = part[r * n_cb + b];
         k.max_argmax_sumexp(tile + r * V, cols, &p.max, &p.argmax, &p.sumexp);

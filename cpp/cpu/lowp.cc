@@ -1,0 +1,295 @@
+#include "cpu/lowp.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/scratch.h"
+
+#if GMLM_WITH_ONEDNN
+#include <omp.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace gmlm::cpu {
+
+namespace {
+thread_local const LowpWeights* t_current = nullptr;
+std::atomic<uint64_t> g_calls{0};
+}  // namespace
+
+uint64_t next_call_id() { return ++g_calls; }
+
+ComputeType compute_type_from_name(const std::string& name) {
+  if (name == "float32") return ComputeType::float32;
+  if (name == "bfloat16") return ComputeType::bfloat16;
+  if (name == "int8") return ComputeType::int8;
+  throw std::invalid_argument("compute_type must be float32, bfloat16 or int8, got " + name);
+}
+
+const char* compute_type_name(ComputeType t) {
+  switch (t) {
+    case ComputeType::bfloat16: return "bfloat16";
+    case ComputeType::int8: return "int8";
+    default: return "float32";
+  }
+}
+
+void LowpWeights::install(const LowpWeights* set) { t_current = set; }
+const LowpWeights* LowpWeights::current() { return t_current; }
+
+#if GMLM_WITH_ONEDNN
+
+struct LowpWeights::Weight {
+  ComputeType type;
+  int64_t N = 0, K = 0;
+  std::vector<uint16_t> bf16;     // (N, K) bfloat16
+  std::vector<int8_t> s8;         // (N, K) int8
+  std::vector<float> scale;       // (N) int8 dequantisation scale per output channel
+};
+
+namespace {
+
+using dnnl::memory;
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+uint16_t to_bf16(float x) {  // round to nearest even (NaN stays NaN)
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// One matmul primitive per shape and layout, created on first use and kept.
+struct Key {
+  int64_t M, N, K, lda, ldc;
+  int type;
+  bool sum;
+  bool operator==(const Key& o) const {
+    return std::tie(M, N, K, lda, ldc, type, sum) == std::tie(o.M, o.N, o.K, o.lda, o.ldc, o.type, o.sum);
+  }
+};
+struct KeyHash {
+  size_t operator()(const Key& k) const {
+    size_t h = 1469598103934665603ull;
+    for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldc, static_cast<int64_t>(k.type), static_cast<int64_t>(k.sum)})
+      h = (h ^ static_cast<size_t>(v)) * 1099511628211ull;
+    return h;
+  }
+};
+
+struct Prim {
+  dnnl::matmul prim;
+  memory::desc src, wei, dst;
+  size_t scratch_bytes = 0;
+};
+
+const Prim& primitive(const Key& k) {
+  static std::mutex mutex;
+  static std::unordered_map<Key, std::unique_ptr<Prim>, KeyHash> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(k);
+  if (it != cache.end()) return *it->second;
+  const bool int8 = k.type == static_cast<int>(ComputeType::int8);
+  const memory::data_type in = int8 ? memory::data_type::s8 : memory::data_type::bf16;
+  const memory::data_type out = int8 ? memory::data_type::s32 : memory::data_type::f32;
+  auto p = std::make_unique<Prim>();
+  p->src = memory::desc({k.M, k.K}, in, memory::dims{k.lda, 1});
+  p->wei = memory::desc({k.K, k.N}, in, memory::dims{1, k.K});    // the (N, K) row-major weight as K x N
+  p->dst = memory::desc({k.M, k.N}, out, memory::dims{k.ldc, 1});
+  dnnl::primitive_attr attr;
+  // the engine's pool threads execute primitives concurrently: each brings its own scratchpad
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (k.sum) {
+    dnnl::post_ops po;
+    po.append_sum(1.f);
+    attr.set_post_ops(po);
+  }
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = dnnl::matmul::primitive_desc(cpu_engine(), p->src, p->wei, p->dst, attr);
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error(str_cat("oneDNN has no ", int8 ? "int8" : "bfloat16", " matmul for M=", k.M, " N=", k.N,
+                                     " K=", k.K, " on this CPU (", onednn_info(), "): ", e.what()));
+  }
+  p->scratch_bytes = pd.scratchpad_desc().get_size();
+  p->prim = dnnl::matmul(pd);
+  return *cache.emplace(k, std::move(p)).first->second;
+}
+
+void execute(const Prim& p, void* src, const void* wei, void* dst) {
+  thread_local dnnl::stream stream(cpu_engine());
+  thread_local std::vector<uint8_t> scratch;
+  if (scratch.size() < p.scratch_bytes) scratch.resize(p.scratch_bytes);
+  memory s(p.src, cpu_engine(), src), w(p.wei, cpu_engine(), const_cast<void*>(wei)), d(p.dst, cpu_engine(), dst);
+  memory pad(dnnl::memory::desc({static_cast<memory::dim>(scratch.size())}, memory::data_type::u8, memory::dims{1}),
+             cpu_engine(), scratch.data());
+  p.prim.execute(stream, {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}, {DNNL_ARG_SCRATCHPAD, pad}});
+  stream.wait();
+}
+
+void single_threaded_openmp() {
+  thread_local bool done = false;  // oneDNN runs inside the engine's pool tasks: no nested teams
+  if (!done) {
+    omp_set_num_threads(1);
+    done = true;
+  }
+}
+
+}  // namespace
+
+bool onednn_built() { return true; }
+
+bool native_support(ComputeType t) {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  const auto has = [&](dnnl::cpu_isa want) {
+    return (static_cast<unsigned>(isa) & static_cast<unsigned>(want)) == static_cast<unsigned>(want);
+  };
+  switch (t) {
+    case ComputeType::int8:
+      return has(dnnl::cpu_isa::avx512_core_vnni) || has(dnnl::cpu_isa::avx2_vnni);
+    case ComputeType::bfloat16:
+      return has(dnnl::cpu_isa::avx512_core_bf16);
+    default:
+      return true;
+  }
+}
+
+std::string onednn_info() {
+  const dnnl_version_t* v = dnnl_version();
+  std::string isa = "?";
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_amx: isa = "avx512_core_amx"; break;
+    case dnnl::cpu_isa::avx512_core_bf16: isa = "avx512_core_bf16"; break;
+    case dnnl::cpu_isa::avx512_core_vnni: isa = "avx512_core_vnni"; break;
+    case dnnl::cpu_isa::avx512_core: isa = "avx512_core"; break;
+    case dnnl::cpu_isa::avx2_vnni: isa = "avx2_vnni"; break;
+    case dnnl::cpu_isa::avx2: isa = "avx2"; break;
+    default: isa = "other"; break;
+  }
+  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
+         " (ISA " + isa + ")";
+}
+
+LowpWeights::LowpWeights(ComputeType type) : type_(type) {}
+LowpWeights::~LowpWeights() = default;
+
+void LowpWeights::add(const float* w, int64_t N, int64_t K) {
+  auto lw = std::make_unique<Weight>();
+  lw->type = type_;
+  lw->N = N;
+  lw->K = K;
+  if (type_ == ComputeType::bfloat16) {
+    lw->bf16.resize(static_cast<size_t>(N * K));
+    for (int64_t i = 0; i < N * K; ++i) lw->bf16[i] = to_bf16(w[i]);
+  } else if (type_ == ComputeType::int8) {
+    lw->s8.resize(static_cast<size_t>(N * K));
+    lw->scale.resize(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) {
+      float m = 0.f;
+      for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(w[n * K + k]));
+      const float s = m > 0.f ? m / 127.f : 1.f;
+      lw->scale[n] = s;
+      for (int64_t k = 0; k < K; ++k)
+        lw->s8[n * K + k] = static_cast<int8_t>(std::lrint(std::clamp(w[n * K + k] / s, -127.f, 127.f)));
+    }
+  } else {
+    return;  // float32: nothing to prepare
+  }
+  weights_[w] = std::move(lw);
+}
+
+const LowpWeights::Weight* LowpWeights::find(const float* b, int64_t ldb, int64_t* row) const {
+  auto it = weights_.upper_bound(b);
+  if (it == weights_.begin()) return nullptr;
+  --it;
+  const Weight& w = *it->second;
+  const int64_t off = b - it->first;
+  if (ldb != w.K || off % w.K != 0 || off / w.K >= w.N) return nullptr;
+  *row = off / w.K;
+  return &w;
+}
+
+void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t N, const float* A, int64_t lda,
+                  float beta, float* C, int64_t ldc, uint64_t call) {
+  GMLM_CHECK(row >= 0 && row + N <= w.N, "lowp gemm: rows [", row, ", ", row + N, ") of a weight with ", w.N);
+  GMLM_CHECK(beta == 0.f || beta == 1.f, "lowp gemm: beta must be 0 or 1");
+  single_threaded_openmp();
+  const int64_t K = w.K;
+  // the converted A of this thread's previous tile, reused when the tile shares its rows
+  thread_local struct { uint64_t call; const float* A; int64_t M, K, lda; int type; } last{};
+  const bool reuse = call != 0 && last.call == call && last.A == A && last.M == M && last.K == K && last.lda == lda &&
+                     last.type == static_cast<int>(w.type);
+  last = {call, A, M, K, lda, static_cast<int>(w.type)};
+  if (w.type == ComputeType::bfloat16) {
+    auto* a = reinterpret_cast<uint16_t*>(thread_scratch(4, static_cast<size_t>(M * K + 1) / 2 + 16));
+    if (!reuse)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k) a[m * K + k] = to_bf16(A[m * lda + k]);
+    execute(primitive({M, N, K, K, ldc, static_cast<int>(w.type), beta != 0.f}), a, w.bf16.data() + row * K, C);
+    return;
+  }
+  // int8: activations per row
+  auto* a = reinterpret_cast<int8_t*>(thread_scratch(4, static_cast<size_t>(M * K) / 4 + 16));
+  float* a_scale = thread_scratch(5, static_cast<size_t>(M));
+  for (int64_t m = 0; m < M && !reuse; ++m) {
+    const float* x = A + m * lda;
+    float mx = 0.f;
+    for (int64_t k = 0; k < K; ++k) mx = std::max(mx, std::fabs(x[k]));
+    const float s = mx > 0.f ? mx / 127.f : 1.f, inv = 1.f / s;
+    a_scale[m] = s;
+    int8_t* q = a + m * K;
+    for (int64_t k = 0; k < K; ++k) {  // round half away from zero (vectorises; lrint does not)
+      const float v = std::clamp(x[k] * inv, -127.f, 127.f);
+      q[k] = static_cast<int8_t>(static_cast<int>(v + (v >= 0.f ? 0.5f : -0.5f)));
+    }
+  }
+  auto* acc = reinterpret_cast<int32_t*>(thread_scratch(6, static_cast<size_t>(M * N)));
+  execute(primitive({M, N, K, K, N, static_cast<int>(w.type), false}), a, w.s8.data() + row * K, acc);
+  const float* ws = w.scale.data() + row;
+  for (int64_t m = 0; m < M; ++m) {
+    float* c = C + m * ldc;
+    const int32_t* q = acc + m * N;
+    const float s = a_scale[m];
+    if (beta == 0.f)
+      for (int64_t n = 0; n < N; ++n) c[n] = static_cast<float>(q[n]) * s * ws[n];
+    else
+      for (int64_t n = 0; n < N; ++n) c[n] += static_cast<float>(q[n]) * s * ws[n];
+  }
+}
+
+#else  // no oneDNN in this build
+
+struct LowpWeights::Weight {};
+uint64_t next_call_id() { return 0; }
+
+bool onednn_built() { return false; }
+bool native_support(ComputeType t) { return t == ComputeType::float32; }
+std::string onednn_info() { return "not built"; }
+LowpWeights::LowpWeights(ComputeType type) : type_(type) {}
+LowpWeights::~LowpWeights() = default;
+void LowpWeights::add(const float*, int64_t, int64_t) {
+  if (type_ != ComputeType::float32)
+    throw std::invalid_argument(std::string("compute_type ") + compute_type_name(type_) +
+                                " needs an engine built with oneDNN (this one is not)");
+}
+const LowpWeights::Weight* LowpWeights::find(const float*, int64_t, int64_t*) const { return nullptr; }
+void lowp_gemm_nt(const LowpWeights::Weight&, int64_t, int64_t, int64_t, const float*, int64_t, float, float*,
+                  int64_t, uint64_t) {
+  throw std::runtime_error("lowp_gemm_nt: built without oneDNN");
+}
+
+#endif
+
+}  // namespace gmlm::cpu

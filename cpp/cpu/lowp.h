@@ -1,0 +1,66 @@
+// Low-precision GEMMs on the CPU through oneDNN's matmul primitive (built with GMLM_WITH_ONEDNN):
+//   bfloat16: weights converted once at load, activations converted per call, fp32 accumulation;
+//   int8:     weights quantised per output channel at load (symmetric, scale = max|w| / 127),
+//             activations quantised per row on the fly (scale = max|a| / 127), s8 x s8 -> s32
+//             (exact integer sums: the result does not depend on the batch), then
+//             y = s32 * a_scale[row] * w_scale[col] in fp32.
+// Everything else (norms, softmax, the scores, the re-masking rules) stays fp32.
+//
+// A model's GEMM weights are registered in a LowpWeights set once at load; the engine installs the
+// set on the calling thread for the duration of a call (like the profiler); the GEMM ops look the
+// right-hand side up (find) before they start their tiles and compute every product whose weight
+// is registered in that weight's compute type (lowp_gemm_nt), the rest with OpenBLAS's sgemm. oneDNN runs single-threaded inside the engine's own pool tasks (the tiling, and
+// so the results, do not depend on the thread count).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gmlm::cpu {
+
+enum class ComputeType { float32, bfloat16, int8 };
+
+ComputeType compute_type_from_name(const std::string& name);  // ValueError for others
+const char* compute_type_name(ComputeType t);
+bool onednn_built();
+// The compute types this CPU runs natively: int8 (AVX512-VNNI or AMX-INT8), bfloat16
+// (AVX512-BF16 or AMX-BF16) as oneDNN sees them (ONEDNN_MAX_CPU_ISA limits it).
+bool native_support(ComputeType t);
+std::string onednn_info();  // "oneDNN 3.2.0 (ISA: ...)" or "not built"
+
+class LowpWeights {
+ public:
+  explicit LowpWeights(ComputeType type);
+  ~LowpWeights();
+  LowpWeights(const LowpWeights&) = delete;
+  LowpWeights& operator=(const LowpWeights&) = delete;
+  ComputeType type() const { return type_; }
+  // Prepares w (N, K) row-major (copied and converted: w may change or go away afterwards, but
+  // gemm_nt finds the weight by the address w had).
+  void add(const float* w, int64_t N, int64_t K);
+
+  // The set the ops of this thread use (nullptr: none, float32).
+  static void install(const LowpWeights* set);
+  static const LowpWeights* current();
+
+  struct Weight;
+  // The registered weight that holds b (a view of its rows starting at *row), or nullptr.
+  const Weight* find(const float* b, int64_t ldb, int64_t* row) const;
+
+ private:
+  ComputeType type_;
+  std::map<const float*, std::unique_ptr<Weight>> weights_;  // by the fp32 address
+};
+
+// A fresh id for one GEMM op call: tiles of the same call on the same thread that share their rows
+// of A convert (bfloat16) or quantise (int8) them once.
+uint64_t next_call_id();
+
+// Computes with w (rows [row, row + N)) in its compute type; call: next_call_id() of the op call.
+void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t N, const float* A, int64_t lda,
+                  float beta, float* C, int64_t ldc, uint64_t call);
+
+}  // namespace gmlm::cpu

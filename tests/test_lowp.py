@@ -1,0 +1,117 @@
+"""Low-precision compute on the CPU (oneDNN, cpu/lowp.h): compute_type validation, bfloat16 / int8
+logits against float32 within stated tolerances on random and trained models, translations close
+to float32, batch invariance, and the same with oneDNN limited to AVX2 (ONEDNN_MAX_CPU_ISA)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+core = pytest.importorskip("gmlm_engine._core")
+
+from gmlm_engine.common import encode_sources  # noqa: E402
+from gmlm_engine.engine import Translator  # noqa: E402
+
+from conftest import TINY_GMLM  # noqa: E402
+from test_engine_common import make_random_model, test_sentences  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "gmlm-en-de"
+BUILT = core.build_info().get("onednn", "not built") != "not built"
+needs_onednn = pytest.mark.skipif(not BUILT, reason="engine built without oneDNN (float32 only)")
+# Stated tolerances over a decoder pass of random targets (half masked), all logits together:
+# (max |low - f32| / max |f32|, mean |low - f32| / std f32). bfloat16 keeps 8 mantissa bits for the
+# GEMM operands; int8 quantises activations per row, and random-token inputs give outlier rows.
+TOLERANCE = {"bfloat16": (0.03, 0.01), "int8": (0.35, 0.08)}
+
+
+def test_compute_type_validation():
+    with pytest.raises(ValueError, match="compute_type"):
+        Translator(TINY_GMLM, compute_type="float64")
+    with pytest.raises(ValueError, match="compute_type"):
+        Translator(TINY_GMLM, compute_type="float16")          # a cuda type
+    assert Translator(TINY_GMLM, compute_type="default").compute_type == "float32"
+    auto = Translator(TINY_GMLM, compute_type="auto")
+    assert auto.compute_type in core.build_info()["native_compute_types"]
+    assert auto._engine.compute_type == auto.compute_type
+
+
+def test_without_onednn_low_precision_is_a_value_error():
+    if BUILT:
+        pytest.skip("this build has oneDNN")
+    for ct in ("bfloat16", "int8"):
+        with pytest.raises(ValueError, match="oneDNN"):
+            Translator(TINY_GMLM, compute_type=ct)
+
+
+def _logits(tr, srcs, tgts):
+    return tr._engine.decode_logits(srcs, tgts)
+
+
+@needs_onednn
+@pytest.mark.parametrize("ct", ["bfloat16", "int8"])
+@pytest.mark.parametrize("model", ["random", "shipped"])
+def test_logits_within_tolerance_of_float32(tmp_path, ct, model):
+    d = make_random_model(tmp_path / "m", seed=4) if model == "random" else SHIPPED
+    if not (Path(d) / "config.json").is_file():
+        pytest.skip("no shipped model")
+    f32, low = Translator(d, intra_threads=2), Translator(d, intra_threads=2, compute_type=ct)
+    assert low._engine.compute_type == ct
+    srcs = encode_sources(f32.tokenizer, f32.cfg, test_sentences(12))
+    rng = np.random.default_rng(0)
+    tgts = []
+    for _ in srcs:
+        t = rng.integers(5, f32.cfg.vocab_size, size=int(rng.integers(3, 25)))
+        t[rng.random(len(t)) < 0.5] = f32.cfg.mask_id
+        tgts.append(t.tolist())
+    a = np.concatenate([x.ravel() for x in _logits(f32, srcs, tgts)])
+    b = np.concatenate([x.ravel() for x in _logits(low, srcs, tgts)])
+    worst, mean = float(np.abs(a - b).max() / np.abs(a).max()), float(np.abs(a - b).mean() / a.std())
+    assert worst <= TOLERANCE[ct][0] and mean <= TOLERANCE[ct][1], (ct, worst, mean)
+    assert worst > 0                                                # it really computed in low precision
+    for a, b in zip(f32._engine.encode(srcs), low._engine.encode(srcs)):
+        assert float(np.abs(a - b).mean() / a.std()) <= TOLERANCE[ct][1]
+
+
+@needs_onednn
+@pytest.mark.parametrize("ct", ["bfloat16", "int8"])
+def test_translations_close_to_float32_and_batch_invariant(ct):
+    if not (SHIPPED / "config.json").is_file():
+        pytest.skip("no shipped model")
+    src = test_sentences(64)
+    f32 = Translator(SHIPPED, intra_threads=2).translate_batch(src)
+    tr = Translator(SHIPPED, intra_threads=2, compute_type=ct)
+    low = tr.translate_batch(src)
+    same = sum(a.text == b.text for a, b in zip(f32, low))
+    assert same >= 0.6 * len(src), same                             # most sentences are identical
+    alone = [tr.translate_batch([s])[0] for s in src[:16]]
+    assert [r.tokens for r in alone] == [r.tokens for r in low[:16]]
+
+
+@needs_onednn
+def test_isa_limited_to_avx2_falls_back_to_float32():
+    """ONEDNN_MAX_CPU_ISA=AVX2 (a CPU without AMX / AVX-512: no native bfloat16 or int8): asking for
+    them warns and computes in float32, with float32's results; auto picks float32."""
+    code = (
+        "import warnings\n"
+        "from gmlm_engine import _core\n"
+        "from gmlm_engine.engine import Translator\n"
+        f"d = {str(TINY_GMLM)!r}\n"
+        "info = _core.build_info(); assert 'avx2' in info['onednn'] and info['native_compute_types'] == ['float32'], info\n"
+        "src = ['A man rides a bike.', 'Two dogs.']\n"
+        "ref = [r.tokens for r in Translator(d, intra_threads=1).translate_batch(src)]\n"
+        "assert Translator(d, compute_type='auto').compute_type == 'float32'\n"
+        "for ct in ('bfloat16', 'int8'):\n"
+        "    with warnings.catch_warnings(record=True) as w:\n"
+        "        warnings.simplefilter('always')\n"
+        "        tr = Translator(d, intra_threads=1, compute_type=ct)\n"
+        "    assert tr.compute_type == 'float32' and any('no native support' in str(x.message) for x in w)\n"
+        "    assert [r.tokens for r in tr.translate_batch(src)] == ref\n"
+        "print('ok')\n")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr
