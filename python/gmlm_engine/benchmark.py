@@ -390,7 +390,8 @@ FIXED_CORE = [(4, 3), (10, 5)]
 THRESHOLDS = (0.5, 0.7, 0.9)
 THRESHOLD_TK = (10, 3)
 STUTTER_OFF = [(4, 3), (10, 5)]
-PRUNED = [(4, 5, 2), (4, 5, 1), (10, 5, 2), (6, 3, 1)]   # length-candidate pruning: (T, K, length_beam_keep)
+PRUNED = [(4, 5, 2), (4, 5, 1), (10, 5, 2), (6, 3, 1)]
+LOWP_GRID = [(4, 3), (1, 1), (2, 1), (10, 5), (4, 1), (6, 3)]   # the engine in bfloat16 / int8   # length-candidate pruning: (T, K, length_beam_keep)
 RAW = [(1, 1), (4, 3), (10, 5)]
 ANCHOR = "gmlm-engine T=4 K=3"
 QUICK = {"sentences": 16, "batch_sizes": [1, 8], "repeats": 2}
@@ -493,6 +494,15 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
                      length_beam_keep=p) for t, k, p in PRUNED[:1 if args.quick else None]]
     systems += [gmlm(eng, "gmlm-engine", f"T={t} K={k} no-stutter", False, iterations=t, length_beam=k,
                      stutter_remask=False) for t, k in STUTTER_OFF[:1 if args.quick else None]]
+    # the engine's low-precision compute types (oneDNN), where this CPU runs them natively
+    from . import _core
+
+    native = _core.build_info().get("native_compute_types", ["float32"])
+    for ct in ("bfloat16", "int8"):
+        if ct in native:
+            low = Translator(args.gmlm_model, intra_threads=args.threads, compute_type=ct)
+            systems += [gmlm(low, f"gmlm-engine-{ct}", f"T={t} K={k}", True if (t, k) in FIXED_CORE else None,
+                             iterations=t, length_beam=k) for t, k in LOWP_GRID[:2 if args.quick else None]]
     if args.gmlm_raw_model:
         raw = Translator(args.gmlm_raw_model, intra_threads=args.threads)
         systems += [gmlm(raw, "gmlm-engine-raw", f"T={t} K={k}", False, iterations=t, length_beam=k)
@@ -539,6 +549,8 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
         "length-candidate pruning": [n for t, k, p in PRUNED
                                      for n in (f"gmlm-engine T={t} K={k}", f"gmlm-engine T={t} K={k} keep={p}")],
         "AR compute type": [f"{fam} {b}" for b in ("greedy", "beam=4") for fam in ("ct2-ar", "ct2-ar-int8")],
+        "GMLM compute type": [f"{fam} T={t} K={k}" for t, k in LOWP_GRID
+                              for fam in ("gmlm-engine", "gmlm-engine-bfloat16", "gmlm-engine-int8")],
     }
     return systems, {f: [n for n in names if n in have] for f, names in ablations.items()}
 
