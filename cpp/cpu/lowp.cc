@@ -272,7 +272,6 @@ void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t 
 #else  // no oneDNN in this build
 
 struct LowpWeights::Weight {};
-uint64_t next_call_id() { return 0; }
 
 bool onednn_built() { return false; }
 bool native_support(ComputeType t) { return t == ComputeType::float32; }
