@@ -298,3 +298,29 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(sentences):
     assert out["r"].status_code == 200 and len(out["r"].json()["translations"]) == 16
     with pytest.raises(httpx.HTTPError):
         httpx.get(url + "/health", timeout=2)
+
+
+def test_schemathesis_against_the_served_schema(server):
+    """A bounded property-based run over every operation of /openapi.json: whatever the generated
+    request, the server answers (no 5xx), with JSON errors for the rejected ones, and keeps serving."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(server + "/openapi.json")
+    ran = 0
+    for result in schema.get_all_operations():
+        op = result.ok()
+
+        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy())
+        def check(case):
+            r = case.call(base_url=server, timeout=60)
+            assert r.status_code < 500, (case.method, case.path, case.body, r.text[:200])
+            if r.status_code >= 400:
+                assert "error" in r.json()
+
+        check()
+        ran += 1
+    assert ran >= 4                                                 # translate, stream, health, metrics
+    assert httpx.post(server + "/v1/translate", json={"text": ["A dog."]}, timeout=30).status_code == 200
