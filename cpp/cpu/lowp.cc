@@ -221,46 +221,64 @@ const LowpWeights::Weight* LowpWeights::find(const float* b, int64_t ldb, int64_
   return &w;
 }
 
+// Rows of a primitive: M rounded up to a few buckets, so that the number of primitives (each a JIT
+// compilation) stays small whatever the batch; the padding rows are zeros and their results dropped.
+static int64_t padded_rows(int64_t M) { return M <= 16 ? 16 : (M + 31) / 32 * 32; }
+
 void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t N, const float* A, int64_t lda,
                   float beta, float* C, int64_t ldc, uint64_t call) {
   GMLM_CHECK(row >= 0 && row + N <= w.N, "lowp gemm: rows [", row, ", ", row + N, ") of a weight with ", w.N);
   GMLM_CHECK(beta == 0.f || beta == 1.f, "lowp gemm: beta must be 0 or 1");
   single_threaded_openmp();
-  const int64_t K = w.K;
+  const int64_t K = w.K, Mp = padded_rows(M);
   // the converted A of this thread's previous tile, reused when the tile shares its rows
   thread_local struct { uint64_t call; const float* A; int64_t M, K, lda; int type; } last{};
   const bool reuse = call != 0 && last.call == call && last.A == A && last.M == M && last.K == K && last.lda == lda &&
                      last.type == static_cast<int>(w.type);
   last = {call, A, M, K, lda, static_cast<int>(w.type)};
-  if (w.type == ComputeType::bfloat16) {
-    auto* a = reinterpret_cast<uint16_t*>(thread_scratch(4, static_cast<size_t>(M * K + 1) / 2 + 16));
-    if (!reuse)
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t k = 0; k < K; ++k) a[m * K + k] = to_bf16(A[m * lda + k]);
-    execute(primitive({M, N, K, K, ldc, static_cast<int>(w.type), beta != 0.f}), a, w.bf16.data() + row * K, C);
-    return;
-  }
-  // int8: activations per row
-  auto* a = reinterpret_cast<int8_t*>(thread_scratch(4, static_cast<size_t>(M * K) / 4 + 16));
+  const bool bf16 = w.type == ComputeType::bfloat16;
   float* a_scale = thread_scratch(5, static_cast<size_t>(M));
-  for (int64_t m = 0; m < M && !reuse; ++m) {
-    const float* x = A + m * lda;
-    float mx = 0.f;
-    for (int64_t k = 0; k < K; ++k) mx = std::max(mx, std::fabs(x[k]));
-    const float s = mx > 0.f ? mx / 127.f : 1.f, inv = 1.f / s;
-    a_scale[m] = s;
-    int8_t* q = a + m * K;
-    for (int64_t k = 0; k < K; ++k) {  // round half away from zero (vectorises; lrint does not)
-      const float v = std::clamp(x[k] * inv, -127.f, 127.f);
-      q[k] = static_cast<int8_t>(static_cast<int>(v + (v >= 0.f ? 0.5f : -0.5f)));
+  void* a = thread_scratch(4, static_cast<size_t>(Mp * K) / (bf16 ? 2 : 4) + 16);
+  if (!reuse) {
+    if (bf16) {
+      auto* ab = static_cast<uint16_t*>(a);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k) ab[m * K + k] = to_bf16(A[m * lda + k]);
+      std::memset(ab + M * K, 0, sizeof(uint16_t) * (Mp - M) * K);
+    } else {  // int8: activations per row
+      auto* aq = static_cast<int8_t*>(a);
+      for (int64_t m = 0; m < M; ++m) {
+        const float* x = A + m * lda;
+        float mx = 0.f;
+        for (int64_t k = 0; k < K; ++k) mx = std::max(mx, std::fabs(x[k]));
+        const float s = mx > 0.f ? mx / 127.f : 1.f, inv = 1.f / s;
+        a_scale[m] = s;
+        int8_t* q = aq + m * K;
+        for (int64_t k = 0; k < K; ++k) {  // round half away from zero (vectorises; lrint does not)
+          const float v = std::clamp(x[k] * inv, -127.f, 127.f);
+          q[k] = static_cast<int8_t>(static_cast<int>(v + (v >= 0.f ? 0.5f : -0.5f)));
+        }
+      }
+      std::memset(aq + M * K, 0, static_cast<size_t>((Mp - M) * K));
     }
   }
-  auto* acc = reinterpret_cast<int32_t*>(thread_scratch(6, static_cast<size_t>(M * N)));
-  execute(primitive({M, N, K, K, N, static_cast<int>(w.type), false}), a, w.s8.data() + row * K, acc);
+  // the product of the padded rows into scratch (f32 or s32, both 4 bytes), then the real rows into C
+  float* acc = thread_scratch(6, static_cast<size_t>(Mp * N));
+  execute(primitive({Mp, N, K, K, N, static_cast<int>(w.type), false}), a,
+          bf16 ? static_cast<const void*>(w.bf16.data() + row * K) : static_cast<const void*>(w.s8.data() + row * K),
+          acc);
   const float* ws = w.scale.data() + row;
   for (int64_t m = 0; m < M; ++m) {
     float* c = C + m * ldc;
-    const int32_t* q = acc + m * N;
+    if (bf16) {
+      const float* r = acc + m * N;
+      if (beta == 0.f)
+        std::memcpy(c, r, sizeof(float) * N);
+      else
+        for (int64_t n = 0; n < N; ++n) c[n] += r[n];
+      continue;
+    }
+    const int32_t* q = reinterpret_cast<const int32_t*>(acc) + m * N;
     const float s = a_scale[m];
     if (beta == 0.f)
       for (int64_t n = 0; n < N; ++n) c[n] = static_cast<float>(q[n]) * s * ws[n];
