@@ -134,7 +134,7 @@ def test_invalid_sources(tiny, source):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(device="gpu"), "device"), (dict(device="cuda"), "cuda"), (dict(compute_type="int8"), "compute_type"),
+    (dict(device="gpu"), "device"), (dict(device="cuda"), "cuda"), (dict(compute_type="int4"), "compute_type"),
     (dict(intra_threads=-1), "intra_threads"), (dict(intra_threads=1.5), "intra_threads"),
 ])
 def test_invalid_constructor_arguments(kwargs, match):
