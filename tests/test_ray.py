@@ -164,3 +164,14 @@ def test_cli_bad_option_is_an_error_before_work(tmp_path, capsys):
                  "--output", str(tmp_path / "out"), "--length-beam", "0"]) == 2
     assert "length_beam" in capsys.readouterr().err
     assert not (tmp_path / "out" / "a.txt").exists()
+
+
+def test_cli_parquet_rows_keep_their_columns(tmp_path, sentences, expected):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": list(range(40)), "text": sentences[:40]}), tmp_path / "in.parquet")
+    assert main(["translate", "--ray", "--model", str(TINY_GMLM), "--input", str(tmp_path / "in.parquet"),
+                 "--output", str(tmp_path / "out"), "--iterations", "3"]) == 0
+    rows = _by_id([r for f in (tmp_path / "out").glob("*.parquet") for r in pq.read_table(f).to_pylist()])
+    assert [r["id"] for r in rows] == list(range(40)) and [r["translation"] for r in rows] == expected[:40]
