@@ -90,10 +90,11 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
                 return error(413, f"text[{i}] has {len(t)} characters; at most {max_chars}")
         return None
 
-    def submit(req: TranslateRequest, on_pass=None):
+    def submit(req: TranslateRequest, how=None):
+        """scheduler.submit (or scheduler.stream) with the request's options; errors as responses."""
         opts = req.model_dump(exclude_none=True, exclude={"text"})
         try:
-            return scheduler.submit(req.text, on_pass=on_pass, **opts), None
+            return (how or scheduler.submit)(req.text, **opts), None
         except ValueError as e:
             msg = str(e).replace("source[", "text[")
             return None, error(422, msg)
@@ -135,42 +136,27 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         bad = check(req)
         if bad:
             return bad
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue()
-        fut, bad = submit(req, on_pass=lambda i, r: loop.call_soon_threadsafe(q.put_nowait, (i, r)))
+        stream, bad = submit(req, scheduler.stream)   # leaving the stream early frees the rows
         if bad:
             return bad
-        waiter = asyncio.wrap_future(fut)
 
         def event(kind: str, payload: dict) -> str:
             return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
         async def events():
             try:
-                while True:
-                    getter = asyncio.ensure_future(q.get())
-                    done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter in done:
-                        i, r = getter.result()
+                async for kind, i, r in stream:
+                    if kind == "draft":
                         yield event("draft", {"index": i, "text": r.text, "iterations": r.iterations})
-                        continue
-                    getter.cancel()
-                    while not q.empty():
-                        i, r = q.get_nowait()
-                        yield event("draft", {"index": i, "text": r.text, "iterations": r.iterations})
-                    break
-                try:
-                    results = waiter.result()
-                except Exception as e:  # noqa: BLE001
-                    yield event("error", {"error": f"{type(e).__name__}: {e}"})
-                    return
-                for i, r in enumerate(results):
-                    yield event("result", {"index": i, **as_json(r)})
-                yield event("done", {})
-                m_requests.labels("200").inc()
+                    else:
+                        yield event("result", {"index": i, **as_json(r)})
+            except Exception as e:  # noqa: BLE001  (a model error: the server stays up)
+                yield event("error", {"error": f"{type(e).__name__}: {e}"})
+                return
             finally:
-                if not fut.done():            # the client went away: free its rows
-                    scheduler.cancel(fut)
+                await stream.aclose()       # a client that left: cancel the job now, not at garbage collection
+            yield event("done", {})
+            m_requests.labels("200").inc()
 
         return StreamingResponse(events(), media_type="text/event-stream")
 

@@ -123,6 +123,36 @@ class Scheduler:
             self._cv.notify()
         fut.cancel()
 
+    def stream(self, texts, **options):
+        """Submit now (ValueError, QueueFull, SchedulerClosed are raised here, in the caller) and return
+        an async iterator, for the running event loop, of ("draft", index, TranslationResult) after
+        every pass, then ("result", index, TranslationResult) for every text; an engine error is
+        raised from it. Leaving it early cancels the job (its rows are freed)."""
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue = asyncio.Queue()
+        fut = self.submit(texts, on_pass=lambda i, r: loop.call_soon_threadsafe(q.put_nowait, (i, r)), **options)
+        return self._events(fut, q)
+
+    async def _events(self, fut: concurrent.futures.Future, q: asyncio.Queue):
+        done = asyncio.wrap_future(fut)
+        try:
+            while True:
+                getter = asyncio.ensure_future(q.get())
+                finished, _ = await asyncio.wait({getter, done}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in finished:
+                    getter.cancel()
+                    break
+                i, r = getter.result()
+                yield "draft", i, r
+            while not q.empty():                      # drafts of the last passes, queued meanwhile
+                i, r = q.get_nowait()
+                yield "draft", i, r
+            for i, r in enumerate(done.result()):
+                yield "result", i, r
+        finally:
+            if not fut.done():
+                self.cancel(fut)
+
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
         """Take no new requests; with drain, finish the queued and running ones first."""
         with self._cv:
@@ -256,26 +286,8 @@ class AsyncTranslator:
     async def stream(self, texts: list[str], **options):
         """Async iterator of ("draft", index, TranslationResult) after every pass, then ("result",
         index, TranslationResult) for every text once all are done."""
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue()
-        fut = self.scheduler.submit(texts, on_pass=lambda i, r: loop.call_soon_threadsafe(q.put_nowait, (i, r)),
-                                    **options)
-        done = asyncio.wrap_future(fut)
-        try:
-            while True:
-                getter = asyncio.ensure_future(q.get())
-                finished, _ = await asyncio.wait({getter, done}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in finished:
-                    i, r = getter.result()
-                    yield "draft", i, r
-                else:
-                    getter.cancel()
-                    break
-            for i, r in enumerate(done.result()):
-                yield "result", i, r
-        finally:
-            if not fut.done():
-                self.scheduler.cancel(fut)
+        async for item in self.scheduler.stream(texts, **options):
+            yield item
 
     def close(self, drain: bool = True) -> None:
         self.scheduler.close(drain)
