@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     src, refs = load_split(args.data_dir, "test2016")
-    eng = Translator(args.model, intra_threads=args.threads)
+    eng = Translator(args.model, intra_threads=args.threads, compute_type="float32")
     ref = ReferenceTranslator(args.model)
     cfg = eng.cfg
     print(f"model {args.model}: d_model {cfg.d_model}, {cfg.num_encoder_layers}+{cfg.num_decoder_layers} layers, "

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         from gmlm_engine import Translator
 
         for g in args.gmlm:
-            tr = Translator(g, intra_threads=args.threads)
+            tr = Translator(g, intra_threads=args.threads, compute_type="float32")
             for split, (src, ref) in splits.items():
                 for tk in args.gmlm_configs.split(","):
                     t, k = map(int, tk.split("x"))

@@ -80,7 +80,7 @@ def models(tmp_path_factory):
 def pairs(models):
     if not HAVE_CUDA:
         pytest.skip("no usable GPU")
-    return {name: (Translator(d, intra_threads=2), Translator(d, device="cuda")) for name, d in models.items()}
+    return {name: (Translator(d, intra_threads=2, compute_type="float32"), Translator(d, device="cuda")) for name, d in models.items()}
 
 
 @needs_gpu
@@ -162,7 +162,7 @@ def _test2016():
 @pytest.mark.slow
 def test_trained_float32_token_parity_on_test2016():
     src, _ = _test2016()
-    a = Translator(TRAINED).translate_batch(src)
+    a = Translator(TRAINED, compute_type="float32").translate_batch(src)
     b = Translator(TRAINED, device="cuda").translate_batch(src)
     bad = mismatches(a, b, tol=1e-4)
     print(f"\n{len(bad)}/{len(src)} translations differ between the CPU and CUDA engines: {bad[:20]}")

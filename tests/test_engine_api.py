@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny():
-    return Translator(TINY, intra_threads=2)
+    return Translator(TINY, intra_threads=2, compute_type="float32")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def rand_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rand(rand_dir):
-    return Translator(rand_dir, intra_threads=2)
+    return Translator(rand_dir, intra_threads=2, compute_type="float32")
 
 
 def test_build_info():
@@ -70,8 +70,8 @@ def test_results_in_input_order_and_sorted_batches(rand):
 
 def test_thread_counts_give_identical_results(rand_dir):
     """The GEMM tiling depends on the shapes only: 1 and 2 intra_threads agree bit for bit."""
-    a = Translator(rand_dir, intra_threads=1).translate_batch(SENTENCES, return_history=True)
-    b = Translator(rand_dir, intra_threads=2).translate_batch(SENTENCES, return_history=True)
+    a = Translator(rand_dir, intra_threads=1, compute_type="float32").translate_batch(SENTENCES, return_history=True)
+    b = Translator(rand_dir, intra_threads=2, compute_type="float32").translate_batch(SENTENCES, return_history=True)
     assert [(r.tokens, r.score, r.history) for r in a] == [(r.tokens, r.score, r.history) for r in b]
 
 
@@ -286,7 +286,7 @@ def test_runtime_does_not_import_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from gmlm_engine.engine import Translator\n"
-        f"tr = Translator({str(TINY)!r}, intra_threads=1)\n"
+        f"tr = Translator({str(TINY)!r}, intra_threads=1, compute_type='float32')\n"
         "r = tr.translate_batch(['A man rides a bike.'])\n"
         "assert r[0].iterations >= 1\n"
         "assert 'torch' not in [m for m, v in sys.modules.items() if v is not None]\n"
@@ -315,7 +315,7 @@ def test_generic_kernels_agree(tmp_path):
         "import json, sys\n"
         "from gmlm_engine import _core\n"
         "from gmlm_engine.engine import Translator\n"
-        f"tr = Translator({str(TINY)!r}, intra_threads=1)\n"
+        f"tr = Translator({str(TINY)!r}, intra_threads=1, compute_type='float32')\n"
         f"r = tr.translate_batch({SENTENCES!r}, return_history=True)\n"
         "print(json.dumps([_core.build_info()['cpu_isa'], [x.tokens for x in r]]))\n"
     )

@@ -1,4 +1,6 @@
 """Export of ar models: CTranslate2 greedy output equals our reference greedy output."""
+from pathlib import Path
+
 import pytest
 
 from gmlm_engine.cli import main
@@ -92,6 +94,30 @@ def test_distill_reports_bleu_against_references(tmp_path):
                  "--out", str(out), "--no-progress"]) == 2                     # misaligned: a clear error
 
 
+def test_distill_length_penalty_reaches_the_teacher_and_the_report(tmp_path):
+    pytest.importorskip("ctranslate2")
+    import json
+
+    from gmlm_engine.export import CT2Translator, export_ctranslate2
+
+    src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
+    src.write_text("\n".join(SOURCES) + "\n")
+    ref.write_text("\n".join(["Ein Mann fährt Fahrrad."] * len(SOURCES)) + "\n")
+    teacher = Path(__file__).resolve().parents[1] / "models" / "ar-en-de"   # the shipped AR (a random one never stops)
+    export_ctranslate2(teacher, tmp_path / "ct2")
+    ct = CT2Translator(tmp_path / "ct2")
+    by_penalty = {p: ct.translate_batch(SOURCES, beam_size=3, max_decoding_length=96, length_penalty=p)
+                  for p in (0.0, 3.0)}
+    assert by_penalty[0.0] != by_penalty[3.0]             # the option changes what the teacher writes
+    for p, expected in by_penalty.items():
+        out = tmp_path / f"distilled.{p}"
+        assert main(["distill", "--teacher", str(teacher), "--source", str(src), "--reference", str(ref),
+                     "--out", str(out), "--beam-size", "3", "--length-penalty", str(p), "--no-progress"]) == 0
+        assert out.read_text().split("\n")[:-1] == expected
+        report = json.loads((tmp_path / f"distilled.{p}.json").read_text())
+        assert report["length_penalty"] == p and report["length_ratio"] > 0
+
+
 def test_pack_float16_decodes_like_the_rounded_float32_model(tmp_path):
     import numpy as np
 
@@ -113,6 +139,6 @@ def test_pack_float16_decodes_like_the_rounded_float32_model(tmp_path):
     from gmlm_engine import Translator
 
     r = ReferenceTranslator(out).translate_batch(src, iterations=3)
-    assert [x.tokens for x in Translator(out).translate_batch(src, iterations=3)] == [x.tokens for x in r]
+    assert [x.tokens for x in Translator(out, compute_type="float32").translate_batch(src, iterations=3)] == [x.tokens for x in r]
     assert main(["export", str(TINY_GMLM), "--pack", str(out)]) == 2       # exists: refuses without --force
     assert main(["export", str(TINY_GMLM), "--pack", str(out), "--dtype", "int8", "--force"]) == 2

@@ -66,7 +66,7 @@ def test_logits_within_tolerance_of_float32(tmp_path, ct, model):
     d = make_random_model(tmp_path / "m", seed=4) if model == "random" else SHIPPED
     if not (Path(d) / "config.json").is_file():
         pytest.skip("no shipped model")
-    f32, low = Translator(d, intra_threads=2), Translator(d, intra_threads=2, compute_type=ct)
+    f32, low = Translator(d, intra_threads=2, compute_type="float32"), Translator(d, intra_threads=2, compute_type=ct)
     assert low._engine.compute_type == ct
     srcs = encode_sources(f32.tokenizer, f32.cfg, test_sentences(12))
     rng = np.random.default_rng(0)
@@ -91,7 +91,7 @@ def test_translations_close_to_float32_and_batch_invariant(ct):
     if not (SHIPPED / "config.json").is_file():
         pytest.skip("no shipped model")
     src = test_sentences(64)
-    f32 = Translator(SHIPPED, intra_threads=2).translate_batch(src)
+    f32 = Translator(SHIPPED, intra_threads=2, compute_type="float32").translate_batch(src)
     tr = Translator(SHIPPED, intra_threads=2, compute_type=ct)
     low = tr.translate_batch(src)
     same = sum(a.text == b.text for a, b in zip(f32, low))
@@ -111,7 +111,7 @@ def test_isa_limited_to_avx2_falls_back_to_float32():
         f"d = {str(TINY_GMLM)!r}\n"
         "info = _core.build_info(); assert 'avx2' in info['onednn'] and info['native_compute_types'] == ['float32'], info\n"
         "src = ['A man rides a bike.', 'Two dogs.']\n"
-        "ref = [r.tokens for r in Translator(d, intra_threads=1).translate_batch(src)]\n"
+        "ref = [r.tokens for r in Translator(d, intra_threads=1, compute_type='float32').translate_batch(src)]\n"
         "assert Translator(d, compute_type='auto').compute_type == 'float32'\n"
         "for ct in ('bfloat16', 'int8'):\n"
         "    with warnings.catch_warnings(record=True) as w:\n"
@@ -123,3 +123,26 @@ def test_isa_limited_to_avx2_falls_back_to_float32():
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr
+
+
+def test_the_default_compute_type_is_the_fastest_native_one(tmp_path, capsys):
+    from gmlm_engine import _core
+    from gmlm_engine.cli import main
+
+    native = _core.build_info()["native_compute_types"]
+    expected = next(t for t in ("bfloat16", "int8", "float32") if t in native)
+    assert Translator(TINY_GMLM, intra_threads=1).compute_type == expected
+    src = tmp_path / "src.txt"
+    src.write_text("A man rides a bike.\nTwo dogs.\n")
+    by_type = {}
+    for ct in ("auto", expected, "float32"):
+        out = tmp_path / f"out.{ct}"
+        assert main(["translate", "--model", str(TINY_GMLM), "--compute-type", ct, "-i", str(src), "-o", str(out)]) == 0
+        by_type[ct] = out.read_text()
+    assert by_type["auto"] == by_type[expected]
+    assert by_type["float32"] == "".join(r.text + "\n" for r in Translator(TINY_GMLM, compute_type="float32")
+                                         .translate_batch(["A man rides a bike.", "Two dogs."]))
+    capsys.readouterr()
+    assert main(["translate", "--model", str(TINY_GMLM), "--engine", "torch", "--compute-type", "int8",
+                 "-i", str(src)]) == 2                                      # the reference is float32 only
+    assert "--compute-type int8" in capsys.readouterr().err

@@ -484,7 +484,7 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
 
     grid = [(1, 1), (2, 1), (4, 3)] if args.quick else GRID
     thresholds = THRESHOLDS[1:2] if args.quick else THRESHOLDS
-    eng = Translator(args.gmlm_model, intra_threads=args.threads)
+    eng = Translator(args.gmlm_model, intra_threads=args.threads, compute_type="float32")
     systems = [gmlm(eng, "gmlm-engine", f"T={t} K={k}", True if (t, k) in FIXED_CORE else None,
                     iterations=t, length_beam=k) for t, k in grid]
     tt, tk = THRESHOLD_TK
@@ -504,7 +504,7 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
             systems += [gmlm(low, f"gmlm-engine-{ct}", f"T={t} K={k}", True if (t, k) in FIXED_CORE else None,
                              iterations=t, length_beam=k) for t, k in LOWP_GRID[:2 if args.quick else None]]
     if args.gmlm_raw_model:
-        raw = Translator(args.gmlm_raw_model, intra_threads=args.threads)
+        raw = Translator(args.gmlm_raw_model, intra_threads=args.threads, compute_type="float32")
         systems += [gmlm(raw, "gmlm-engine-raw", f"T={t} K={k}", False, iterations=t, length_beam=k)
                     for t, k in RAW[:2 if args.quick else None]]
     if not args.ar_model:

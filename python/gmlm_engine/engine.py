@@ -1,7 +1,7 @@
 """The compiled engine behind gmlm_engine.Translator (CPU, and CUDA in a GMLM_WITH_CUDA build).
 
     from gmlm_engine.engine import Translator
-    tr = Translator("default", device="cpu", compute_type="float32", intra_threads=0)
+    tr = Translator("default", device="cpu", compute_type="auto", intra_threads=0)
     tr.translate_batch(["A man rides a bike."], iterations=4, length_beam=3)
     Translator("default", device="cuda", compute_type="float16")   # CUDA build + GPU (docs/cuda.md)
 
@@ -106,14 +106,15 @@ class Translator(TranslatorFrontEnd):
 
     model: a model directory or "default"; device: "cpu", or "cuda" / "cuda:N" in a build with the
     CUDA engine (DeviceUnavailableError otherwise, or without a usable GPU); compute_type on cpu:
-    "float32" (= "default"), "bfloat16" or "int8" (oneDNN GEMMs, cpu/lowp.h; everything but the
-    GEMMs stays float32), "auto" (what this CPU runs natively: bfloat16, else int8, else float32);
+    "auto" (the default: what this CPU runs natively, bfloat16, else int8, else float32; results
+    are batch invariant in every type), "float32" (= "default"; token parity with the PyTorch
+    reference), "bfloat16" or "int8" (oneDNN GEMMs, cpu/lowp.h; everything but the GEMMs stays float32);
     on cuda "float32", "float16" or "bfloat16" ("auto" = float32); fp16 weights load into every type; intra_threads: threads for the BLAS
     and the engine's kernels (0: the cores available; unused on cuda).
     One Translator may be called from several threads; the calls then run one after the other.
     """
 
-    def __init__(self, model: str | os.PathLike = "default", device: str = "cpu", compute_type: str = "float32",
+    def __init__(self, model: str | os.PathLike = "default", device: str = "cpu", compute_type: str = "auto",
                  intra_threads: int = 0):
         kind, index = _parse_device(device)
         if kind == "cuda":

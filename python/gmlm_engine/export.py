@@ -108,11 +108,12 @@ class CT2Translator:
         self.compute_type = self.tr.compute_type
 
     def translate_batch(self, source: list[str], beam_size: int = 1, max_batch_size: int = 0,
-                        max_decoding_length: int = 96) -> list[str]:
+                        max_decoding_length: int = 96, length_penalty: float = 1.0) -> list[str]:
+        """length_penalty: CTranslate2's beam score is log-prob sum / length**length_penalty."""
         toks = [self.tok.pieces(ids) + ["</s>"] if s.strip() else [] for s, ids in zip(source, self.tok.encode(source))]
         todo = [i for i, t in enumerate(toks) if t]
         res = self.tr.translate_batch([toks[i] for i in todo], beam_size=beam_size, max_batch_size=max_batch_size,
-                                      max_decoding_length=max_decoding_length)
+                                      max_decoding_length=max_decoding_length, length_penalty=length_penalty)
         out = [""] * len(source)
         for i, r in zip(todo, res):
             out[i] = self.tok.sp.DecodePieces(r.hypotheses[0])

@@ -186,6 +186,8 @@ def add_arguments(p) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=0, help="engine threads (0: the cores available)")
+    p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
+                   help="GEMM precision (auto: the fastest this CPU runs natively)")
     p.add_argument("--mode", default="continuous", help="continuous | static | single (see serving.py)")
     p.add_argument("--max-texts", type=int, default=DEFAULT_LIMITS["max_texts"], help="texts per request (413 above)")
     p.add_argument("--max-chars", type=int, default=DEFAULT_LIMITS["max_chars"], help="characters per text (413 above)")
@@ -203,7 +205,7 @@ def run(args) -> int:
     for name in ("max_texts", "max_chars"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    tr = Translator(args.model, intra_threads=args.threads)
+    tr = Translator(args.model, intra_threads=args.threads, compute_type=args.compute_type)
     sched = Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
                       max_wait_ms=args.max_wait_ms)
     app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=str(tr.files.path))
