@@ -31,12 +31,13 @@ def test_export_rejects_gmlm(tmp_path):
         export_hf(TINY_GMLM, tmp_path / "x")
 
 
-def test_beam_search_score_is_the_models_length_normalised_logprob():
+@pytest.mark.parametrize("length_penalty", [1.0, 1.5])
+def test_beam_search_score_is_the_models_length_normalised_logprob(length_penalty):
     import torch
 
     tr = ReferenceTranslator(TINY_AR)
-    b = tr.translate_batch(SOURCES, beam_size=4)
-    assert b[2].text == "" and b == tr.translate_batch(SOURCES, beam_size=4)
+    b = tr.translate_batch(SOURCES, beam_size=4, length_penalty=length_penalty)
+    assert b[2].text == "" and b == tr.translate_batch(SOURCES, beam_size=4, length_penalty=length_penalty)
     cfg, m = tr.cfg, tr.model
     checked = 0
     for src, r in zip(SOURCES, b):
@@ -50,9 +51,23 @@ def test_beam_search_score_is_the_models_length_normalised_logprob():
         with torch.no_grad():
             logits, _ = m(s, s != 0, dec, torch.ones_like(dec, dtype=torch.bool))
         lp = torch.log_softmax(logits.float(), -1).gather(2, labels[..., None]).sum().item()
-        assert r.score == pytest.approx(lp / (len(ids) + 1), abs=1e-4)
+        assert r.score == pytest.approx(lp / (len(ids) + 1) ** length_penalty, abs=1e-4)
         checked += 1
     assert checked >= 1
+
+
+def test_length_penalty_lengthens_beam_output_and_is_checked():
+    tr = ReferenceTranslator(Path(__file__).resolve().parents[1] / "models" / "ar-en-de")
+    src = ["A man in a blue shirt is standing on a ladder cleaning a window.", "Two men are cooking food.",
+           "A girl is talking on her phone while walking down the street.", "A dog runs through the grass."]
+    words = {p: sum(len(r.text.split()) for r in tr.translate_batch(src, beam_size=4, length_penalty=p))
+             for p in (0.0, 1.0, 3.0)}
+    assert words[0.0] <= words[1.0] <= words[3.0] and words[0.0] < words[3.0]
+    for bad in (-0.5, float("nan"), 11.0, "1", True):
+        with pytest.raises(ValueError, match="length_penalty"):
+            tr.translate_batch(src, beam_size=4, length_penalty=bad)
+    with pytest.raises(ValueError, match="length_penalty applies to ar"):
+        ReferenceTranslator(TINY_GMLM).translate_batch(src, length_penalty=1.5)
 
 
 def test_distill_writes_teacher_beam_translations(tmp_path):

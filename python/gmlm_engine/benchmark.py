@@ -401,6 +401,8 @@ def add_arguments(p) -> None:
     p.add_argument("--gmlm-model", default="default", help="the GMLM (distilled); default: the shipped one")
     p.add_argument("--gmlm-raw-model", default=None, help="a GMLM trained on raw targets (ablation)")
     p.add_argument("--ar-model", default=None, help="the AR model (PyTorch AR, and exported to CTranslate2)")
+    p.add_argument("--ar-length-penalty", type=float, default=1.0,
+                   help="the AR beam rows' length penalty (CTranslate2's, and the reference's): select it on val")
     p.add_argument("--ct2-model", default=None,
                    help="the AR model already exported to CTranslate2 (with spm.model); default: export --ar-model "
                         "into a temporary directory")
@@ -528,15 +530,20 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
             for beam in (1, 4):
                 systems.append(System(f"{family} {names[beam]}", family,
                                       lambda xs, b=beam, ct=ct: ct.translate_batch(
-                                          xs, beam_size=b, max_batch_size=len(xs), max_decoding_length=max_len),
+                                          xs, beam_size=b, max_batch_size=len(xs), max_decoding_length=max_len,
+                                          length_penalty=args.ar_length_penalty if b > 1 else 1.0),
                                       {"beam_size": beam, "max_decoding_length": max_len,
+                                       "length_penalty": args.ar_length_penalty if beam > 1 else 1.0,
                                        "compute_type": ct.compute_type}, True))
         if not args.no_torch:
             ar = ReferenceTranslator(args.ar_model, threads=args.threads)
             for beam in (1, 4):
                 systems.append(System(f"torch-ar {names[beam]}", "torch-ar",
-                                      lambda xs, b=beam: texts(ar.translate_batch(xs, beam_size=b, max_batch_size=len(xs))),
-                                      {"beam_size": beam}, True, twin=f"ct2-ar {names[beam]}"))
+                                      lambda xs, b=beam: texts(ar.translate_batch(
+                                          xs, beam_size=b, max_batch_size=len(xs),
+                                          length_penalty=args.ar_length_penalty if b > 1 else 1.0)),
+                                      {"beam_size": beam, "length_penalty": args.ar_length_penalty if beam > 1 else 1.0},
+                                      True, twin=f"ct2-ar {names[beam]}"))
     have = {s.name for s in systems}
     k3 = [f"gmlm-engine T={t} K=3" for t in (1, 2, 4, 6, 10)]
     ablations = {

@@ -18,13 +18,16 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampling", action="store_true")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--beam-size", type=int, default=1, help="ar models: 1 = greedy")
+    g.add_argument("--length-penalty", type=float, default=1.0,
+                   help="ar beam search: a finished hypothesis scores log-prob sum / (length + 1)**P")
     g.add_argument("--max-batch-size", type=int, default=64)
     g.add_argument("--batch-type", default="examples", help="examples | tokens")
 
 
 def _options(args, objective: str) -> dict:
     if objective == "ar":
-        return dict(beam_size=args.beam_size, max_batch_size=args.max_batch_size, batch_type=args.batch_type)
+        return dict(beam_size=args.beam_size, length_penalty=args.length_penalty, max_batch_size=args.max_batch_size,
+                    batch_type=args.batch_type)
     return dict(iterations=args.iterations, length_beam=args.length_beam, length_beam_keep=args.length_beam_keep,
                 remask=args.remask, threshold=args.threshold, stutter_remask=args.stutter_remask, init=args.init,
                 sampling=args.sampling, seed=args.seed, max_batch_size=args.max_batch_size,

@@ -42,6 +42,7 @@ class DecodeOptions:
     sampling: bool = False
     seed: int = 0
     beam_size: int = 1
+    length_penalty: float = 1.0   # ar beam search: finished score = log-prob sum / (length + 1)**P
     max_batch_size: int = 0
     batch_type: str = "examples"
     return_history: bool = False
@@ -60,7 +61,7 @@ def _int_option(name, v, lo, hi=None):
 def validate_options(objective: str, max_target_len: int, *, iterations=4, length_beam=3, length_beam_keep=None,
                      remask="linear",
                      threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None,
-                     beam_size=1, max_batch_size=0, batch_type="examples",
+                     beam_size=1, length_penalty=1.0, max_batch_size=0, batch_type="examples",
                      return_history=False) -> DecodeOptions:
     """Check every decoding option; raise ValueError naming the bad one."""
     iterations = _int_option("iterations", iterations, 1, 1000)
@@ -91,8 +92,15 @@ def validate_options(objective: str, max_target_len: int, *, iterations=4, lengt
             raise ValueError(f"{name} must be a bool, got {v!r}")
     if objective == "gmlm" and beam_size != 1:
         raise ValueError("beam_size applies to ar models; a gmlm model uses iterations and length_beam")
+    if (isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real)
+            or not 0.0 <= float(length_penalty) <= 10.0):
+        raise ValueError(f"length_penalty must be a number in [0, 10], got {length_penalty!r}")
+    length_penalty = float(length_penalty)
+    if objective == "gmlm" and length_penalty != 1.0:
+        raise ValueError("length_penalty applies to ar beam search; a gmlm model has a length head")
     return DecodeOptions(iterations, length_beam, length_beam_keep, remask, threshold, bool(stutter_remask), init,
-                         bool(sampling), seed, beam_size, max_batch_size, batch_type, bool(return_history))
+                         bool(sampling), seed, beam_size, length_penalty, max_batch_size, batch_type,
+                         bool(return_history))
 
 
 def check_sources(source) -> list[str]:
@@ -271,12 +279,12 @@ class TranslatorFrontEnd:
 
     def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None, remask="linear",
                         threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
-                        max_batch_size=0, batch_type="examples", return_history=False) -> list[TranslationResult]:
+                        length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False) -> list[TranslationResult]:
         """Translate a list of strings (docs/decoding.md; README "Python API" lists the options)."""
         opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
                                 length_beam=length_beam, length_beam_keep=length_beam_keep, remask=remask,
                                 threshold=threshold, stutter_remask=stutter_remask, init=init, sampling=sampling,
-                                seed=seed, beam_size=beam_size, max_batch_size=max_batch_size, batch_type=batch_type,
+                                seed=seed, beam_size=beam_size, length_penalty=length_penalty, max_batch_size=max_batch_size, batch_type=batch_type,
                                 return_history=return_history)
         source = check_sources(source)
         with self._tokenizer():

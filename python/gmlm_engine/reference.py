@@ -226,7 +226,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
                     if w == cfg.eos_id or step == cfg.max_target_len - 1:
                         if len(finished[b]) < beam:
                             hyp = out[r].tolist() + ([] if w == cfg.eos_id else [w])
-                            finished[b].append((s / (len(hyp) + 1), hyp, s))
+                            finished[b].append((s / (len(hyp) + 1) ** o.length_penalty, hyp, s))
                     else:
                         rows.append(r); toks.append(w); scs.append(s)  # noqa: E702
                     if len(rows) == beam:
