@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--gmlm-configs", default=",".join(f"{t}x{k}" for t, k in GMLM_CONFIGS),
                    help="T x K pairs, e.g. 1x1,4x3,10x5")
     p.add_argument("--beams", default="1,4", help="AR beam sizes")
+    p.add_argument("--length-penalties", default="1.0", help="AR beam rows: CTranslate2 length penalties (comma-separated)")
     p.add_argument("--splits", default="val,test2016")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threads", type=int, default=2)
@@ -59,12 +60,14 @@ def main(argv=None) -> int:
             tr = CT2Translator(ct2, threads=args.threads)
             for split, (src, ref) in splits.items():
                 for beam in map(int, args.beams.split(",")):
-                    t0 = time.perf_counter()
-                    hyp = tr.translate_batch(src, beam_size=beam, max_batch_size=64, max_decoding_length=max_len)
-                    secs = time.perf_counter() - t0
-                    at_limit = sum(len(tr.tok.encode([h])[0]) >= max_len for h in hyp)
-                    add(ar, "AR greedy" if beam == 1 else f"AR beam {beam}", split, hyp, ref, secs,
-                        at_length_limit=at_limit)
+                    for lp in (map(float, args.length_penalties.split(",")) if beam > 1 else [1.0]):
+                        t0 = time.perf_counter()
+                        hyp = tr.translate_batch(src, beam_size=beam, max_batch_size=64, max_decoding_length=max_len,
+                                                 length_penalty=lp)
+                        secs = time.perf_counter() - t0
+                        at_limit = sum(len(tr.tok.encode([h])[0]) >= max_len for h in hyp)
+                        name = "AR greedy" if beam == 1 else f"AR beam {beam}" + (f" lp {lp:g}" if lp != 1.0 else "")
+                        add(ar, name, split, hyp, ref, secs, at_length_limit=at_limit)
     if args.gmlm:
         from gmlm_engine import Translator
 
