@@ -146,3 +146,53 @@ def test_the_default_compute_type_is_the_fastest_native_one(tmp_path, capsys):
     assert main(["translate", "--model", str(TINY_GMLM), "--engine", "torch", "--compute-type", "int8",
                  "-i", str(src)]) == 2                                      # the reference is float32 only
     assert "--compute-type int8" in capsys.readouterr().err
+
+
+@needs_onednn
+def test_generic_and_vectorised_conversion_kernels_agree():
+    """The activations' int8 quantisation, bfloat16 rounding and int8 dequantisation (cpu/kernels.h)
+    are bit-identical in the portable and the AVX2 kernels (the GEMM op alone: no attention or norms,
+    whose fp32 sums legitimately differ between the two sets)."""
+    import json
+
+    code = (
+        "import json, numpy as np\n"
+        "from gmlm_engine import _core\n"
+        "rng = np.random.default_rng(0)\n"
+        "a = (rng.standard_normal((37, 200)) * rng.uniform(0.01, 30, (37, 1))).astype(np.float32)\n"
+        "a[3] = 0; a[5, 7] = 1e30; a[6, :9] = np.float32(2.5) * 31 / 127\n"
+        "b = (rng.standard_normal((300, 200)) / 14).astype(np.float32)\n"
+        "out = {'isa': _core.build_info()['cpu_isa']}\n"
+        "for ct in _core.build_info()['native_compute_types']:\n"
+        "    if ct != 'float32':\n"
+        "        out[ct] = _core.ops.LowpGemm(b, ct).run(a, 1, 1).view(np.uint32).tolist()\n"
+        "print(json.dumps(out))\n"
+    )
+    runs = {}
+    for isa in ("generic", "best"):
+        env = dict(os.environ, GMLM_CPU_ISA=isa)
+        out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300).stdout
+        runs[isa] = json.loads(out.strip().splitlines()[-1])
+    assert runs["generic"].pop("isa") == "generic"
+    runs["best"].pop("isa")
+    assert runs["generic"] == runs["best"]
+
+
+def test_quantisation_kernel_rounds_half_away_from_zero():
+    """Through the engine's GEMM op with identity weights (y = the dequantised activations): values
+    on exact .5 quantisation steps round away from zero; an all-zero row stays zero."""
+    if "int8" not in NATIVE:
+        pytest.skip("no native int8")
+    K = 64
+    a = np.zeros((2, K), np.float32)
+    s = np.float32(31.5) / np.float32(127)
+    a[0, :] = (np.arange(K, dtype=np.float32) - np.float32(31.5)) * np.float32(0.25)
+    a[0, 0] = np.float32(31.5)                                 # max |a|: the row's scale is 31.5 / 127
+    a[0, 1], a[0, 2] = np.float32(2.5) * s, np.float32(-3.5) * s    # exactly on half steps (up to rounding)
+    b = np.eye(K, dtype=np.float32)
+    y = core.ops.LowpGemm(b, "int8").run(a, 1, 1)
+    v = np.clip(a[0] * (np.float32(1) / s), -127, 127)
+    q = np.trunc(v + np.copysign(np.float32(0.5), v))
+    np.testing.assert_allclose(y[0], q * s, rtol=1e-6, atol=0)
+    assert (y[1] == 0).all()

@@ -10,6 +10,7 @@
 
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
+#include "cpu/lowp.h"
 #include "layers/transformer.h"
 #include "ops/attention.h"
 #include "ops/gemm.h"
@@ -68,6 +69,36 @@ FArray blas_sgemm(const FArray& a, const FArray& b, int threads) {
   cpu::sgemm_nt_blas_threads(threads, A.rows, B.rows, A.cols, A.data, B.data, y.mutable_data());
   return y;
 }
+
+// The engine's GEMM op with b registered as a low-precision weight (as a model's weights are at
+// load): every call converts or quantises a, runs oneDNN per tile, and writes fp32.
+class LowpGemm {
+ public:
+  LowpGemm(FArray b, const std::string& compute_type)
+      : b_(std::move(b)), set_(std::make_unique<cpu::LowpWeights>(cpu::compute_type_from_name(compute_type))) {
+    ConstMat B = cmat(b_);
+    set_->add(B.data, B.rows, B.cols);
+  }
+  FArray run(const FArray& a, int threads, int reps) {
+    ConstMat A = cmat(a), B = cmat(b_);
+    GMLM_CHECK_ARG(A.cols == B.cols, "gemm: a is (", A.rows, ", ", A.cols, ") and b is (", B.rows, ", ", B.cols, ")");
+    GMLM_CHECK_ARG(reps >= 1, "reps must be >= 1");
+    FArray y({A.rows, B.rows});
+    Mat Y{y.mutable_data(), y.shape(0), y.shape(1), y.shape(1)};
+    ThreadPool& pool = pool_for(threads);
+    py::gil_scoped_release release;
+    struct Installed {
+      explicit Installed(const cpu::LowpWeights* s) { cpu::LowpWeights::install(s); }
+      ~Installed() { cpu::LowpWeights::install(nullptr); }
+    } installed(set_.get());
+    for (int i = 0; i < reps; ++i) ops::Gemm{}(A, B, Y, pool);
+    return y;
+  }
+
+ private:
+  FArray b_;  // the registered weight is found by this array's address
+  std::unique_ptr<cpu::LowpWeights> set_;
+};
 
 FArray rms_norm(const FArray& x, const FArray& gamma, float eps, int threads) {
   ConstMat X = cmat(x);
@@ -272,6 +303,20 @@ void register_ops(py::module_& m) {
         "a (M, K) . b (N, K)^T through the engine's GEMM op (tiles on its pool, single-threaded BLAS per tile).");
   o.def("blas_sgemm", &blas_sgemm, py::arg("a"), py::arg("b"), py::arg("threads") = 1,
         "a (M, K) . b (N, K)^T in one call of the BLAS with its own threading (the baseline).");
+  py::class_<LowpGemm>(o, "LowpGemm", "The engine's GEMM op with b (N, K) as a bfloat16 / int8 weight.")
+      .def(py::init<FArray, const std::string&>(), py::arg("b"), py::arg("compute_type"))
+      .def("run", &LowpGemm::run, py::arg("a"), py::arg("threads") = 1, py::arg("reps") = 1,
+           "a (M, K) . b^T, reps times (the last result is returned).");
+  py::class_<cpu::OnednnMatmul>(o, "OnednnMatmul", "oneDNN's own matmul on (M, K) x (K, N), inputs already in "
+                                "the compute type, weights in oneDNN's layout (the ops benchmark's baseline).")
+      .def(py::init([](const std::string& t, int64_t M, int64_t N, int64_t K, int threads, bool plain) {
+             return std::make_unique<cpu::OnednnMatmul>(cpu::compute_type_from_name(t), M, N, K, threads, plain);
+           }), py::arg("compute_type"), py::arg("M"), py::arg("N"), py::arg("K"), py::arg("threads") = 1,
+           py::arg("plain_weights") = false)
+      .def("run", [](cpu::OnednnMatmul& m, int reps) {
+             py::gil_scoped_release release;
+             m.run(reps);
+           }, py::arg("reps") = 1);
   o.def("rms_norm", &rms_norm, py::arg("x"), py::arg("gamma"), py::arg("eps"), py::arg("threads") = 1, "RMSNorm rows.");
   o.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("segments"), py::arg("num_heads"),
         py::arg("rel_bias") = py::none(), py::arg("q_pos") = py::none(), py::arg("threads") = 1,

@@ -39,6 +39,13 @@ struct Kernels {
   void (*gelu_mul)(const float* a, const float* b, int64_t ldab, float* y, int64_t ldy, int64_t rows, int64_t n);
   // y = x * s
   void (*scale)(const float* x, float s, float* y, int64_t n);
+  // int8 activations (cpu/lowp.h): q = round-half-away(clamp(x / s, -127, 127)) with s = max|x| / 127
+  // (1 for an all-zero row); returns s
+  float (*quantize_s8)(const float* x, int64_t n, int8_t* q);
+  // y = bfloat16(x), round to nearest even (NaN stays NaN)
+  void (*to_bf16)(const float* x, int64_t n, uint16_t* y);
+  // c = float(q) * s * ws (accumulate: c += ...), the int8 GEMM's dequantisation of one row
+  void (*dequant_s32)(const int32_t* q, float s, const float* ws, float* c, int64_t n, bool accumulate);
 };
 
 // Scratch floats attention_head needs.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "cpu/kernels.h"
@@ -271,6 +272,72 @@ void scale(const float* x, float s, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
 }
 
+float quantize_s8(const float* x, int64_t n, int8_t* q) {
+  float mx = 0.f;
+  int64_t i = 0;
+#ifdef GMLM_HAVE_AVX2
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 m8 = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) m8 = _mm256_max_ps(m8, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+  mx = hmax8(m8);
+#endif
+  for (; i < n; ++i) mx = std::max(mx, std::fabs(x[i]));
+  const float s = mx > 0.f ? mx / 127.f : 1.f, inv = 1.f / s;
+  i = 0;
+#ifdef GMLM_HAVE_AVX2
+  const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+  const __m256 half = _mm256_set1_ps(0.5f), sign = _mm256_castsi256_ps(_mm256_set1_epi32(INT32_MIN));
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  auto round8 = [&](const float* p) {  // v + copysign(0.5, v), truncated: round half away from zero
+    const __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(p), vinv), lo), hi);
+    return _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_or_ps(half, _mm256_and_ps(v, sign))));
+  };
+  for (; i + 32 <= n; i += 32) {
+    const __m256i a = _mm256_packs_epi32(round8(x + i), round8(x + i + 8));
+    const __m256i b = _mm256_packs_epi32(round8(x + i + 16), round8(x + i + 24));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
+                        _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), order));
+  }
+#endif
+  for (; i < n; ++i) {
+    const float v = std::min(std::max(x[i] * inv, -127.f), 127.f);
+    q[i] = static_cast<int8_t>(static_cast<int>(v + (v >= 0.f ? 0.5f : -0.5f)));
+  }
+  return s;
+}
+
+void to_bf16(const float* x, int64_t n, uint16_t* y) {
+  int64_t i = 0;
+#ifdef GMLM_HAVE_AVX2
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), quiet = _mm256_set1_epi32(0x40);
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  auto conv8 = [&](const float* p) {
+    const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(p));
+    const __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(u, bias), _mm256_and_si256(_mm256_srli_epi32(u, 16), one)), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+    return _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
+  };
+  for (; i + 16 <= n; i += 16) {
+    const __m256i p = _mm256_packus_epi32(conv8(x + i), conv8(x + i + 8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm256_permute4x64_epi64(p, 0xD8));
+  }
+#endif
+  for (; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &x[i], 4);
+    y[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 0x40u)
+                                                                 : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+
+void dequant_s32(const int32_t* q, float s, const float* ws, float* c, int64_t n, bool accumulate) {
+  if (accumulate)
+    for (int64_t i = 0; i < n; ++i) c[i] += static_cast<float>(q[i]) * s * ws[i];
+  else
+    for (int64_t i = 0; i < n; ++i) c[i] = static_cast<float>(q[i]) * s * ws[i];
+}
+
 }  // namespace
 
 Kernels table() {
@@ -279,7 +346,8 @@ Kernels table() {
 #else
   const char* isa = "generic";
 #endif
-  return Kernels{isa, rms_norm, attention_head, max_argmax_sumexp, relu, gelu_mul, scale};
+  return Kernels{isa, rms_norm, attention_head, max_argmax_sumexp, relu, gelu_mul, scale, quantize_s8, to_bf16,
+                 dequant_s32};
 }
 
 }  // namespace gmlm::cpu::GMLM_KERNEL_NS

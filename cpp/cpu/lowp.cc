@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/scratch.h"
+#include "cpu/kernels.h"
 
 #if GMLM_WITH_ONEDNN
 #include <omp.h>
@@ -46,12 +47,22 @@ const LowpWeights* LowpWeights::current() { return t_current; }
 
 #if GMLM_WITH_ONEDNN
 
+// A weight (or a range of its rows) in the layout oneDNN's matmul picks for it ("any": blocked for
+// AMX / VNNI), reordered once on first use. Plain (N, K) weights cost the matmul a repacking on
+// every call (2-3x slower than its own layout at the decoder's shapes).
+struct Packed {
+  dnnl::memory::desc desc;
+  dnnl::memory mem;
+};
+
 struct LowpWeights::Weight {
   ComputeType type;
   int64_t N = 0, K = 0;
   std::vector<uint16_t> bf16;     // (N, K) bfloat16
   std::vector<int8_t> s8;         // (N, K) int8
   std::vector<float> scale;       // (N) int8 dequantisation scale per output channel
+  mutable std::mutex mutex;       // guards packed
+  mutable std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Packed>> packed;  // by (first row, rows)
 };
 
 namespace {
@@ -71,56 +82,82 @@ uint16_t to_bf16(float x) {  // round to nearest even (NaN stays NaN)
   return static_cast<uint16_t>(u >> 16);
 }
 
+memory::data_type in_type(ComputeType t) {
+  return t == ComputeType::int8 ? memory::data_type::s8 : memory::data_type::bf16;
+}
+memory::data_type acc_type(ComputeType t) {
+  return t == ComputeType::int8 ? memory::data_type::s32 : memory::data_type::f32;
+}
+
+const Packed& packed(const LowpWeights::Weight& w, int64_t row, int64_t n) {
+  std::lock_guard<std::mutex> lock(w.mutex);
+  auto it = w.packed.find({row, n});
+  if (it != w.packed.end()) return *it->second;
+  const int64_t K = w.K;
+  const memory::data_type in = in_type(w.type);
+  // the layout oneDNN wants for these weights (it does not depend on the rows of the source)
+  memory::desc src({32, K}, in, memory::format_tag::ab), any({K, n}, in, memory::format_tag::any),
+      dst({32, n}, acc_type(w.type), memory::format_tag::ab);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = dnnl::matmul::primitive_desc(cpu_engine(), src, any, dst, attr);
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error(str_cat("oneDNN has no ", compute_type_name(w.type), " matmul for N=", n, " K=", K,
+                                     " on this CPU (", onednn_info(), "): ", e.what()));
+  }
+  auto p = std::make_unique<Packed>();
+  p->desc = pd.weights_desc();
+  p->mem = memory(p->desc, cpu_engine());
+  const void* plain = w.type == ComputeType::int8 ? static_cast<const void*>(w.s8.data() + row * K)
+                                                  : static_cast<const void*>(w.bf16.data() + row * K);
+  memory from(memory::desc({K, n}, in, memory::dims{1, K}), cpu_engine(), const_cast<void*>(plain));
+  dnnl::stream stream(cpu_engine());
+  dnnl::reorder(from, p->mem).execute(stream, from, p->mem);
+  stream.wait();
+  return *w.packed.emplace(std::make_pair(row, n), std::move(p)).first->second;
+}
+
 // One matmul primitive per shape and layout, created on first use and kept.
 struct Key {
-  int64_t M, N, K, lda, ldc;
+  int64_t M, N, K;
   int type;
-  bool sum;
-  bool operator==(const Key& o) const {
-    return std::tie(M, N, K, lda, ldc, type, sum) == std::tie(o.M, o.N, o.K, o.lda, o.ldc, o.type, o.sum);
-  }
+  bool operator==(const Key& o) const { return std::tie(M, N, K, type) == std::tie(o.M, o.N, o.K, o.type); }
 };
 struct KeyHash {
   size_t operator()(const Key& k) const {
     size_t h = 1469598103934665603ull;
-    for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldc, static_cast<int64_t>(k.type), static_cast<int64_t>(k.sum)})
-      h = (h ^ static_cast<size_t>(v)) * 1099511628211ull;
+    for (int64_t v : {k.M, k.N, k.K, static_cast<int64_t>(k.type)}) h = (h ^ static_cast<size_t>(v)) * 1099511628211ull;
     return h;
   }
 };
 
 struct Prim {
   dnnl::matmul prim;
-  memory::desc src, wei, dst;
+  memory::desc src, dst;
   size_t scratch_bytes = 0;
 };
 
-const Prim& primitive(const Key& k) {
+// M rows of plain source, the packed weights' layout, M x N plain accumulators (s32 or f32)
+const Prim& primitive(const Key& k, const memory::desc& wei) {
   static std::mutex mutex;
   static std::unordered_map<Key, std::unique_ptr<Prim>, KeyHash> cache;
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(k);
   if (it != cache.end()) return *it->second;
-  const bool int8 = k.type == static_cast<int>(ComputeType::int8);
-  const memory::data_type in = int8 ? memory::data_type::s8 : memory::data_type::bf16;
-  const memory::data_type out = int8 ? memory::data_type::s32 : memory::data_type::f32;
+  const ComputeType t = static_cast<ComputeType>(k.type);
   auto p = std::make_unique<Prim>();
-  p->src = memory::desc({k.M, k.K}, in, memory::dims{k.lda, 1});
-  p->wei = memory::desc({k.K, k.N}, in, memory::dims{1, k.K});    // the (N, K) row-major weight as K x N
-  p->dst = memory::desc({k.M, k.N}, out, memory::dims{k.ldc, 1});
+  p->src = memory::desc({k.M, k.K}, in_type(t), memory::format_tag::ab);
+  p->dst = memory::desc({k.M, k.N}, acc_type(t), memory::format_tag::ab);
   dnnl::primitive_attr attr;
   // the engine's pool threads execute primitives concurrently: each brings its own scratchpad
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  if (k.sum) {
-    dnnl::post_ops po;
-    po.append_sum(1.f);
-    attr.set_post_ops(po);
-  }
   dnnl::matmul::primitive_desc pd;
   try {
-    pd = dnnl::matmul::primitive_desc(cpu_engine(), p->src, p->wei, p->dst, attr);
+    pd = dnnl::matmul::primitive_desc(cpu_engine(), p->src, wei, p->dst, attr);
   } catch (const dnnl::error& e) {
-    throw std::runtime_error(str_cat("oneDNN has no ", int8 ? "int8" : "bfloat16", " matmul for M=", k.M, " N=", k.N,
+    throw std::runtime_error(str_cat("oneDNN has no ", compute_type_name(t), " matmul for M=", k.M, " N=", k.N,
                                      " K=", k.K, " on this CPU (", onednn_info(), "): ", e.what()));
   }
   p->scratch_bytes = pd.scratchpad_desc().get_size();
@@ -128,14 +165,39 @@ const Prim& primitive(const Key& k) {
   return *cache.emplace(k, std::move(p)).first->second;
 }
 
-void execute(const Prim& p, void* src, const void* wei, void* dst) {
+void execute(const Prim& p, void* src, const Packed& wei, void* dst) {
+  // per thread and primitive: the memory objects and the argument map, made once (creating them
+  // on every call cost about as much as a small matmul); only the data pointers change
+  struct Bound {
+    memory src, dst, pad;
+    const Packed* wei = nullptr;
+    std::unordered_map<int, memory> args;
+  };
   thread_local dnnl::stream stream(cpu_engine());
   thread_local std::vector<uint8_t> scratch;
-  if (scratch.size() < p.scratch_bytes) scratch.resize(p.scratch_bytes);
-  memory s(p.src, cpu_engine(), src), w(p.wei, cpu_engine(), const_cast<void*>(wei)), d(p.dst, cpu_engine(), dst);
-  memory pad(dnnl::memory::desc({static_cast<memory::dim>(scratch.size())}, memory::data_type::u8, memory::dims{1}),
-             cpu_engine(), scratch.data());
-  p.prim.execute(stream, {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}, {DNNL_ARG_SCRATCHPAD, pad}});
+  thread_local std::unordered_map<const Prim*, Bound> bound;
+  if (scratch.size() < p.scratch_bytes) {
+    scratch.resize(p.scratch_bytes);
+    bound.clear();  // the scratchpad moved
+  }
+  auto it = bound.find(&p);
+  if (it == bound.end()) {
+    Bound b;
+    b.src = memory(p.src, cpu_engine(), src);
+    b.dst = memory(p.dst, cpu_engine(), dst);
+    b.pad = memory(memory::desc({static_cast<memory::dim>(scratch.size())}, memory::data_type::u8, memory::dims{1}),
+                   cpu_engine(), scratch.data());
+    b.args = {{DNNL_ARG_SRC, b.src}, {DNNL_ARG_DST, b.dst}, {DNNL_ARG_SCRATCHPAD, b.pad}};
+    it = bound.emplace(&p, std::move(b)).first;
+  }
+  Bound& b = it->second;
+  b.src.set_data_handle(src);
+  b.dst.set_data_handle(dst);
+  if (b.wei != &wei) {
+    b.args[DNNL_ARG_WEIGHTS] = wei.mem;
+    b.wei = &wei;
+  }
+  p.prim.execute(stream, b.args);
   stream.wait();
 }
 
@@ -237,36 +299,24 @@ void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t 
                      last.type == static_cast<int>(w.type);
   last = {call, A, M, K, lda, static_cast<int>(w.type)};
   const bool bf16 = w.type == ComputeType::bfloat16;
+  const Kernels& kern = kernels();
   float* a_scale = thread_scratch(5, static_cast<size_t>(M));
   void* a = thread_scratch(4, static_cast<size_t>(Mp * K) / (bf16 ? 2 : 4) + 16);
   if (!reuse) {
     if (bf16) {
       auto* ab = static_cast<uint16_t*>(a);
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t k = 0; k < K; ++k) ab[m * K + k] = to_bf16(A[m * lda + k]);
+      for (int64_t m = 0; m < M; ++m) kern.to_bf16(A + m * lda, K, ab + m * K);
       std::memset(ab + M * K, 0, sizeof(uint16_t) * (Mp - M) * K);
     } else {  // int8: activations per row
       auto* aq = static_cast<int8_t*>(a);
-      for (int64_t m = 0; m < M; ++m) {
-        const float* x = A + m * lda;
-        float mx = 0.f;
-        for (int64_t k = 0; k < K; ++k) mx = std::max(mx, std::fabs(x[k]));
-        const float s = mx > 0.f ? mx / 127.f : 1.f, inv = 1.f / s;
-        a_scale[m] = s;
-        int8_t* q = aq + m * K;
-        for (int64_t k = 0; k < K; ++k) {  // round half away from zero (vectorises; lrint does not)
-          const float v = std::clamp(x[k] * inv, -127.f, 127.f);
-          q[k] = static_cast<int8_t>(static_cast<int>(v + (v >= 0.f ? 0.5f : -0.5f)));
-        }
-      }
+      for (int64_t m = 0; m < M; ++m) a_scale[m] = kern.quantize_s8(A + m * lda, K, aq + m * K);
       std::memset(aq + M * K, 0, static_cast<size_t>((Mp - M) * K));
     }
   }
   // the product of the padded rows into scratch (f32 or s32, both 4 bytes), then the real rows into C
   float* acc = thread_scratch(6, static_cast<size_t>(Mp * N));
-  execute(primitive({Mp, N, K, K, N, static_cast<int>(w.type), false}), a,
-          bf16 ? static_cast<const void*>(w.bf16.data() + row * K) : static_cast<const void*>(w.s8.data() + row * K),
-          acc);
+  const Packed& wp = packed(w, row, N);
+  execute(primitive({Mp, N, K, static_cast<int>(w.type)}, wp.desc), a, wp, acc);
   const float* ws = w.scale.data() + row;
   for (int64_t m = 0; m < M; ++m) {
     float* c = C + m * ldc;
@@ -278,13 +328,65 @@ void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t 
         for (int64_t n = 0; n < N; ++n) c[n] += r[n];
       continue;
     }
-    const int32_t* q = reinterpret_cast<const int32_t*>(acc) + m * N;
-    const float s = a_scale[m];
-    if (beta == 0.f)
-      for (int64_t n = 0; n < N; ++n) c[n] = static_cast<float>(q[n]) * s * ws[n];
-    else
-      for (int64_t n = 0; n < N; ++n) c[n] += static_cast<float>(q[n]) * s * ws[n];
+    kern.dequant_s32(reinterpret_cast<const int32_t*>(acc) + m * N, a_scale[m], ws, c, N, beta != 0.f);
   }
+}
+
+struct OnednnMatmul::Impl {
+  dnnl::matmul prim;
+  std::unordered_map<int, memory> args;
+  int threads = 1;
+};
+
+OnednnMatmul::OnednnMatmul(ComputeType type, int64_t M, int64_t N, int64_t K, int threads, bool plain_weights)
+    : impl_(std::make_unique<Impl>()) {
+  GMLM_CHECK_ARG(type != ComputeType::float32, "OnednnMatmul: bfloat16 or int8");
+  GMLM_CHECK_ARG(M > 0 && N > 0 && K > 0 && threads >= 1, "OnednnMatmul: M, N, K and threads must be positive");
+  impl_->threads = threads;
+  const bool int8 = type == ComputeType::int8;
+  const memory::data_type in = in_type(type);
+  memory::desc src({M, K}, in, memory::format_tag::ab), wei_any({K, N}, in, memory::format_tag::any),
+      wei_plain({K, N}, in, memory::format_tag::ba), dst({M, N}, memory::data_type::f32, memory::format_tag::ab);
+  dnnl::primitive_attr attr;
+  if (int8) {
+    attr.set_scales_mask(DNNL_ARG_SRC, 0);
+    attr.set_scales_mask(DNNL_ARG_WEIGHTS, 1 << 1);
+  }
+  dnnl::matmul::primitive_desc pd(cpu_engine(), src, plain_weights ? wei_plain : wei_any, dst, attr);
+  impl_->prim = dnnl::matmul(pd);
+  dnnl::stream stream(cpu_engine());
+  memory s(pd.src_desc(), cpu_engine()), wp(wei_plain, cpu_engine()), w(pd.weights_desc(), cpu_engine()),
+      d(pd.dst_desc(), cpu_engine());
+  // deterministic small values (the timing does not depend on them)
+  const size_t es = int8 ? 1 : 2;
+  auto fill = [&](memory& m, size_t n) {
+    auto* p = static_cast<uint8_t*>(m.get_data_handle());
+    for (size_t i = 0; i < n * es; ++i) p[i] = static_cast<uint8_t>((i * 2654435761u >> 13) & (int8 ? 0x3f : 0x3e));
+  };
+  fill(s, static_cast<size_t>(M * K));
+  fill(wp, static_cast<size_t>(K * N));
+  dnnl::reorder(wp, w).execute(stream, wp, w);  // the weights in the primitive's layout, once
+  stream.wait();
+  impl_->args = {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}};
+  if (int8) {
+    memory ss({{1}, memory::data_type::f32, memory::format_tag::a}, cpu_engine()),
+        ws({{N}, memory::data_type::f32, memory::format_tag::a}, cpu_engine());
+    std::fill_n(static_cast<float*>(ss.get_data_handle()), 1, 0.01f);
+    std::fill_n(static_cast<float*>(ws.get_data_handle()), N, 0.02f);
+    impl_->args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC] = ss;
+    impl_->args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS] = ws;
+  }
+}
+
+OnednnMatmul::~OnednnMatmul() = default;
+
+void OnednnMatmul::run(int reps) {
+  const int before = omp_get_max_threads();  // this thread may also run the engine's tiles (1 thread each)
+  omp_set_num_threads(impl_->threads);
+  dnnl::stream stream(cpu_engine());
+  for (int i = 0; i < reps; ++i) impl_->prim.execute(stream, impl_->args);
+  stream.wait();
+  omp_set_num_threads(before);
 }
 
 #else  // no oneDNN in this build
@@ -306,6 +408,12 @@ void lowp_gemm_nt(const LowpWeights::Weight&, int64_t, int64_t, int64_t, const f
                   int64_t, uint64_t) {
   throw std::runtime_error("lowp_gemm_nt: built without oneDNN");
 }
+struct OnednnMatmul::Impl {};
+OnednnMatmul::OnednnMatmul(ComputeType, int64_t, int64_t, int64_t, int, bool) {
+  throw std::invalid_argument("OnednnMatmul: built without oneDNN");
+}
+OnednnMatmul::~OnednnMatmul() = default;
+void OnednnMatmul::run(int) {}
 
 #endif
 

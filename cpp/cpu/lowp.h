@@ -63,4 +63,20 @@ uint64_t next_call_id();
 void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t N, const float* A, int64_t lda,
                   float beta, float* C, int64_t ldc, uint64_t call);
 
+// oneDNN's own matmul on the same shape, for the ops benchmark (bench/bench_lowp.py): inputs already
+// in the compute type (int8: s8 x s8 with a common source scale and per-output-channel weight
+// scales, f32 out; bfloat16: bf16 x bf16, f32 out), weights in the layout oneDNN picks for itself,
+// OpenMP with `threads` threads. What the engine's path does on top (converting or quantising the
+// fp32 activations per call, its own tiling, dequantising per row) is what the benchmark measures.
+class OnednnMatmul {
+ public:
+  OnednnMatmul(ComputeType type, int64_t M, int64_t N, int64_t K, int threads, bool plain_weights = false);
+  ~OnednnMatmul();
+  void run(int reps);  // executes the primitive reps times
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace gmlm::cpu

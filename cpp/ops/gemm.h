@@ -15,6 +15,7 @@
 
 #include "core/matrix.h"
 #include "core/thread_pool.h"
+#include "cpu/lowp.h"
 
 namespace gmlm::ops {
 
@@ -26,6 +27,7 @@ struct Gemm {
   Epilogue epilogue = Epilogue::none;
 
   static constexpr int64_t kRowBlock = 192;
+  static constexpr int64_t kLowpRowBlock = 128;  // low precision (cpu/lowp.h): rows per oneDNN task
   // Width of the column blocks of an N-column product (a function of N only).
   static int64_t column_block(int64_t n);
   // Row order of the fused gated weight: for block j of the F outputs, wi_0's rows then wi_1's.
@@ -36,6 +38,9 @@ struct Gemm {
 
   template <Device D>
   void compute(ConstMat a, ConstMat b, Mat y, ThreadPool& pool) const;
+
+ private:
+  void compute_lowp(const cpu::LowpWeights::Weight& w, int64_t wrow, ConstMat a, Mat y, ThreadPool& pool) const;
 };
 
 }  // namespace gmlm::ops

@@ -22,6 +22,7 @@ namespace gmlm::ops {
 
 struct VocabArgmax {
   static constexpr int64_t kVocabBlock = 256;
+  static constexpr int64_t kLowpChunk = 8;  // low precision: vocabulary blocks per oneDNN call
   // noise(r, g): writes the V Gumbel values of row r into g
   using Noise = std::function<void(int64_t row, float* g)>;
 

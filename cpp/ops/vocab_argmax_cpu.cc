@@ -42,7 +42,7 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
   const int64_t M = h.rows, V = w.rows, D = h.cols;
   if (M == 0) return;
   const int64_t RB = Gemm::kRowBlock, CB = kVocabBlock;
-  const int64_t n_cb = (V + CB - 1) / CB, n_rb = (M + RB - 1) / RB;
+  const int64_t n_cb = (V + CB - 1) / CB;
   const cpu::Kernels& k = cpu::kernels();
   int64_t wrow = 0;  // the output embedding in its low-precision type, when one is installed (cpu/lowp.h)
   const cpu::LowpWeights* set = cpu::LowpWeights::current();
@@ -51,9 +51,15 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
   std::vector<Partial> part(static_cast<size_t>(M * n_cb));
   Profiler* prof = Profiler::current();
   std::atomic<int64_t> gemm_ns{0}, reduce_ns{0};
-  pool.parallel_for(n_rb * n_cb, [&](int64_t task, int) {
-    const int64_t r0 = (task / n_cb) * RB, b = task % n_cb, c0 = b * CB;
-    const int64_t rows = std::min(RB, M - r0), cols = std::min(CB, V - c0);
+  // low precision: one oneDNN call per chunk of kLowpChunk blocks (a call costs microseconds to
+  // launch), then the same per-block reductions
+  const int64_t per_task = lw ? kLowpChunk : 1;
+  const int64_t n_tasks_c = (n_cb + per_task - 1) / per_task;
+  const int64_t rb = lw ? Gemm::kLowpRowBlock : RB;
+  const int64_t n_rbt = (M + rb - 1) / rb;
+  pool.parallel_for(n_rbt * n_tasks_c, [&](int64_t task, int) {
+    const int64_t r0 = (task / n_tasks_c) * rb, b0 = (task % n_tasks_c) * per_task, c0 = b0 * CB;
+    const int64_t rows = std::min(rb, M - r0), cols = std::min(per_task * CB, V - c0);
     float* tile = thread_scratch(0, static_cast<size_t>(rows * cols));
     const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     if (lw)
@@ -61,9 +67,12 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
     else
       cpu::sgemm_nt(rows, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, cols);
     const auto t1 = prof ? std::chrono::steady_clock::now() : t0;
-    for (int64_t r = 0; r < rows; ++r) {
-      Partial& p = part[(r0 + r) * n_cb + b];
-      k.max_argmax_sumexp(tile + r * cols, cols, &p.max, &p.argmax, &p.sumexp);
+    for (int64_t b = b0; b < std::min(b0 + per_task, n_cb); ++b) {
+      const int64_t off = (b - b0) * CB, bw = std::min(CB, V - b * CB);
+      for (int64_t r = 0; r < rows; ++r) {
+        Partial& p = part[(r0 + r) * n_cb + b];
+        k.max_argmax_sumexp(tile + r * cols + off, bw, &p.max, &p.argmax, &p.sumexp);
+      }
     }
     if (prof) {
       const auto t2 = std::chrono::steady_clock::now();
@@ -99,16 +108,20 @@ void VocabArgmax::compute_sample<Device::cpu>(ConstMat h, ConstMat w, const Nois
   for (int64_t r0 = 0; r0 < M; r0 += RB) {
     const int64_t nr = std::min(RB, M - r0);
     // logits of this row block, whole, with the per-block reductions
-    pool.parallel_for(n_cb, [&](int64_t b, int) {
-      const int64_t c0 = b * CB, cols = std::min(CB, V - c0);
+    const int64_t per_task = lw ? kLowpChunk : 1;
+    pool.parallel_for((n_cb + per_task - 1) / per_task, [&](int64_t task, int) {
+      const int64_t b0 = task * per_task, c0 = b0 * CB, cols = std::min(per_task * CB, V - c0);
       float* tile = logits.data() + c0;
       if (lw)
         cpu::lowp_gemm_nt(*lw, wrow + c0, nr, cols, h.row(r0), h.ld, 0.f, tile, V, call);
       else
         cpu::sgemm_nt(nr, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, V);
-      for (int64_t r = 0; r < nr; ++r) {
-        Partial& p = part[r * n_cb + b];
-        k.max_argmax_sumexp(tile + r * V, cols, &p.max, &p.argmax, &p.sumexp);
+      for (int64_t b = b0; b < std::min(b0 + per_task, n_cb); ++b) {
+        const int64_t bw = std::min(CB, V - b * CB);
+        for (int64_t r = 0; r < nr; ++r) {
+          Partial& p = part[r * n_cb + b];
+          k.max_argmax_sumexp(logits.data() + r * V + b * CB, bw, &p.max, &p.argmax, &p.sumexp);
+        }
       }
     });
     pool.parallel_for(nr, [&](int64_t r, int) {
