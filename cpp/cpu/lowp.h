@@ -6,11 +6,16 @@
 //             y = s32 * a_scale[row] * w_scale[col] in fp32.
 // Everything else (norms, softmax, the scores, the re-masking rules) stays fp32.
 //
-// A model's GEMM weights are registered in a LowpWeights set once at load; the engine installs the
-// set on the calling thread for the duration of a call (like the profiler); the GEMM ops look the
-// right-hand side up (find) before they start their tiles and compute every product whose weight
-// is registered in that weight's compute type (lowp_gemm_nt), the rest with OpenBLAS's sgemm. oneDNN runs single-threaded inside the engine's own pool tasks (the tiling, and
-// so the results, do not depend on the thread count).
+// A model's GEMM weights are registered in a LowpWeights set once at load (converted or quantised);
+// the engine installs the set on the calling thread for the duration of a call (like the
+// profiler); the GEMM ops look the right-hand side up (find) before they start their tasks and
+// compute every product whose weight is registered in that weight's compute type (lowp_gemm_nt),
+// the rest with OpenBLAS's sgemm. The first use of a weight (or of a range of its rows) reorders it
+// into the layout oneDNN's matmul picks for it (blocked for AMX / VNNI), once. oneDNN runs
+// single-threaded inside the engine's own pool tasks; the ops give it wide tasks (ops/gemm.h
+// kLowpRowBlock, ops/vocab_argmax.h kLowpChunk) because a call costs microseconds to launch.
+// Tiling depends on the shapes only; int8 sums are exact and bfloat16's fp32 sums do not depend on
+// a row's neighbours, so every compute type is batch invariant (tests/test_lowp.py).
 #pragma once
 
 #include <cstdint>
