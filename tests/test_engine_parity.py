@@ -51,6 +51,8 @@ OPTION_SETS = [
     dict(iterations=4, length_beam=5, length_beam_keep=2),
     dict(iterations=10, length_beam=5, length_beam_keep=1, remask="threshold", threshold=0.7, stutter_remask=False),
     dict(iterations=4, length_beam=4, length_beam_keep=3, sampling=True, seed=3),
+    dict(iterations=10, length_beam=3, early_stop=True),
+    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, early_stop=True, stutter_remask=False),
 ]
 N_QUICK = 64
 
@@ -75,7 +77,7 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pairs(models):
-    return {name: (ReferenceTranslator(d), Translator(d, intra_threads=2)) for name, d in models.items()}
+    return {name: (ReferenceTranslator(d), Translator(d, intra_threads=2, compute_type="float32")) for name, d in models.items()}
 
 
 @pytest.mark.parametrize("opts", OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
@@ -190,7 +192,7 @@ def test_trained_model_parity_on_test2016(opts, torch_one_thread):
 
     src = load_split(d, "test2016")[0]
     assert len(src) == 1000
-    ref, eng = ReferenceTranslator(TRAINED), Translator(TRAINED)
+    ref, eng = ReferenceTranslator(TRAINED), Translator(TRAINED, compute_type="float32")
     a = ref.translate_batch(src, **opts)
     b = eng.translate_batch(src, **opts)
     bad = mismatches(a, b, tol=1e-4)

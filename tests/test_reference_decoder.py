@@ -135,8 +135,17 @@ def test_threshold_unmasks_highest_confidence_highest_index_on_ties():
 
 def test_early_stop_when_tokens_do_not_change():
     tr, stub = translator(lambda L, t, i, inp: (10 + i, 0.5), one_len(8))
-    r = tr.translate_batch(["x"], iterations=10, length_beam=1, stutter_remask=False)[0]
+    r = tr.translate_batch(["x"], iterations=10, length_beam=1, stutter_remask=False, early_stop=True)[0]
     assert r.iterations == 2 and len(stub.predicted) == 2
+
+
+def test_without_early_stop_every_scheduled_pass_runs():
+    # the same predictions every pass: early_stop (off by default) would end after pass 1
+    tr, stub = translator(lambda L, t, i, inp: (10 + i, 0.5), one_len(8))
+    r = tr.translate_batch(["x"], iterations=10, length_beam=1, stutter_remask=False)[0]
+    # the linear schedule re-masks floor(8 * (9 - t) / 10) positions: 7 6 5 4 4 3 2 1 0 -> after pass 9
+    # nothing is masked and the candidate is done
+    assert r.iterations == 9 and len(stub.predicted) == 9
 
 
 def test_stutter_remask_and_collapse():

@@ -101,7 +101,7 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
 RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std::string& remask,
                              std::optional<double> threshold, bool stutter_remask, const std::string& init,
                              bool sampling, uint64_t seed, bool return_history, int32_t first_random_id,
-                             int64_t length_beam_keep) {
+                             int64_t length_beam_keep, bool early_stop) {
   RefineOptions o;
   GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
   GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
@@ -116,6 +116,7 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
     o.log_threshold = std::log(*threshold);
   }
   o.stutter_remask = stutter_remask;
+  o.early_stop = early_stop;
   o.init_random = init == "random";
   o.sampling = sampling;
   o.seed = seed;
@@ -127,7 +128,8 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
 // The options of one request, by keyword (the names of translate_batch; absent keys keep the defaults).
 RefineOptions options_from_dict(const py::dict& d) {
   static const char* known[] = {"iterations", "length_beam", "length_beam_keep", "remask", "threshold",
-                                "stutter_remask", "init", "sampling", "seed", "return_history", "first_random_id"};
+                                "stutter_remask", "early_stop", "init", "sampling", "seed", "return_history",
+                                "first_random_id"};
   for (auto item : d) {
     const std::string key = py::str(item.first);
     GMLM_CHECK_ARG(std::find(std::begin(known), std::end(known), key) != std::end(known), "unknown option ", key);
@@ -140,7 +142,7 @@ RefineOptions options_from_dict(const py::dict& d) {
                         get("remask", std::string("linear")), threshold, get("stutter_remask", def.stutter_remask),
                         get("init", std::string("mask")), get("sampling", def.sampling), get("seed", def.seed),
                         get("return_history", def.return_history), get("first_random_id", def.first_random_id),
-                        get("length_beam_keep", def.length_beam_keep));
+                        get("length_beam_keep", def.length_beam_keep), get("early_stop", def.early_stop));
 }
 
 py::tuple result_tuple(const RefineResult& r) {
@@ -186,9 +188,9 @@ class Engine {
   py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id, int64_t length_beam_keep) {
+                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop) {
     const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
-                                           seed, return_history, first_random_id, length_beam_keep);
+                                           seed, return_history, first_random_id, length_beam_keep, early_stop);
     auto src = id_lists(sources, "source", model_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -383,9 +385,9 @@ class CudaEngineBinding {
   py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id, int64_t length_beam_keep) {
+                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop) {
     const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
-                                           seed, return_history, first_random_id, length_beam_keep);
+                                           seed, return_history, first_random_id, length_beam_keep, early_stop);
     auto src = id_lists(sources, "source", engine_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -459,7 +461,7 @@ void register_engine(py::module_& m) {
       .def("translate", &CudaEngineBinding::translate, py::arg("sources"), py::arg("iterations"),
            py::arg("length_beam"), py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"),
            py::arg("sampling"), py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"),
-           py::arg("length_beam_keep") = 0,
+           py::arg("length_beam_keep") = 0, py::arg("early_stop") = false,
            "As Engine.translate, on the GPU. The GIL is released while decoding.")
       .def("stats", &CudaEngineBinding::stats,
            "Counters since load: batches, iterations, graphs_captured, graph_launches, compactions, total seconds.")
@@ -478,6 +480,7 @@ void register_engine(py::module_& m) {
       .def("translate", &Engine::translate, py::arg("sources"), py::arg("iterations"), py::arg("length_beam"),
            py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"), py::arg("sampling"),
            py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"), py::arg("length_beam_keep") = 0,
+           py::arg("early_stop") = false,
            "Refinement decoding of one batch of encoder inputs (lists of ids). Returns, per source, a tuple\n"
            "(ids, score, passes, history, length_candidates). The GIL is released while decoding.")
       .def("encode", &Engine::encode, py::arg("sources"), "Encoder output of each source: list of (S, D) arrays.")

@@ -254,7 +254,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
         c.done = true;
         continue;
       }
-      if (t >= 1 && c.tokens == c.prev) c.done = true;
+      if (o.early_stop && t >= 1 && c.tokens == c.prev) c.done = true;
       c.prev = c.tokens;
       if (t == T - 1) c.done = true;
       if (!c.done) {

@@ -101,7 +101,7 @@ __global__ void update_kernel(LoopState st, const LoopParams* __restrict__ p, co
     if (st.history) st.history[static_cast<int64_t>(t) * p->R_home + b + i] = tk;
   }
   __syncthreads();
-  bool done = (t >= 1 && !flags[0]) || t == T - 1;
+  bool done = (p->early_stop && t >= 1 && !flags[0]) || t == T - 1;
   if (!done) {
     const int64_t n = static_cast<int64_t>(L) * (T - 1 - t) / T;
     remask_block(cf, just, tok, L, p->threshold != 0, n, p->log_threshold, p->stutter != 0, mask, flags + 2);

@@ -38,6 +38,7 @@ class DecodeOptions:
     remask: str = "linear"
     threshold: float | None = None
     stutter_remask: bool = True
+    early_stop: bool = False     # stop a candidate when a pass changes none of its tokens
     init: str = "mask"
     sampling: bool = False
     seed: int = 0
@@ -60,7 +61,7 @@ def _int_option(name, v, lo, hi=None):
 
 def validate_options(objective: str, max_target_len: int, *, iterations=4, length_beam=3, length_beam_keep=None,
                      remask="linear",
-                     threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None,
+                     threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                      beam_size=1, length_penalty=1.0, max_batch_size=0, batch_type="examples",
                      return_history=False) -> DecodeOptions:
     """Check every decoding option; raise ValueError naming the bad one."""
@@ -87,7 +88,8 @@ def validate_options(objective: str, max_target_len: int, *, iterations=4, lengt
     if seed is None:
         seed = 0
     seed = _int_option("seed", seed, 0, 2**63 - 1)
-    for name, v in (("stutter_remask", stutter_remask), ("sampling", sampling), ("return_history", return_history)):
+    for name, v in (("stutter_remask", stutter_remask), ("early_stop", early_stop), ("sampling", sampling),
+                    ("return_history", return_history)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name} must be a bool, got {v!r}")
     if objective == "gmlm" and beam_size != 1:
@@ -98,7 +100,8 @@ def validate_options(objective: str, max_target_len: int, *, iterations=4, lengt
     length_penalty = float(length_penalty)
     if objective == "gmlm" and length_penalty != 1.0:
         raise ValueError("length_penalty applies to ar beam search; a gmlm model has a length head")
-    return DecodeOptions(iterations, length_beam, length_beam_keep, remask, threshold, bool(stutter_remask), init,
+    return DecodeOptions(iterations, length_beam, length_beam_keep, remask, threshold, bool(stutter_remask),
+                         bool(early_stop), init,
                          bool(sampling), seed, beam_size, length_penalty, max_batch_size, batch_type,
                          bool(return_history))
 
@@ -278,12 +281,14 @@ class TranslatorFrontEnd:
         return self._lock if self._lock is not None else contextlib.nullcontext()
 
     def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None, remask="linear",
-                        threshold=None, stutter_remask=True, init="mask", sampling=False, seed=None, beam_size=1,
+                        threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
+                        beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False) -> list[TranslationResult]:
         """Translate a list of strings (docs/decoding.md; README "Python API" lists the options)."""
         opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
                                 length_beam=length_beam, length_beam_keep=length_beam_keep, remask=remask,
-                                threshold=threshold, stutter_remask=stutter_remask, init=init, sampling=sampling,
+                                threshold=threshold, stutter_remask=stutter_remask, early_stop=early_stop, init=init,
+                                sampling=sampling,
                                 seed=seed, beam_size=beam_size, length_penalty=length_penalty, max_batch_size=max_batch_size, batch_type=batch_type,
                                 return_history=return_history)
         source = check_sources(source)

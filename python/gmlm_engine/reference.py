@@ -119,7 +119,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
                         pruned[b * K + k] = done[b * K + k] = True
 
             # stop: unchanged since the previous pass, or the last iteration
-            if t >= 1:
+            if o.early_stop and t >= 1:
                 same = (tokens[live] == prev[live]).all(dim=1)
                 done[live[same]] = True
             prev[live] = tokens[live]
