@@ -53,3 +53,18 @@ python bench/model_table.py --gmlm runs/gmlm2/best --gmlm runs/gmlm2/averaged --
   --gmlm-configs 4x3 --splits val
 gmlm export runs/gmlm2/last --pack models/gmlm-en-de --force
 python models/make_golden.py
+
+# --- 2026-12-03, later: two experiments, neither shipped (cards in models/cards/) ---------------------------
+# 4. A longer-target distillation (CTranslate2 length penalty 1.5, selected on val for the AR model: beam 4
+#    28.02 at length ratio 0.999 against 27.63 at 0.935): targets 36.28 BLEU vs the references, ratio 0.999.
+gmlm distill --teacher models/ar-en-de --out runs/distill15.de --beam-size 4 --length-penalty 1.5 --threads 2 --no-progress
+# 5. 3+3 and 6+1 GMLMs on it, the shipped GMLM's recipe and 42 minutes each. Val, engine, early_stop off:
+#    3+3 T=4 K=3 22.53 (shipped 3+3: 23.09), 6+1 17.80 at 1.45x the speed -> the shipped GMLM stays.
+for layout in "3 3" "6 1"; do
+  set -- $layout
+  gmlm train --objective gmlm --out runs/g$1$2 --spm $SPM --encoder-layers $1 --decoder-layers $2 \
+    --train-target runs/distill15.de --init-from models/ar-en-de --max-tokens 2048 --lr 1e-3 --warmup 300 \
+    --length-loss-weight 0.5 --val-every 500 --val-bleu-sentences 200 --max-minutes 42 --threads 2 --no-progress
+done
+python bench/model_table.py --gmlm runs/g33/last --gmlm runs/g61/last --gmlm-configs 4x3,10x3 --splits val \
+  --threads 2 --compute-type auto --batch1 200 --json bench/results/layouts.json
