@@ -44,7 +44,7 @@ def _model_args(p):
                         "auto: cpu for gmlm models, torch for ar models")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
-                   help="the compiled engine's GEMM precision (auto: bfloat16, else int8, else float32, by what "
+                   help="the compiled engine's GEMM precision (auto: int8, else bfloat16, else float32, by what "
                         "this CPU runs natively); the torch reference decoder is float32 only")
 
 
