@@ -18,7 +18,7 @@ from gmlm_engine.config import ModelError
 core = pytest.importorskip("gmlm_engine._core")
 from gmlm_engine.engine import Translator  # noqa: E402
 
-from test_engine_common import SENTENCES, TINY, make_random_model, mismatches  # noqa: E402
+from test_engine_common import SENTENCES, TINY, make_random_model, mismatches, run_per_kernel_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -309,8 +309,6 @@ def test_translate_command_does_not_import_torch(tmp_path):
 
 def test_generic_kernels_agree(tmp_path):
     """The portable kernels (forced by GMLM_CPU_ISA=generic) give the same translations."""
-    import os
-
     code = (
         "import json, sys\n"
         "from gmlm_engine import _core\n"
@@ -319,12 +317,7 @@ def test_generic_kernels_agree(tmp_path):
         f"r = tr.translate_batch({SENTENCES!r}, return_history=True)\n"
         "print(json.dumps([_core.build_info()['cpu_isa'], [x.tokens for x in r]]))\n"
     )
-    runs = {}
-    for isa in ("generic", "best"):
-        env = dict(os.environ, GMLM_CPU_ISA=isa)
-        out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=120).stdout
-        runs[isa] = json.loads(out.strip().splitlines()[-1])
+    runs = run_per_kernel_set(code, timeout=120)
     assert runs["generic"][0] == "generic"
     assert runs["generic"][1] == runs["best"][1]
 

@@ -17,7 +17,7 @@ from gmlm_engine.common import encode_sources  # noqa: E402
 from gmlm_engine.engine import Translator  # noqa: E402
 
 from conftest import TINY_GMLM  # noqa: E402
-from test_engine_common import make_random_model, test_sentences  # noqa: E402
+from test_engine_common import make_random_model, run_per_kernel_set, test_sentences  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "gmlm-en-de"
@@ -153,8 +153,6 @@ def test_generic_and_vectorised_conversion_kernels_agree():
     """The activations' int8 quantisation, bfloat16 rounding and int8 dequantisation (cpu/kernels.h)
     are bit-identical in the portable and the AVX2 kernels (the GEMM op alone: no attention or norms,
     whose fp32 sums legitimately differ between the two sets)."""
-    import json
-
     code = (
         "import json, numpy as np\n"
         "from gmlm_engine import _core\n"
@@ -168,12 +166,7 @@ def test_generic_and_vectorised_conversion_kernels_agree():
         "        out[ct] = _core.ops.LowpGemm(b, ct).run(a, 1, 1).view(np.uint32).tolist()\n"
         "print(json.dumps(out))\n"
     )
-    runs = {}
-    for isa in ("generic", "best"):
-        env = dict(os.environ, GMLM_CPU_ISA=isa)
-        out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=300).stdout
-        runs[isa] = json.loads(out.strip().splitlines()[-1])
+    runs = run_per_kernel_set(code)
     assert runs["generic"].pop("isa") == "generic"
     runs["best"].pop("isa")
     assert runs["generic"] == runs["best"]
