@@ -457,6 +457,8 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   GMLM_CHECK_ARG(o.length_beam_keep == 0 || o.length_beam_keep == K,
                  "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
                  "leave it unset or equal to length_beam on device='cuda'");
+  GMLM_CHECK_ARG(o.length_offset > -maxT && o.length_offset < maxT, "length_offset must be in [", 1 - maxT, ", ",
+                 maxT - 1, "], got ", o.length_offset);
   GMLM_CHECK_ARG(!o.init_random || (o.first_random_id >= 0 && o.first_random_id < V),
                  "random init needs first_random_id in [0, vocab_size)");
   std::vector<RefineResult> results(B);
@@ -510,6 +512,7 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   std::vector<int32_t> lens(B * K);
   GMLM_CUDA_CHECK(cudaMemcpyAsync(lens.data(), lengths.get(), sizeof(int32_t) * B * K, cudaMemcpyDeviceToHost, stream));
   GMLM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host lays out the candidates' rows
+  for (int32_t& len : lens) len = static_cast<int32_t>(std::clamp<int64_t>(len + o.length_offset, 1, maxT));
 
   // 2. home layout: candidate c = b * K + k, rows back to back
   const int64_t C = B * K;

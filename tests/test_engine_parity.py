@@ -53,6 +53,8 @@ OPTION_SETS = [
     dict(iterations=4, length_beam=4, length_beam_keep=3, sampling=True, seed=3),
     dict(iterations=10, length_beam=3, early_stop=True),
     dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, early_stop=True, stutter_remask=False),
+    dict(iterations=4, length_beam=3, length_offset=2),
+    dict(iterations=4, length_beam=5, length_beam_keep=2, length_offset=-3, sampling=True, seed=4),
 ]
 N_QUICK = 64
 

@@ -19,7 +19,7 @@ inputs = st.lists(st.one_of(any_text, sentences), max_size=6)
 options = st.fixed_dictionaries({
     "iterations": st.integers(1, 4), "length_beam": st.integers(1, 3), "seed": st.integers(0, 2**63 - 1),
     "sampling": st.booleans(), "init": st.sampled_from(["mask", "random"]), "stutter_remask": st.booleans(),
-    "early_stop": st.booleans(),
+    "early_stop": st.booleans(), "length_offset": st.integers(-3, 3),
 })
 
 
@@ -66,7 +66,7 @@ bad_values = st.one_of(st.integers(-5, 0), st.floats(allow_nan=True), st.text(ma
 
 @settings(max_examples=400, **SETTINGS)
 @given(name=st.sampled_from(["iterations", "length_beam", "length_beam_keep", "remask", "threshold", "init", "seed", "sampling",
-                             "stutter_remask", "early_stop", "max_batch_size", "batch_type", "beam_size",
+                             "stutter_remask", "early_stop", "length_offset", "max_batch_size", "batch_type", "beam_size",
                              "length_penalty"]), value=bad_values)
 def test_an_invalid_option_is_a_value_error_naming_it(engine, name, value):
     try:

@@ -177,6 +177,20 @@ def test_length_candidates_ties_shorter_first_and_best_mean_logprob_wins():
     assert len(r.tokens) == 9
 
 
+def test_length_offset_shifts_every_candidate_and_clamps_to_the_limits():
+    ll = [0.0] * 12
+    ll[4], ll[2], ll[10] = 5.0, 4.0, 3.0                 # lengths 5, 3, 11 in that order
+    tr, stub = translator(lambda L, t, i, inp: (10 + i, 0.5), ll)
+    r = tr.translate_batch(["x"], iterations=1, length_beam=3, length_offset=2, stutter_remask=False)[0]
+    assert r.length_candidates == [7, 5, 12]             # 11 + 2 clamped to max_target_len = 12
+    assert stub.predicted == [7 + 5 + 12]
+    r = tr.translate_batch(["x"], iterations=1, length_beam=3, length_offset=-4, stutter_remask=False)[0]
+    assert r.length_candidates == [1, 1, 7]              # clamped to 1: both candidates of length 1 run
+    for bad in (12, -12, 1.5, True):
+        with pytest.raises(ValueError, match="length_offset"):
+            tr.translate_batch(["x"], length_offset=bad)
+
+
 def test_length_beam_keep_prunes_after_the_first_pass():
     """Candidates 3, 5, 7: after pass 0 length 5 scores best; lengths 3 and 7 would improve later.
     Without pruning length 3 wins; with length_beam_keep=1 only length 5 runs passes 1 and 2."""

@@ -101,7 +101,7 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
 RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std::string& remask,
                              std::optional<double> threshold, bool stutter_remask, const std::string& init,
                              bool sampling, uint64_t seed, bool return_history, int32_t first_random_id,
-                             int64_t length_beam_keep, bool early_stop) {
+                             int64_t length_beam_keep, bool early_stop, int64_t length_offset) {
   RefineOptions o;
   GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
   GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
@@ -109,6 +109,7 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
   o.iterations = iterations;
   o.length_beam = length_beam;
   o.length_beam_keep = length_beam_keep;
+  o.length_offset = length_offset;
   o.threshold_remask = remask == "threshold";
   if (o.threshold_remask) {
     GMLM_CHECK_ARG(threshold && *threshold > 0.0 && *threshold < 1.0,
@@ -127,7 +128,7 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
 
 // The options of one request, by keyword (the names of translate_batch; absent keys keep the defaults).
 RefineOptions options_from_dict(const py::dict& d) {
-  static const char* known[] = {"iterations", "length_beam", "length_beam_keep", "remask", "threshold",
+  static const char* known[] = {"iterations", "length_beam", "length_beam_keep", "length_offset", "remask", "threshold",
                                 "stutter_remask", "early_stop", "init", "sampling", "seed", "return_history",
                                 "first_random_id"};
   for (auto item : d) {
@@ -142,7 +143,8 @@ RefineOptions options_from_dict(const py::dict& d) {
                         get("remask", std::string("linear")), threshold, get("stutter_remask", def.stutter_remask),
                         get("init", std::string("mask")), get("sampling", def.sampling), get("seed", def.seed),
                         get("return_history", def.return_history), get("first_random_id", def.first_random_id),
-                        get("length_beam_keep", def.length_beam_keep), get("early_stop", def.early_stop));
+                        get("length_beam_keep", def.length_beam_keep), get("early_stop", def.early_stop),
+                        get("length_offset", def.length_offset));
 }
 
 py::tuple result_tuple(const RefineResult& r) {
@@ -188,9 +190,10 @@ class Engine {
   py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop) {
+                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop, int64_t length_offset) {
     const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
-                                           seed, return_history, first_random_id, length_beam_keep, early_stop);
+                                           seed, return_history, first_random_id, length_beam_keep, early_stop,
+                                           length_offset);
     auto src = id_lists(sources, "source", model_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -385,9 +388,10 @@ class CudaEngineBinding {
   py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop) {
+                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop, int64_t length_offset) {
     const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
-                                           seed, return_history, first_random_id, length_beam_keep, early_stop);
+                                           seed, return_history, first_random_id, length_beam_keep, early_stop,
+                                           length_offset);
     auto src = id_lists(sources, "source", engine_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -461,7 +465,7 @@ void register_engine(py::module_& m) {
       .def("translate", &CudaEngineBinding::translate, py::arg("sources"), py::arg("iterations"),
            py::arg("length_beam"), py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"),
            py::arg("sampling"), py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"),
-           py::arg("length_beam_keep") = 0, py::arg("early_stop") = false,
+           py::arg("length_beam_keep") = 0, py::arg("early_stop") = false, py::arg("length_offset") = 0,
            "As Engine.translate, on the GPU. The GIL is released while decoding.")
       .def("stats", &CudaEngineBinding::stats,
            "Counters since load: batches, iterations, graphs_captured, graph_launches, compactions, total seconds.")
@@ -480,7 +484,7 @@ void register_engine(py::module_& m) {
       .def("translate", &Engine::translate, py::arg("sources"), py::arg("iterations"), py::arg("length_beam"),
            py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"), py::arg("sampling"),
            py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"), py::arg("length_beam_keep") = 0,
-           py::arg("early_stop") = false,
+           py::arg("early_stop") = false, py::arg("length_offset") = 0,
            "Refinement decoding of one batch of encoder inputs (lists of ids). Returns, per source, a tuple\n"
            "(ids, score, passes, history, length_candidates). The GIL is released while decoding.")
       .def("encode", &Engine::encode, py::arg("sources"), "Encoder output of each source: list of (S, D) arrays.")

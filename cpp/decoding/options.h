@@ -11,6 +11,7 @@ struct RefineOptions {
   int64_t iterations = 4;
   int64_t length_beam = 3;
   int64_t length_beam_keep = 0;   // candidates kept after the first pass; 0 or length_beam: no pruning
+  int64_t length_offset = 0;      // added to every length candidate, clamped to [1, max_target_len]
   bool threshold_remask = false;  // remask == "threshold" (else "linear")
   double log_threshold = 0.0;     // log(threshold), used with threshold_remask
   bool stutter_remask = true;

@@ -31,6 +31,9 @@ void check_options(const RefineOptions& o, const T5Config& cfg) {
   GMLM_CHECK_ARG(o.iterations >= 1, "iterations must be >= 1, got ", o.iterations);
   GMLM_CHECK_ARG(o.length_beam_keep >= 0 && o.length_beam_keep <= K,
                  "length_beam_keep must be in [1, length_beam = ", K, "], got ", o.length_beam_keep);
+  GMLM_CHECK_ARG(o.length_offset > -cfg.max_target_len && o.length_offset < cfg.max_target_len,
+                 "length_offset must be in [", 1 - cfg.max_target_len, ", ", cfg.max_target_len - 1, "], got ",
+                 o.length_offset);
   GMLM_CHECK_ARG(!o.init_random || (o.first_random_id >= 0 && o.first_random_id < cfg.vocab_size),
                  "random init needs first_random_id in [0, vocab_size)");
 }
@@ -99,6 +102,8 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
     r.length_candidates.resize(K);
     ops::length_candidates(len_logits.data<float>() + b * cfg.max_target_len, cfg.max_target_len, K,
                            r.length_candidates.data());
+    for (int32_t& len : r.length_candidates)
+      len = static_cast<int32_t>(std::clamp<int64_t>(len + r.o.length_offset, 1, cfg.max_target_len));
     r.cands.resize(K);
     for (int64_t k = 0; k < K; ++k) {
       Candidate& c = r.cands[k];

@@ -17,6 +17,7 @@ class Engine:
     def translate(self, sources: Sequence[Sequence[int]], iterations: int, length_beam: int, remask: str,
                   threshold: float | None, stutter_remask: bool, init: str, sampling: bool, seed: int,
                   return_history: bool, first_random_id: int, length_beam_keep: int = 0, early_stop: bool = False,
+                  length_offset: int = 0,
                   ) -> list[tuple[list[int], float, int, list[list[int]], list[int]]]:
         """Per source: (ids, score, passes, history, length_candidates)."""
     def encode(self, sources: Sequence[Sequence[int]]) -> list[npt.NDArray[np.float32]]: ...
@@ -39,6 +40,7 @@ class CudaEngine:
     def translate(self, sources: Sequence[Sequence[int]], iterations: int, length_beam: int, remask: str,
                   threshold: float | None, stutter_remask: bool, init: str, sampling: bool, seed: int,
                   return_history: bool, first_random_id: int, length_beam_keep: int = 0, early_stop: bool = False,
+                  length_offset: int = 0,
                   ) -> list[tuple[list[int], float, int, list[list[int]], list[int]]]: ...
     def stats(self) -> dict[str, Any]: ...
     def set_use_graphs(self, enabled: bool) -> None: ...

@@ -11,6 +11,8 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--length-beam", type=int, default=3)
     g.add_argument("--length-beam-keep", type=int, default=None,
                    help="length candidates kept after the first pass (default: all)")
+    g.add_argument("--length-offset", type=int, default=None,
+                   help="added to every length candidate (default: the Translator's, chosen on val)")
     g.add_argument("--remask", default="linear", help="linear | threshold")
     g.add_argument("--threshold", type=float, default=None)
     g.add_argument("--no-stutter-remask", dest="stutter_remask", action="store_false")
@@ -30,11 +32,14 @@ def _options(args, objective: str) -> dict:
     if objective == "ar":
         return dict(beam_size=args.beam_size, length_penalty=args.length_penalty, max_batch_size=args.max_batch_size,
                     batch_type=args.batch_type)
-    return dict(iterations=args.iterations, length_beam=args.length_beam, length_beam_keep=args.length_beam_keep,
+    opts = dict(iterations=args.iterations, length_beam=args.length_beam, length_beam_keep=args.length_beam_keep,
                 remask=args.remask, threshold=args.threshold, stutter_remask=args.stutter_remask,
                 early_stop=args.early_stop, init=args.init,
                 sampling=args.sampling, seed=args.seed, max_batch_size=args.max_batch_size,
                 batch_type=args.batch_type)
+    if args.length_offset is not None:
+        opts["length_offset"] = args.length_offset
+    return opts
 
 
 def _model_args(p):

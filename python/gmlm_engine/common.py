@@ -30,11 +30,16 @@ class TranslationResult:
     length_candidates: list[int] = field(default_factory=list)
 
 
+# The recommended length_offset (docs/decoding.md, step 1), chosen on val for the shipped GMLM.
+DEFAULT_LENGTH_OFFSET = 0
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     iterations: int = 4
     length_beam: int = 3
     length_beam_keep: int = 3   # candidates kept after the first pass (= length_beam: no pruning)
+    length_offset: int = 0      # added to every length candidate (clamped to [1, max_target_len])
     remask: str = "linear"
     threshold: float | None = None
     stutter_remask: bool = True
@@ -60,7 +65,7 @@ def _int_option(name, v, lo, hi=None):
 
 
 def validate_options(objective: str, max_target_len: int, *, iterations=4, length_beam=3, length_beam_keep=None,
-                     remask="linear",
+                     length_offset=DEFAULT_LENGTH_OFFSET, remask="linear",
                      threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                      beam_size=1, length_penalty=1.0, max_batch_size=0, batch_type="examples",
                      return_history=False) -> DecodeOptions:
@@ -69,6 +74,7 @@ def validate_options(objective: str, max_target_len: int, *, iterations=4, lengt
     length_beam = _int_option("length_beam", length_beam, 1, max_target_len)
     length_beam_keep = length_beam if length_beam_keep is None else _int_option(
         "length_beam_keep", length_beam_keep, 1, length_beam)
+    length_offset = _int_option("length_offset", length_offset, 1 - max_target_len, max_target_len - 1)
     beam_size = _int_option("beam_size", beam_size, 1, 256)
     max_batch_size = _int_option("max_batch_size", max_batch_size, 0)
     if remask not in REMASK:
@@ -100,7 +106,7 @@ def validate_options(objective: str, max_target_len: int, *, iterations=4, lengt
     length_penalty = float(length_penalty)
     if objective == "gmlm" and length_penalty != 1.0:
         raise ValueError("length_penalty applies to ar beam search; a gmlm model has a length head")
-    return DecodeOptions(iterations, length_beam, length_beam_keep, remask, threshold, bool(stutter_remask),
+    return DecodeOptions(iterations, length_beam, length_beam_keep, length_offset, remask, threshold, bool(stutter_remask),
                          bool(early_stop), init,
                          bool(sampling), seed, beam_size, length_penalty, max_batch_size, batch_type,
                          bool(return_history))
@@ -280,13 +286,15 @@ class TranslatorFrontEnd:
     def _tokenizer(self):
         return self._lock if self._lock is not None else contextlib.nullcontext()
 
-    def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None, remask="linear",
+    def translate_batch(self, source, *, iterations=4, length_beam=3, length_beam_keep=None,
+                        length_offset=DEFAULT_LENGTH_OFFSET, remask="linear",
                         threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False) -> list[TranslationResult]:
         """Translate a list of strings (docs/decoding.md; README "Python API" lists the options)."""
         opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
-                                length_beam=length_beam, length_beam_keep=length_beam_keep, remask=remask,
+                                length_beam=length_beam, length_beam_keep=length_beam_keep,
+                                length_offset=length_offset, remask=remask,
                                 threshold=threshold, stutter_remask=stutter_remask, early_stop=early_stop, init=init,
                                 sampling=sampling,
                                 seed=seed, beam_size=beam_size, length_penalty=length_penalty, max_batch_size=max_batch_size, batch_type=batch_type,

@@ -96,6 +96,7 @@ def resolve_cpu_compute_type(compute_type: str, core) -> str:
 def engine_options(opts: DecodeOptions) -> dict:
     """The compiled engine's refinement options (by keyword) from validated decoding options."""
     return dict(iterations=opts.iterations, length_beam=opts.length_beam, length_beam_keep=opts.length_beam_keep,
+                length_offset=opts.length_offset,
                 remask=opts.remask, threshold=opts.threshold, stutter_remask=opts.stutter_remask,
                 early_stop=opts.early_stop, init=opts.init,
                 sampling=opts.sampling, seed=opts.seed, return_history=opts.return_history,

@@ -65,7 +65,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
         ckv = m.cross_kv(enc)
         len_lp = F.log_softmax(m.length_logits(enc).float(), dim=-1)              # (B, maxT)
         order = torch.sort(-len_lp, dim=-1, stable=True).indices[:, :K]           # ties: shorter first
-        lengths = (order + 1).reshape(-1).cpu()                                   # (N,) N = B*K
+        lengths = (order + 1 + o.length_offset).clamp(1, cfg.max_target_len).reshape(-1).cpu()  # (N,) N = B*K
         N, Lmax = B * K, int(lengths.max())
         enc_index = torch.arange(B, device=dev).repeat_interleave(K)
         pos = torch.arange(Lmax)

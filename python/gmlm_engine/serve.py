@@ -39,6 +39,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         iterations: Optional[StrictInt] = None
         length_beam: Optional[StrictInt] = None
         length_beam_keep: Optional[StrictInt] = None
+        length_offset: Optional[StrictInt] = None
         remask: Optional[Literal["linear", "threshold"]] = None
         threshold: Optional[StrictFloat] = None
         stutter_remask: Optional[StrictBool] = None
