@@ -322,6 +322,28 @@ def test_generic_kernels_agree(tmp_path):
     assert runs["generic"][1] == runs["best"][1]
 
 
+def test_avx512_attention_is_bit_identical_to_avx2(tmp_path):
+    """The AVX-512 kernel set differs from the AVX2 one only in attention, which keeps the same FMA
+    chains: translations and scores are equal bit for bit (float32, head sizes 16, 32, 64)."""
+    models = [str(make_random_model(tmp_path / f"dh{dh}", d_model=4 * dh, d_kv=dh, num_heads=4, seed=dh))
+              for dh in (16, 32, 64)]
+    code = (
+        "import json\n"
+        "from gmlm_engine import _core\n"
+        "from gmlm_engine.engine import Translator\n"
+        "out = [_core.build_info()['cpu_isa']]\n"
+        f"for m in {[str(TINY)] + models!r}:\n"
+        "    tr = Translator(m, intra_threads=2, compute_type='float32')\n"
+        f"    out.append([(x.tokens, x.score) for x in tr.translate_batch({SENTENCES!r}, length_beam=3)])\n"
+        "print(json.dumps(out))\n"
+    )
+    runs = run_per_kernel_set(code, timeout=120, isas=("avx2", "best"))
+    if runs["best"][0] != "avx512":
+        pytest.skip(f"this CPU's best kernels are {runs['best'][0]}, not avx512")
+    assert runs["avx2"][0] == "avx2"
+    assert runs["avx2"][1:] == runs["best"][1:]
+
+
 def test_warning_free_normal_use(tiny):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

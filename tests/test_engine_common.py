@@ -17,16 +17,16 @@ from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def run_per_kernel_set(code: str, timeout: int = 300) -> dict:
-    """Runs `code` (which prints one JSON value on its last line) in a fresh interpreter once with
-    the portable kernels (GMLM_CPU_ISA=generic) and once with the best for this CPU; returns
-    {"generic": value, "best": value}."""
+def run_per_kernel_set(code: str, timeout: int = 300, isas=("generic", "best")) -> dict:
+    """Runs `code` (which prints one JSON value on its last line) in a fresh interpreter once per
+    kernel set: GMLM_CPU_ISA=generic (portable), avx2 (no AVX-512), best (this CPU's best); returns
+    {isa: value}."""
     import json
     import subprocess
     import sys
 
     runs = {}
-    for isa in ("generic", "best"):
+    for isa in isas:
         out = subprocess.run([sys.executable, "-c", code], check=True, cwd=DATA.parents[1],
                              env=dict(os.environ, GMLM_CPU_ISA=isa), capture_output=True, text=True,
                              timeout=timeout).stdout

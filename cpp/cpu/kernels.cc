@@ -14,6 +14,15 @@ static bool cpu_has_avx2_fma() {
 #endif
 }
 
+static bool cpu_has_avx512f() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
 const Kernels& generic_kernels() {
   static const Kernels k = generic::table();
   return k;
@@ -21,9 +30,12 @@ const Kernels& generic_kernels() {
 
 const Kernels& kernels() {
   static const Kernels k = [] {
-    const char* force = std::getenv("GMLM_CPU_ISA");  // "generic" forces the portable kernels
-    if (avx2::compiled() && cpu_has_avx2_fma() && !(force && std::strcmp(force, "generic") == 0))
-      return avx2::table();
+    // GMLM_CPU_ISA caps the kernels: "generic" (portable), "avx2" (no AVX-512); unset: the best
+    const char* force = std::getenv("GMLM_CPU_ISA");
+    const bool generic_only = force && std::strcmp(force, "generic") == 0;
+    const bool no_avx512 = generic_only || (force && std::strcmp(force, "avx2") == 0);
+    if (avx512::compiled() && cpu_has_avx2_fma() && cpu_has_avx512f() && !no_avx512) return avx512::table();
+    if (avx2::compiled() && cpu_has_avx2_fma() && !generic_only) return avx2::table();
     return generic::table();
   }();
   return k;

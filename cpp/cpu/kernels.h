@@ -1,5 +1,6 @@
 // CPU kernels below the ops: small loops over rows, vectorised. kernels_impl.inl holds one
-// implementation; it is compiled twice (generic x86-64 / any CPU, and AVX2+FMA) and the table is
+// implementation; it is compiled three times (generic x86-64 / any CPU, AVX2+FMA, and AVX-512F on top:
+// only attention differs, and it gives the AVX2 results bit for bit) and the table is
 // picked at run time from the CPU's features, so one build runs everywhere and fast where it can.
 //
 // Shapes: n, d = lengths of a row; ld* = row strides in elements.
@@ -49,7 +50,7 @@ struct Kernels {
 };
 
 // Scratch floats attention_head needs.
-inline int64_t attention_scratch_size(int64_t nk, int64_t dh) { return ((nk + 7) / 8 * 8) * (dh + 4) + 8; }
+inline int64_t attention_scratch_size(int64_t nk, int64_t dh) { return ((nk + 15) / 16 * 16) * (dh + 8) + 16; }
 
 // The best table for this CPU (chosen once).
 const Kernels& kernels();
@@ -58,5 +59,6 @@ const Kernels& generic_kernels();
 
 namespace generic { Kernels table(); }
 namespace avx2 { Kernels table(); bool compiled(); }
+namespace avx512 { Kernels table(); bool compiled(); }
 
 }  // namespace gmlm::cpu

@@ -17,6 +17,9 @@
 #include <immintrin.h>
 #define GMLM_HAVE_AVX2 1
 #endif
+#if defined(GMLM_HAVE_AVX2) && defined(__AVX512F__)
+#define GMLM_HAVE_AVX512 1
+#endif
 
 namespace gmlm::cpu::GMLM_KERNEL_NS {
 namespace {
@@ -130,7 +133,7 @@ void rms_norm(const float* x, int64_t ldx, const float* gamma, float* y, int64_t
 }
 
 // Scores, softmax and weighted values for one (segment, head), one query row at a time.
-void attention_rows(const AttentionHeadArgs& a, int64_t i0, int64_t i1, float* s) {
+[[maybe_unused]] void attention_rows(const AttentionHeadArgs& a, int64_t i0, int64_t i1, float* s) {
   for (int64_t i = i0; i < i1; ++i) {
     const float* qi = a.q + i * a.ldq;
     const int64_t pos = a.q_pos ? a.q_pos[i] : i;
@@ -151,7 +154,67 @@ void attention_rows(const AttentionHeadArgs& a, int64_t i0, int64_t i1, float* s
   }
 }
 
-#ifdef GMLM_HAVE_AVX2
+#ifdef GMLM_HAVE_AVX512
+// AVX-512 version for dh % 16 == 0: blocks of 8 queries; scores against K^T packed 16 keys wide
+// (8 broadcast-FMAs per key block and d), then P.V with 8 broadcast-FMAs per key and 16 dims.
+// Every score and output element is the same chain of FMAs over d (scores) and j (P.V), in the same
+// order, as in the AVX2 version, and the softmax is the same code: the results are bit-identical.
+void attention_head(const AttentionHeadArgs& a) {
+  if (a.dh % 16 != 0 || a.dh > 512 || a.nq < 2) {  // the AVX2 kernel's cases
+    static const Kernels avx2_kernels = avx2::table();
+    avx2_kernels.attention_head(a);
+    return;
+  }
+  constexpr int R = 8;
+  const int64_t nk = a.nk, dh = a.dh, nkp = (nk + 15) / 16 * 16;
+  float* kt = a.scratch;       // (dh, nkp)
+  float* s = kt + dh * nkp;    // (R, nkp)
+  for (int64_t j = 0; j < nkp; ++j)
+    for (int64_t d = 0; d < dh; ++d) kt[d * nkp + j] = j < nk ? a.k[j * a.ldk + d] : 0.f;
+  static const float zeros[512] = {};
+  for (int64_t i0 = 0; i0 < a.nq; i0 += R) {
+    const int64_t ni = std::min<int64_t>(R, a.nq - i0);
+    const float* q[R];
+    for (int r = 0; r < R; ++r) q[r] = r < ni ? a.q + (i0 + r) * a.ldq : zeros;
+    // scores
+    for (int64_t j0 = 0; j0 < nkp; j0 += 16) {
+      __m512 acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+      const float* kd = kt + j0;
+      for (int64_t d = 0; d < dh; ++d, kd += nkp) {
+        const __m512 kv = _mm512_loadu_ps(kd);
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][d]), kv, acc[r]);
+      }
+      for (int r = 0; r < R; ++r) _mm512_storeu_ps(s + r * nkp + j0, acc[r]);
+    }
+    // bias and softmax (normalised probabilities, as torch.softmax)
+    for (int64_t r = 0; r < ni; ++r) {
+      float* sr = s + r * nkp;
+      if (a.rel_bias) {
+        const int64_t pos = a.q_pos ? a.q_pos[i0 + r] : i0 + r;
+        const float* b = a.rel_bias + (a.max_rel - pos);
+        for (int64_t j = 0; j < nk; ++j) sr[j] += b[j];
+      }
+      const float m = row_max(sr, nk);
+      const float inv = 1.0f / exp_shift_sum(sr, nk, m, true);
+      for (int64_t j = 0; j < nk; ++j) sr[j] *= inv;
+    }
+    for (int64_t r = ni; r < R; ++r)
+      for (int64_t j = 0; j < nk; ++j) s[r * nkp + j] = 0.f;
+    // out = P . V
+    for (int64_t d0 = 0; d0 < dh; d0 += 16) {
+      __m512 acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+      const float* vj = a.v + d0;
+      for (int64_t j = 0; j < nk; ++j, vj += a.ldv) {
+        const __m512 vv = _mm512_loadu_ps(vj);
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(s[r * nkp + j]), vv, acc[r]);
+      }
+      for (int64_t r = 0; r < ni; ++r) _mm512_storeu_ps(a.out + (i0 + r) * a.ldo + d0, acc[r]);
+    }
+  }
+}
+#elif defined(GMLM_HAVE_AVX2)
 // AVX2 version for dh % 8 == 0: blocks of 4 queries; scores against K^T packed 8 keys wide
 // (4 broadcast-FMAs per key block and d), then P.V with 4 broadcast-FMAs per key and 8 dims.
 void attention_head(const AttentionHeadArgs& a) {
@@ -341,7 +404,9 @@ void dequant_s32(const int32_t* q, float s, const float* ws, float* c, int64_t n
 }  // namespace
 
 Kernels table() {
-#ifdef GMLM_HAVE_AVX2
+#if defined(GMLM_HAVE_AVX512)
+  const char* isa = "avx512";
+#elif defined(GMLM_HAVE_AVX2)
   const char* isa = "avx2";
 #else
   const char* isa = "generic";
