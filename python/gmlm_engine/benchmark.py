@@ -391,7 +391,7 @@ THRESHOLDS = (0.5, 0.7, 0.9)
 THRESHOLD_TK = (10, 3)
 STUTTER_OFF = [(4, 3), (10, 5)]
 PRUNED = [(4, 5, 2), (4, 5, 1), (10, 5, 2), (6, 3, 1)]
-LOWP_GRID = [(4, 3), (1, 1), (2, 1), (10, 5), (4, 1), (6, 3)]   # the engine in bfloat16 / int8   # length-candidate pruning: (T, K, length_beam_keep)
+LOWP_GRID = [(4, 3), (1, 1), (2, 1), (10, 3), (10, 5), (4, 1), (6, 3)]   # the engine in bfloat16 / int8
 RAW = [(1, 1), (4, 3), (10, 5)]
 ANCHOR = "gmlm-engine T=4 K=3"
 QUICK = {"sentences": 16, "batch_sizes": [1, 8], "repeats": 2}

@@ -31,7 +31,7 @@ class TranslationResult:
 
 
 # The recommended length_offset (docs/decoding.md, step 1), chosen on val for the shipped GMLM.
-DEFAULT_LENGTH_OFFSET = 0
+DEFAULT_LENGTH_OFFSET = 1
 
 
 @dataclass(frozen=True)
