@@ -85,7 +85,8 @@ def test_batch_cancel_and_current(tr, sentences):
     while batch.requests:
         done.update(dict(batch.step()))
     assert set(done) == {ids[0], ids[2]}                            # the cancelled one never comes back
-    exp = tr.translate_batch([sentences[0], sentences[2]], iterations=10, length_beam=3)
+    # core.Batch takes the engine's own defaults (length_offset 0), not the Translator's
+    exp = tr.translate_batch([sentences[0], sentences[2]], iterations=10, length_beam=3, length_offset=0)
     assert [tr.tokenizer.decode(done[i][0]) for i in (ids[0], ids[2])] == [r.text for r in exp]
     with pytest.raises(ValueError, match="unknown option"):
         batch.add(encode_sources(tr.tokenizer, tr.cfg, sentences[:1]), [dict(iteration=3)])
