@@ -25,6 +25,12 @@ def _pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.T
     return ids.to(device), (ids != pad).to(device) if pad >= 0 else None
 
 
+def below_threshold(conf: torch.Tensor, log_thr: float) -> torch.Tensor:
+    """The threshold re-masking test (docs/decoding.md): conf < log(threshold), in float64; NaN marks
+    the positions not tested (False)."""
+    return conf.double() < log_thr
+
+
 class ReferenceTranslator(TranslatorFrontEnd):
     """Same translate_batch signature as gmlm_engine.Translator."""
 
@@ -139,7 +145,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 new_mask = rank < n[:, None]
             else:
                 just = masked[go] & valid[go]
-                new_mask = just & (c.double() < log_thr)
+                new_mask = below_threshold(torch.where(just, c, torch.tensor(float("nan"))), log_thr)
                 all_kept = new_mask.sum(1) == just.sum(1)
                 if all_kept.any():
                     cj = torch.where(just, c, torch.tensor(float("-inf")))
