@@ -135,3 +135,21 @@ def test_schedule_offset_continues_the_learning_rate_schedule():
     args.schedule_offset = -1
     with pytest.raises(ValueError, match="--schedule-offset"):
         _check(args)
+
+
+def test_cooldown_decays_the_learning_rate_linearly_to_zero_at_max_steps():
+    """--cooldown-steps N: the schedule is unchanged until N steps before --max-steps, then falls linearly
+    to 0 (the last step runs at 1/N of the schedule); a value past --max-steps is a ValueError naming it."""
+    from gmlm_engine.train import _check, lr_at
+
+    args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", "--max-steps", "1000",
+                                      "--cooldown-steps", "400", "--warmup", "100"])
+    assert args.cooldown_steps == 400
+    plain = [lr_at(s, 1e-3, 100) for s in range(1, 1001)]
+    cooled = [lr_at(s, 1e-3, 100, args.max_steps, args.cooldown_steps) for s in range(1, 1001)]
+    assert cooled[:600] == plain[:600]
+    assert cooled[700] == pytest.approx(plain[700] * 300 / 400)
+    assert cooled[-1] == pytest.approx(plain[-1] / 400) and all(a > b for a, b in zip(cooled[599:], cooled[600:]))
+    args.cooldown_steps = 1001
+    with pytest.raises(ValueError, match="--cooldown-steps"):
+        _check(args)

@@ -35,6 +35,8 @@ def _check(args) -> None:
         raise ValueError("--corrupt-keep and --corrupt-random must be >= 0 and sum to at most 1")
     if getattr(args, "schedule_offset", 0) < 0:
         raise ValueError("--schedule-offset must be >= 0")
+    if not 0 <= getattr(args, "cooldown_steps", 0) <= args.max_steps:
+        raise ValueError("--cooldown-steps must be in [0, --max-steps]")
     if not 0 <= args.label_smoothing < 1:
         raise ValueError("--label-smoothing must be in [0, 1)")
 
@@ -138,9 +140,14 @@ def validate(model, ex_val: Examples, cfg, dev, tok, val_src, val_ref, n_bleu: i
     return out
 
 
-def lr_at(step: int, peak: float, warmup: int) -> float:
+def lr_at(step: int, peak: float, warmup: int, max_steps: int = 0, cooldown: int = 0) -> float:
+    """Linear warm-up, inverse square-root decay; with `cooldown` > 0, the last `cooldown` steps
+    before `max_steps` also decay linearly to 0 (a warmup-stable-decay style cool-down)."""
     step = max(step, 1)
-    return peak * min(step / warmup, math.sqrt(warmup / step))
+    lr = peak * min(step / warmup, math.sqrt(warmup / step))
+    if cooldown > 0:
+        lr *= min(1.0, max(0.0, (max_steps - step + 1) / cooldown))
+    return lr
 
 
 def param_groups(model: T5Model, weight_decay: float, embedding_lr_scale: float | None = None,
@@ -325,7 +332,8 @@ def run(args) -> int:
         for idx in batches:
             b = _to(make_batch(ex, idx, cfg, gen, corrupt), dev)
             for g in opt.param_groups:
-                g["lr"] = lr_at(args.schedule_offset + step + 1, args.lr, args.warmup) * g["lr_scale"]
+                g["lr"] = lr_at(args.schedule_offset + step + 1, args.lr, args.warmup,
+                                args.schedule_offset + args.max_steps, args.cooldown_steps) * g["lr_scale"]
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
             opt.zero_grad(set_to_none=True)

@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule-offset", type=int, default=0,
                    help="the learning-rate schedule starts this many steps in (continuing a model given by "
                         "--init-from on its own schedule instead of warming up again)")
+    p.add_argument("--cooldown-steps", type=int, default=0,
+                   help="the last N steps before --max-steps decay the learning rate linearly to 0 (0: off); "
+                        "set it when resuming to finish a run on a cool-down")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--embedding-lr-scale", type=float, default=None,
                    help="learning-rate multiplier of the std-1 tables (shared embedding, decoder positions); "
