@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--ar", action="append", default=[], help="ar model directory (repeatable)")
     p.add_argument("--gmlm", action="append", default=[], help="gmlm model directory (repeatable)")
     p.add_argument("--gmlm-configs", default=",".join(f"{t}x{k}" for t, k in GMLM_CONFIGS),
-                   help="T x K pairs with an optional length offset, e.g. 1x1,4x3,4x3+1,10x5 (default offset: the Translator's)")
+                   help="T x K pairs with an optional length offset and 'ns' for stutter re-masking off, e.g. "
+                        "1x1,4x3,4x3+1,10x5ns (default offset: the Translator's)")
     p.add_argument("--beams", default="1,4", help="AR beam sizes")
     p.add_argument("--length-penalties", default="1.0", help="AR beam rows: CTranslate2 length penalties (comma-separated)")
     p.add_argument("--splits", default="val,test2016")
@@ -79,22 +80,23 @@ def main(argv=None) -> int:
             tr = Translator(g, intra_threads=args.threads, compute_type=args.compute_type)
             for split, (src, ref) in splits.items():
                 for tk in args.gmlm_configs.split(","):
-                    m = re.fullmatch(r"(\d+)x(\d+)([+-]\d+)?", tk.strip())
+                    m = re.fullmatch(r"(\d+)x(\d+)([+-]\d+)?(ns)?", tk.strip())
                     if not m:
-                        p.error(f"--gmlm-configs: {tk!r} is not TxK or TxK+O (e.g. 4x3, 4x3+1)")
+                        p.error(f"--gmlm-configs: {tk!r} is not TxK, TxK+O or either with ns (e.g. 4x3, 4x3+1, 4x3ns)")
                     t, k = int(m[1]), int(m[2])
                     o = DEFAULT_LENGTH_OFFSET if m[3] is None else int(m[3])
                     t0 = time.perf_counter()
                     hyp = [r.text for r in tr.translate_batch(src, iterations=t, length_beam=k, length_offset=o,
-                                                              max_batch_size=64)]
+                                                              stutter_remask=not m[4], max_batch_size=64)]
                     secs = time.perf_counter() - t0
                     extra = {}
                     if args.batch1:
                         t1 = time.perf_counter()
                         for s_ in src[:args.batch1]:
-                            tr.translate_batch([s_], iterations=t, length_beam=k, length_offset=o)
+                            tr.translate_batch([s_], iterations=t, length_beam=k, length_offset=o, stutter_remask=not m[4])
                         extra["sent/s b=1"] = round(min(args.batch1, len(src)) / (time.perf_counter() - t1), 1)
-                    add(g, f"GMLM T={t} K={k} O={o:+d}", split, hyp, ref, secs, compute_type=tr.compute_type, **extra)
+                    add(g, f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else ""), split, hyp, ref, secs,
+                        compute_type=tr.compute_type, **extra)
     cols = ["model", "system", "split", "bleu", "chrf", "len_ratio", "at_length_limit", "sent/s"]
     if args.batch1:
         cols.append("sent/s b=1")
