@@ -338,16 +338,42 @@ void scale(const float* x, float s, float* y, int64_t n) {
 float quantize_s8(const float* x, int64_t n, int8_t* q) {
   float mx = 0.f;
   int64_t i = 0;
-#ifdef GMLM_HAVE_AVX2
+#if defined(GMLM_HAVE_AVX512)
+  // four independent running maxima (one would wait on max's latency every 16 elements)
+  __m512 m0 = _mm512_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+  for (; i + 64 <= n; i += 64) {
+    m0 = _mm512_max_ps(m0, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+    m1 = _mm512_max_ps(m1, _mm512_abs_ps(_mm512_loadu_ps(x + i + 16)));
+    m2 = _mm512_max_ps(m2, _mm512_abs_ps(_mm512_loadu_ps(x + i + 32)));
+    m3 = _mm512_max_ps(m3, _mm512_abs_ps(_mm512_loadu_ps(x + i + 48)));
+  }
+  for (; i + 16 <= n; i += 16) m0 = _mm512_max_ps(m0, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+  mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+#elif defined(GMLM_HAVE_AVX2)
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  __m256 m8 = _mm256_setzero_ps();
-  for (; i + 8 <= n; i += 8) m8 = _mm256_max_ps(m8, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
-  mx = hmax8(m8);
+  __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = _mm256_max_ps(m0, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+    m1 = _mm256_max_ps(m1, _mm256_and_ps(_mm256_loadu_ps(x + i + 8), abs_mask));
+    m2 = _mm256_max_ps(m2, _mm256_and_ps(_mm256_loadu_ps(x + i + 16), abs_mask));
+    m3 = _mm256_max_ps(m3, _mm256_and_ps(_mm256_loadu_ps(x + i + 24), abs_mask));
+  }
+  for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(m0, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+  mx = hmax8(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
 #endif
   for (; i < n; ++i) mx = std::max(mx, std::fabs(x[i]));
   const float s = mx > 0.f ? mx / 127.f : 1.f, inv = 1.f / s;
   i = 0;
-#ifdef GMLM_HAVE_AVX2
+#if defined(GMLM_HAVE_AVX512)
+  // the same arithmetic 16 wide; (v & sign) | 0.5 in one ternary-logic op, saturating narrowing store
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
+  const __m512i half = _mm512_castps_si512(_mm512_set1_ps(0.5f)), sign = _mm512_set1_epi32(INT32_MIN);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv), lo), hi);
+    const __m512 h = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), sign, half, 0xEA));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(_mm512_add_ps(v, h))));
+  }
+#elif defined(GMLM_HAVE_AVX2)
   const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
   const __m256 half = _mm256_set1_ps(0.5f), sign = _mm256_castsi256_ps(_mm256_set1_epi32(INT32_MIN));
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -394,11 +420,29 @@ void to_bf16(const float* x, int64_t n, uint16_t* y) {
   }
 }
 
+// c (+)= (float(q) * s) * ws, in that order and without FMA in every kernel set (bit-identical)
 void dequant_s32(const int32_t* q, float s, const float* ws, float* c, int64_t n, bool accumulate) {
-  if (accumulate)
-    for (int64_t i = 0; i < n; ++i) c[i] += static_cast<float>(q[i]) * s * ws[i];
-  else
-    for (int64_t i = 0; i < n; ++i) c[i] = static_cast<float>(q[i]) * s * ws[i];
+  int64_t i = 0;
+#if defined(GMLM_HAVE_AVX512)
+  const __m512 vs = _mm512_set1_ps(s);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(q + i)), vs),
+                                   _mm512_loadu_ps(ws + i));
+    _mm512_storeu_ps(c + i, accumulate ? _mm512_add_ps(_mm512_loadu_ps(c + i), y) : y);
+  }
+#elif defined(GMLM_HAVE_AVX2)
+  const __m256 vs = _mm256_set1_ps(s);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 y = _mm256_mul_ps(
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i))), vs),
+        _mm256_loadu_ps(ws + i));
+    _mm256_storeu_ps(c + i, accumulate ? _mm256_add_ps(_mm256_loadu_ps(c + i), y) : y);
+  }
+#endif
+  for (; i < n; ++i) {
+    const float y = static_cast<float>(q[i]) * s * ws[i];
+    c[i] = accumulate ? c[i] + y : y;
+  }
 }
 
 }  // namespace
