@@ -10,20 +10,22 @@ namespace gmlm::ops {
 
 // Low precision: a oneDNN matmul per task is worth far more than an OpenBLAS call of the same size,
 // and costs a few microseconds to launch, so the tasks are wide: row blocks of up to kLowpRowBlock
-// rows over all the columns, the columns halved while there are fewer than 4 row blocks. The
+// rows (at least 2 blocks of a multiple of 8 rows from 24 rows on) over all the columns, the
+// columns halved only when there is a single row block (splitting the columns makes both tasks
+// quantise the same rows: 1.4-1.8x slower at 32-64 rows, the ops benchmark). The
 // tiling depends on M and N only (not on the thread count); int8 sums are exact and bfloat16's
 // fp32 sums do not depend on the row count (tests/test_lowp.py), so results are batch invariant.
 void Gemm::compute_lowp(const cpu::LowpWeights::Weight& w, int64_t wrow, ConstMat a, Mat y, ThreadPool& pool) const {
   const int64_t M = a.rows;
   const bool gated = epilogue == Epilogue::gated_gelu;
   const int64_t n_out = y.cols;
-  int64_t rb = ((M + 1) / 2 + 15) / 16 * 16;
+  int64_t rb = ((M + 1) / 2 + 7) / 8 * 8;
   rb = std::min(std::max(rb, int64_t{16}), kLowpRowBlock);
   const int64_t n_rb = (M + rb - 1) / rb;
   // column chunks: whole gated blocks (gated_layout) for gated GELU, multiples of 64 otherwise
   const int64_t unit = gated ? column_block(n_out) : 64;
   const int64_t units = (n_out + unit - 1) / unit;
-  const int64_t n_cc = n_rb < 4 && units >= 2 && n_out >= 512 ? 2 : 1;
+  const int64_t n_cc = n_rb < 2 && units >= 2 && n_out >= 512 ? 2 : 1;
   const int64_t cw = (units + n_cc - 1) / n_cc * unit;
   const cpu::Kernels& k = cpu::kernels();
   const uint64_t call = cpu::next_call_id();
