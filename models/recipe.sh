@@ -68,3 +68,17 @@ for layout in "3 3" "6 1"; do
 done
 python bench/model_table.py --gmlm runs/g33/last --gmlm runs/g61/last --gmlm-configs 4x3,10x3 --splits val \
   --threads 2 --compute-type auto --batch1 200 --json bench/results/layouts.json
+
+# --- 2026-12-03, session 7: the shipped AR model ----------------------------------------------------------
+# 1c. The AR model of step 1b resumed from its step-4596 state (runs/ar2/state.pt) on 4096-token batches, the
+#     same schedule, a linear cool-down planned to step 8596; --max-minutes (which counts the first 55) stopped
+#     it at step 8352. Selected on val (CT2 beam 4: last 31.16, best 30.62, averaged 30.40), packed.
+#     The shipped GMLM was distilled from the AR model of step 1b (its card: models/cards/ar-en-de-teacher.training.json,
+#     its weights: models/ar-en-de at commit 520186e); steps 2b-3b above reproduce it only with that teacher.
+gmlm train --objective ar --out runs/ar2 --resume --spm $SPM --encoder-layers 3 --decoder-layers 3 \
+  --max-tokens 4096 --lr 1e-3 --warmup 300 --schedule-offset 2000 --max-steps 8596 --cooldown-steps 2500 \
+  --val-every 500 --val-bleu-sentences 200 --max-minutes 160 --threads 2 --no-progress
+python bench/model_table.py --ar runs/ar2/best --ar runs/ar2/averaged --ar runs/ar2/last --beams 1,4 \
+  --length-penalties 1.0 --splits val --threads 2
+gmlm export runs/ar2/last --pack models/ar-en-de --force
+python models/make_golden.py
