@@ -301,6 +301,13 @@ def run(args) -> int:
     ex = Examples(tok, cfg, src, tgt)
     ex_val = Examples(tok, cfg, val_src, val_ref)
     gen = torch.Generator().manual_seed(args.seed + step)
+    # Where in the data order to continue: states written since 2026-12-03 record the epoch, the batches
+    # of it already done and the masking generator, so that a resumed run sees the batches and masks an
+    # uninterrupted one would. Older states, or a changed --max-tokens (other batches), start the epoch over.
+    skip = 0
+    if state is not None and state.get("max_tokens") == args.max_tokens and "epoch_batch" in state:
+        gen.set_state(state["gen_rng"])
+        skip = state["epoch_batch"]
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{cfg.objective}: {n_params / 1e6:.2f}M parameters, {len(ex)} training pairs, device {dev}, "
           f"{torch.get_num_threads()} threads, autocast {amp}", file=sys.stderr)
@@ -312,6 +319,8 @@ def run(args) -> int:
     model.train()
     t0 = time.perf_counter() - elapsed
     epoch = step // max(1, len(token_batches(ex.lengths, args.max_tokens, True, args.seed)))
+    if skip:
+        epoch = state["epoch"]
     ckpts = sorted(out.glob("ckpt-*"), key=lambda d: int(d.name.split("-")[1]))
     stop = False
     corrupt = (args.corrupt_keep, args.corrupt_random)
@@ -329,7 +338,9 @@ def run(args) -> int:
 
     while not stop:
         batches = token_batches(ex.lengths, args.max_tokens, True, args.seed + epoch)
-        for idx in batches:
+        for pos, idx in enumerate(batches, start=1):
+            if pos <= skip:
+                continue
             b = _to(make_batch(ex, idx, cfg, gen, corrupt), dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(args.schedule_offset + step + 1, args.lr, args.warmup,
@@ -365,11 +376,13 @@ def run(args) -> int:
                     save_model_dir(model, out / "best", spm_path, card({"selected_by": "val_bleu", "best": v}))
                 torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                             "step": step, "best": best, "elapsed": time.perf_counter() - t0, "history": history,
-                            "torch_rng": torch.get_rng_state()}, state_path)
+                            "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(), "epoch": epoch,
+                            "epoch_batch": pos, "max_tokens": args.max_tokens}, state_path)
             if step >= args.max_steps or timed_out:
                 stop = True
                 break
         epoch += 1
+        skip = 0
     if bar:
         bar.close()
     if args.average_last > 1 and len(ckpts) > 1:
