@@ -82,3 +82,16 @@ python bench/model_table.py --ar runs/ar2/best --ar runs/ar2/averaged --ar runs/
   --length-penalties 1.0 --splits val --threads 2
 gmlm export runs/ar2/last --pack models/ar-en-de --force
 python models/make_golden.py
+
+# --- 2026-12-03, session 8: a GMLM from the AR model of step 1c (a 2-core AMD EPYC with AVX512-BF16, no AMX; bf16 autocast) --
+# 2c. Distillation by the AR model of step 1c (targets: 49.09 BLEU against the training references, ratio 0.937;
+#     the same figures when rerun on 2026-12-04 on an AVX2-only EPYC).
+gmlm distill --teacher models/ar-en-de --out runs/distill7.de --beam-size 4 --threads 2 --no-progress
+# 3c. The GMLM (3+3) from the AR model of step 1c on it, 4096-token batches, a linear cool-down planned over the
+#     last 2000 of 4400 steps. Its step-1000 checkpoint was packed (selected on val against the previous GMLM:
+#     T=4 K=3, offset 1: 26.07 vs 25.01) and committed; the rest of that run was lost with its machine.
+gmlm train --objective gmlm --out runs/gmlm9 --spm $SPM --encoder-layers 3 --decoder-layers 3 \
+  --train-target runs/distill7.de --init-from models/ar-en-de --max-tokens 4096 --lr 1e-3 --warmup 300 \
+  --length-loss-weight 0.5 --val-every 500 --val-bleu-sentences 200 --max-steps 4400 --cooldown-steps 2000 \
+  --max-minutes 120 --threads 2 --no-progress
+gmlm export runs/gmlm9/last --pack models/gmlm-en-de --force     # runs/gmlm9/last = ckpt-1000
