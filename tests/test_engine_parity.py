@@ -20,7 +20,7 @@ from gmlm_engine.engine import Translator  # noqa: E402
 import gmlm_engine.reference as reference_module  # noqa: E402
 from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
 
-from test_engine_common import TINY, make_random_model, mismatches, test_sentences  # noqa: E402
+from test_engine_common import TINY, make_random_model, mismatches, parity_mismatches, test_sentences  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
 
@@ -91,7 +91,7 @@ def test_parity(pairs, name, opts):
     src = test_sentences(N_QUICK)
     a = ref.translate_batch(src, return_history=True, **opts)
     b = eng.translate_batch(src, return_history=True, **opts)
-    bad = mismatches(a, b, tol=1e-4)
+    bad = parity_mismatches(ref, src, a, b, opts)
     assert bad == [], [(i, a[i].tokens, b[i].tokens, a[i].iterations, b[i].iterations) for i in bad[:3]]
 
 
