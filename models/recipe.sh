@@ -95,3 +95,18 @@ gmlm train --objective gmlm --out runs/gmlm9 --spm $SPM --encoder-layers 3 --dec
   --length-loss-weight 0.5 --val-every 500 --val-bleu-sentences 200 --max-steps 4400 --cooldown-steps 2000 \
   --max-minutes 120 --threads 2 --no-progress
 gmlm export runs/gmlm9/last --pack models/gmlm-en-de --force     # runs/gmlm9/last = ckpt-1000
+
+# --- 2026-12-04, session 9: the shipped GMLM (a 2-core AMD EPYC with AVX2 only: fp32) ---------------------------
+# 3d. The step-1000 pack of step 3c (models/gmlm-en-de at commit 290717f) continued on the same targets (runs/distill7.de
+#     of step 2c, rerun here with identical figures): a fresh AdamW state, the inverse-sqrt schedule continued at
+#     step 1000 (no second warm-up) with a linear cool-down to 0 over all 1200 steps; 98 minutes, validation loss
+#     3.198 -> 3.113. Selected on val (engine float32, T=4 K=3 / T=10 K=3 at offset 1): last 27.89 / 29.42,
+#     averaged (4 checkpoints) 27.89 / 29.19, step 900 27.76 / 29.23; the step-1000 pack: 26.07 at T=4 K=3.
+gmlm train --objective gmlm --out runs/gmlm10 --spm $SPM --encoder-layers 3 --decoder-layers 3 \
+  --train-target runs/distill7.de --init-from models/gmlm-en-de --schedule-offset 1000 --max-tokens 4096 \
+  --lr 1e-3 --warmup 300 --length-loss-weight 0.5 --val-every 300 --val-bleu-sentences 200 --max-steps 1200 \
+  --cooldown-steps 1200 --max-minutes 115 --threads 2 --no-progress
+python bench/model_table.py --gmlm runs/gmlm10/last --gmlm runs/gmlm10/averaged --gmlm runs/gmlm10/ckpt-900 \
+  --gmlm-configs 4x3+1,10x3+1 --splits val --threads 2 --compute-type float32
+gmlm export runs/gmlm10/last --pack models/gmlm-en-de --force
+python models/make_golden.py
