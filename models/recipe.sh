@@ -96,7 +96,7 @@ gmlm train --objective gmlm --out runs/gmlm9 --spm $SPM --encoder-layers 3 --dec
   --max-minutes 120 --threads 2 --no-progress
 gmlm export runs/gmlm9/last --pack models/gmlm-en-de --force     # runs/gmlm9/last = ckpt-1000
 
-# --- 2026-12-04, session 9: the shipped GMLM (a 2-core AMD EPYC with AVX2 only: fp32) ---------------------------
+# --- 2026-12-04, sessions 9-10: the shipped GMLM (a 2-core AMD EPYC with AVX2 only: fp32) ---------------------------
 # 3d. The step-1000 pack of step 3c (models/gmlm-en-de at commit 290717f) continued on the same targets (runs/distill7.de
 #     of step 2c, rerun here with identical figures): a fresh AdamW state, the inverse-sqrt schedule continued at
 #     step 1000 (no second warm-up) with a linear cool-down to 0 over all 1200 steps; 98 minutes, validation loss
@@ -108,5 +108,5 @@ gmlm train --objective gmlm --out runs/gmlm10 --spm $SPM --encoder-layers 3 --de
   --cooldown-steps 1200 --max-minutes 115 --threads 2 --no-progress
 python bench/model_table.py --gmlm runs/gmlm10/last --gmlm runs/gmlm10/averaged --gmlm runs/gmlm10/ckpt-900 \
   --gmlm-configs 4x3+1,10x3+1 --splits val --threads 2 --compute-type float32
-gmlm export runs/gmlm10/last --pack models/candidates/gmlm-en-de-2026-12-04 --force   # not shipped yet: see models/candidates/README.md
-# (python models/make_golden.py once it is shipped)
+gmlm export runs/gmlm10/last --pack models/gmlm-en-de --force   # runs/gmlm10/last = ckpt-1200
+python models/make_golden.py

@@ -111,15 +111,20 @@ def mismatches(a, b, scores=True, tol=1e-4) -> list[int]:
 
 def decision_margin(ref: ReferenceTranslator, src: str, opts: dict) -> float:
     """The smallest margin of a decision in the reference's decoding of `src` alone: the gap between
-    the best and second-best log-probability of a predicted position and, with threshold re-masking,
-    between a prediction's log-probability and the threshold. Below about 1e-5 two correct fp32
-    implementations (other summation orders: another ISA's GEMM kernels) may decide differently."""
+    the best and second-best log-probability of a predicted position; with threshold re-masking,
+    between a prediction's log-probability and the threshold, and between the two most confident
+    predictions of a pass that fell entirely below it (the rule keeps the most confident); with
+    linear re-masking, between the last re-masked and the first kept confidence. Below about 1e-5
+    two correct fp32 implementations (other summation orders: another ISA's GEMM kernels, another
+    batch) may decide differently."""
     import torch.nn.functional as F
 
+    import gmlm_engine.reference as reference_module
     from gmlm_engine.common import log_threshold
 
     m, margins = ref.model, []
     own = m.vocab_logits
+    own_lowest, own_most = reference_module.lowest_confidence, reference_module.most_confident
     log_thr = log_threshold(opts["threshold"]) if opts.get("remask") == "threshold" else None
 
     def recording(h):
@@ -130,11 +135,27 @@ def decision_margin(ref: ReferenceTranslator, src: str, opts: dict) -> float:
             margins.append(float((top[:, 0] - log_thr).abs().min()))
         return z
 
+    def lowest(c, n):   # the gap at the boundary between the re-masked and the kept positions
+        s = torch.sort(c, dim=1).values.double()
+        for r, k in enumerate(n.tolist()):
+            if 0 < k < s.shape[1] and torch.isfinite(s[r, k]):
+                margins.append(float(s[r, k] - s[r, k - 1]))
+        return own_lowest(c, n)
+
+    def most(c):        # the gap between the most and the second most confident prediction
+        s = torch.sort(c, dim=1, descending=True).values.double()
+        if s.shape[1] > 1:
+            gaps = s[:, 0] - s[:, 1]
+            margins.extend(float(g) for g in gaps[torch.isfinite(gaps)])
+        return own_most(c)
+
     m.vocab_logits = recording
+    reference_module.lowest_confidence, reference_module.most_confident = lowest, most
     try:
         ref.translate_batch([src], **{k: v for k, v in opts.items() if k != "return_history"})
     finally:
         del m.vocab_logits
+        reference_module.lowest_confidence, reference_module.most_confident = own_lowest, own_most
     return min(margins)
 
 

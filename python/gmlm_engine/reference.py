@@ -31,6 +31,20 @@ def below_threshold(conf: torch.Tensor, log_thr: float) -> torch.Tensor:
     return conf.double() < log_thr
 
 
+def lowest_confidence(c: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """The linear re-masking rule: the n[r] lowest of row r of `c` (ties: lower index first)."""
+    rank = torch.empty_like(c, dtype=torch.long)
+    srt = torch.sort(c, dim=1, stable=True).indices
+    rank.scatter_(1, srt, torch.arange(c.shape[1]).expand_as(srt).contiguous())
+    return rank < n[:, None]
+
+
+def most_confident(c: torch.Tensor) -> torch.Tensor:
+    """Each row's position of highest confidence (ties: the highest index): threshold re-masking keeps
+    it when every prediction of a pass fell below the threshold."""
+    return torch.sort(c, dim=1, stable=True).indices[:, -1]
+
+
 class ReferenceTranslator(TranslatorFrontEnd):
     """Same translate_batch signature as gmlm_engine.Translator."""
 
@@ -139,19 +153,15 @@ class ReferenceTranslator(TranslatorFrontEnd):
             c = torch.where(valid[go], conf[go], torch.tensor(float("inf")))
             if o.remask == "linear":
                 n = torch.div(lengths[go] * (T - 1 - t), T, rounding_mode="floor")
-                rank = torch.empty_like(c, dtype=torch.long)
-                srt = torch.sort(c, dim=1, stable=True).indices
-                rank.scatter_(1, srt, torch.arange(Lmax).expand_as(srt).contiguous())
-                new_mask = rank < n[:, None]
+                new_mask = lowest_confidence(c, n)
             else:
                 just = masked[go] & valid[go]
                 new_mask = below_threshold(torch.where(just, c, torch.tensor(float("nan"))), log_thr)
                 all_kept = new_mask.sum(1) == just.sum(1)
                 if all_kept.any():
-                    cj = torch.where(just, c, torch.tensor(float("-inf")))
-                    last = torch.sort(cj, dim=1, stable=True).indices[:, -1]      # highest conf, highest index
                     rr = all_kept.nonzero().squeeze(1)
-                    new_mask[rr, last[rr]] = False
+                    cj = torch.where(just, c, torch.tensor(float("-inf")))[rr]
+                    new_mask[rr, most_confident(cj)] = False
             if o.stutter_remask:
                 tg = tokens[go]
                 rep = torch.zeros_like(new_mask)
