@@ -35,6 +35,18 @@ def test_default_gmlm_translates_to_the_golden_outputs(case):
     assert [r.text for r in ReferenceTranslator(GMLM).translate_batch(SRC, **g["options"])] == g["outputs"]
 
 
+def test_translate_batch_defaults_are_the_recommended_options():
+    from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM, DecodeOptions
+
+    g = GOLDEN["gmlm"][0]
+    assert g["options"] == dict(iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM)
+    assert (DecodeOptions().iterations, DecodeOptions().length_beam) == (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM)
+    for tr in (Translator("default", compute_type="float32"), ReferenceTranslator(GMLM)):
+        res = tr.translate_batch(SRC)                       # no options: the defaults
+        assert [r.text for r in res] == g["outputs"]
+        assert all(len(r.length_candidates) == DEFAULT_LENGTH_BEAM for r in res)
+
+
 def test_default_is_the_shipped_gmlm():
     from gmlm_engine.config import read_model_dir
 
@@ -51,5 +63,6 @@ def test_cli_translates_with_the_shipped_model_by_default(tmp_path):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(SRC) + "\n")
     out = tmp_path / "out.txt"
-    assert main(["translate", "-i", str(src), "-o", str(out)]) == 0
-    assert out.read_text().splitlines() == GOLDEN["gmlm"][0]["outputs"]  # the CLI defaults: 4 iterations, beam 3
+    # float32: the golden outputs are the reference decoder's (auto picks int8 on a CPU with VNNI)
+    assert main(["translate", "-i", str(src), "-o", str(out), "--compute-type", "float32"]) == 0
+    assert out.read_text().splitlines() == GOLDEN["gmlm"][0]["outputs"]  # the CLI defaults: 6 iterations, 2 lengths

@@ -111,6 +111,14 @@ inline float exp_shift_sum(float* x, int64_t n, float m, bool store) {
     if (store) _mm256_storeu_ps(x + i, e0);
     acc0 = _mm256_add_ps(acc0, e0);
   }
+  if (i < n) {  // the tail, masked (short rows such as attention scores would spend most of their time here)
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 e0 = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vm)), _mm256_castsi256_ps(mask));
+    if (store) _mm256_maskstore_ps(x + i, mask, e0);
+    acc0 = _mm256_add_ps(acc0, e0);
+    i = n;
+  }
   s = hsum8(_mm256_add_ps(acc0, acc1));
 #endif
   for (; i < n; ++i) {
@@ -155,6 +163,69 @@ void rms_norm(const float* x, int64_t ldx, const float* gamma, float* y, int64_t
 }
 
 #ifdef GMLM_HAVE_AVX512
+// r[i] = row i of a 16 x 16 block -> r[i] = column i (pairs of rows interleaved, then 4 x 4 blocks
+// within 128-bit lanes, then the 128-bit lanes themselves)
+inline void transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+    r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
+  }
+}
+
+inline __m512 exp16(__m512 x) {  // exp8's steps, 16 wide
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-88.3762626647949f)), _mm512_set1_ps(88.3762626647949f));
+  __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                   _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+// x[0..n) = softmax(x[0..n)) in place, 16 wide with masked tails (attention rows are short: a
+// scalar tail would cost as much as the rest of the row)
+inline void softmax16(float* x, int64_t n) {
+  auto tail = [n](int64_t j) { return n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1); };
+  __m512 vm = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t j = 0; j < n; j += 16) vm = _mm512_mask_max_ps(vm, tail(j), vm, _mm512_maskz_loadu_ps(tail(j), x + j));
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __m512 e = _mm512_maskz_mov_ps(tail(j), exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail(j), x + j), m)));
+    _mm512_mask_storeu_ps(x + j, tail(j), e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+  for (int64_t j = 0; j < n; j += 16)
+    _mm512_mask_storeu_ps(x + j, tail(j), _mm512_mul_ps(_mm512_maskz_loadu_ps(tail(j), x + j), inv));
+}
+
 // AVX-512 version for dh % 16 == 0: blocks of 8 queries; scores against K^T packed 16 keys wide
 // (8 broadcast-FMAs per key block and d), then P.V with 8 broadcast-FMAs per key and 16 dims.
 // Every score and output element is the same chain of FMAs over d (scores) and j (P.V), in the same
@@ -169,8 +240,17 @@ void attention_head(const AttentionHeadArgs& a) {
   const int64_t nk = a.nk, dh = a.dh, nkp = (nk + 15) / 16 * 16;
   float* kt = a.scratch;       // (dh, nkp)
   float* s = kt + dh * nkp;    // (R, nkp)
-  for (int64_t j = 0; j < nkp; ++j)
-    for (int64_t d = 0; d < dh; ++d) kt[d * nkp + j] = j < nk ? a.k[j * a.ldk + d] : 0.f;
+  // K^T, 16 x 16 blocks transposed in registers (key rows past nk: zeros)
+  for (int64_t j0 = 0; j0 < nkp; j0 += 16) {
+    const int64_t nj = std::min<int64_t>(16, nk - j0);
+    for (int64_t d0 = 0; d0 < dh; d0 += 16) {
+      __m512 blk[16];
+      for (int64_t j = 0; j < 16; ++j)
+        blk[j] = j < nj ? _mm512_loadu_ps(a.k + (j0 + j) * a.ldk + d0) : _mm512_setzero_ps();
+      transpose16x16(blk);
+      for (int64_t d = 0; d < 16; ++d) _mm512_storeu_ps(kt + (d0 + d) * nkp + j0, blk[d]);
+    }
+  }
   static const float zeros[512] = {};
   for (int64_t i0 = 0; i0 < a.nq; i0 += R) {
     const int64_t ni = std::min<int64_t>(R, a.nq - i0);
@@ -195,9 +275,7 @@ void attention_head(const AttentionHeadArgs& a) {
         const float* b = a.rel_bias + (a.max_rel - pos);
         for (int64_t j = 0; j < nk; ++j) sr[j] += b[j];
       }
-      const float m = row_max(sr, nk);
-      const float inv = 1.0f / exp_shift_sum(sr, nk, m, true);
-      for (int64_t j = 0; j < nk; ++j) sr[j] *= inv;
+      softmax16(sr, nk);
     }
     for (int64_t r = ni; r < R; ++r)
       for (int64_t j = 0; j < nk; ++j) s[r * nkp + j] = 0.f;
@@ -291,6 +369,16 @@ void attention_head(const AttentionHeadArgs& a) { attention_rows(a, 0, a.nq, a.s
 void max_argmax_sumexp(const float* x, int64_t n, float* max, int32_t* argmax, float* sumexp) {
   const float m = row_max(x, n);
   int64_t am = 0;
+#ifdef GMLM_HAVE_AVX2
+  const __m256 vm = _mm256_set1_ps(m);
+  for (; am + 8 <= n; am += 8) {
+    const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + am), vm, _CMP_EQ_OQ));
+    if (hit) {
+      am += __builtin_ctz(static_cast<unsigned>(hit));
+      break;
+    }
+  }
+#endif
   while (am < n && !(x[am] == m)) ++am;  // first maximum (all-NaN rows: n, clamped below)
   *max = m;
   *argmax = static_cast<int32_t>(am < n ? am : 0);

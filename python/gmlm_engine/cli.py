@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
+
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (same names as translate_batch)")
-    g.add_argument("--iterations", type=int, default=4)
-    g.add_argument("--length-beam", type=int, default=3)
+    g.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
+    g.add_argument("--length-beam", type=int, default=DEFAULT_LENGTH_BEAM)
     g.add_argument("--length-beam-keep", type=int, default=None,
                    help="length candidates kept after the first pass (default: all)")
     g.add_argument("--length-offset", type=int, default=None,
