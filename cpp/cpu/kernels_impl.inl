@@ -129,6 +129,35 @@ inline float exp_shift_sum(float* x, int64_t n, float m, bool store) {
   return s;
 }
 
+#ifdef GMLM_HAVE_AVX2
+// x[0..n) = softmax(x[0..n)) in place for short rows (attention scores): blocks of 16 as two 8-wide
+// halves with masked tails, sum = hsum8(lo + hi). softmax16 (AVX-512) does the same arithmetic per
+// lane and the same final reduction, so the two kernel sets give the same bits.
+inline void softmax8x2(float* x, int64_t n) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  auto mask = [&](int64_t j) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(n - j, 8))), iota);
+  };
+  const __m256 vm = _mm256_set1_ps(row_max(x, n));
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __m256i m0 = mask(j);
+    const __m256 e0 = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(x + j, m0), vm)), _mm256_castsi256_ps(m0));
+    _mm256_maskstore_ps(x + j, m0, e0);
+    lo = _mm256_add_ps(lo, e0);
+    if (j + 8 < n) {
+      const __m256i m1 = mask(j + 8);
+      const __m256 e1 =
+          _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(x + j + 8, m1), vm)), _mm256_castsi256_ps(m1));
+      _mm256_maskstore_ps(x + j + 8, m1, e1);
+      hi = _mm256_add_ps(hi, e1);
+    }
+  }
+  const float inv = 1.0f / hsum8(_mm256_add_ps(lo, hi));
+  for (int64_t j = 0; j < n; ++j) x[j] *= inv;
+}
+#endif
+
 void rms_norm(const float* x, int64_t ldx, const float* gamma, float* y, int64_t ldy, int64_t rows, int64_t d,
               float eps) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -208,8 +237,7 @@ inline __m512 exp16(__m512 x) {  // exp8's steps, 16 wide
   return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 
-// x[0..n) = softmax(x[0..n)) in place, 16 wide with masked tails (attention rows are short: a
-// scalar tail would cost as much as the rest of the row)
+// softmax8x2, 16 wide: the same per-lane arithmetic and final reduction (bit-identical results)
 inline void softmax16(float* x, int64_t n) {
   auto tail = [n](int64_t j) { return n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1); };
   __m512 vm = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
@@ -221,7 +249,8 @@ inline void softmax16(float* x, int64_t n) {
     _mm512_mask_storeu_ps(x + j, tail(j), e);
     acc = _mm512_add_ps(acc, e);
   }
-  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+  const __m256 lo = _mm512_castps512_ps256(acc), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+  const __m512 inv = _mm512_set1_ps(1.0f / hsum8(_mm256_add_ps(lo, hi)));  // softmax8x2's reduction
   for (int64_t j = 0; j < n; j += 16)
     _mm512_mask_storeu_ps(x + j, tail(j), _mm512_mul_ps(_mm512_maskz_loadu_ps(tail(j), x + j), inv));
 }
@@ -229,7 +258,7 @@ inline void softmax16(float* x, int64_t n) {
 // AVX-512 version for dh % 16 == 0: blocks of 8 queries; scores against K^T packed 16 keys wide
 // (8 broadcast-FMAs per key block and d), then P.V with 8 broadcast-FMAs per key and 16 dims.
 // Every score and output element is the same chain of FMAs over d (scores) and j (P.V), in the same
-// order, as in the AVX2 version, and the softmax is the same code: the results are bit-identical.
+// order, as in the AVX2 version, and the softmax the same arithmetic (softmax16 = softmax8x2): the results are bit-identical.
 void attention_head(const AttentionHeadArgs& a) {
   if (a.dh % 16 != 0 || a.dh > 512 || a.nq < 2) {  // the AVX2 kernel's cases
     static const Kernels avx2_kernels = avx2::table();
@@ -339,9 +368,7 @@ void attention_head(const AttentionHeadArgs& a) {
         const float* b = a.rel_bias + (a.max_rel - pos);
         for (int64_t j = 0; j < nk; ++j) sr[j] += b[j];
       }
-      const float m = row_max(sr, nk);
-      const float inv = 1.0f / exp_shift_sum(sr, nk, m, true);
-      for (int64_t j = 0; j < nk; ++j) sr[j] *= inv;
+      softmax8x2(sr, nk);
     }
     for (int64_t r = ni; r < 4; ++r)
       for (int64_t j = 0; j < nk; ++j) s[r * nkp + j] = 0.f;
