@@ -1,7 +1,7 @@
 """Where the engine's time goes, per phase, at batch 1 and 64, per compute type.
 
     GMLM_DATA_DIR=../shared/data/multi30k python bench/profile_engine.py [--model default] \
-        [--options iterations=4,length_beam=3] [--threads 2] [--n 256] [--n-batch1 64]
+        [--options iterations=10,length_beam=5] [--threads 2] [--n 256] [--n-batch1 64]
 
 For each compute type the CPU runs natively, the engine's profiler (Translator.set_profiling)
 splits the wall time of translating the first test2016 sentences into gemm (the linear layers),
@@ -31,7 +31,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default")
     p.add_argument("--data-dir", default=os.environ.get("GMLM_DATA_DIR"))
-    p.add_argument("--options", default="iterations=4,length_beam=3")
+    p.add_argument("--options", default="", help="decoding options, k=v,...; default: the Translator's defaults")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--n-batch1", type=int, default=64)
@@ -42,7 +42,9 @@ def main() -> int:
     from gmlm_engine.engine import Translator
 
     src = load_split(args.data_dir, "test2016")[0]
-    opts = parse_options(args.options)
+    from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
+
+    opts = {"iterations": DEFAULT_ITERATIONS, "length_beam": DEFAULT_LENGTH_BEAM, **parse_options(args.options)}
     rows = []
     for ct in _core.build_info()["native_compute_types"]:
         tr = Translator(args.model, intra_threads=args.threads, compute_type=ct)
