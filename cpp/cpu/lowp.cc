@@ -53,7 +53,15 @@ const LowpWeights* LowpWeights::current() { return t_current; }
 struct Packed {
   dnnl::memory::desc desc;
   dnnl::memory mem;
+  // unique over the process: a new Packed may reuse a freed one's address (another Translator), so
+  // the per-thread bindings of execute() recognise their weights by this id, never by the address
+  uint64_t id = 0;
 };
+
+static uint64_t next_packed_id() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 struct LowpWeights::Weight {
   ComputeType type;
@@ -108,6 +116,7 @@ const Packed& packed(const LowpWeights::Weight& w, int64_t row, int64_t n) {
                                      " on this CPU (", onednn_info(), "): ", e.what()));
   }
   auto p = std::make_unique<Packed>();
+  p->id = next_packed_id();
   p->desc = pd.weights_desc();
   p->mem = memory(p->desc, cpu_engine());
   const void* plain = w.type == ComputeType::int8 ? static_cast<const void*>(w.s8.data() + row * K)
@@ -170,7 +179,7 @@ void execute(const Prim& p, void* src, const Packed& wei, void* dst) {
   // on every call cost about as much as a small matmul); only the data pointers change
   struct Bound {
     memory src, dst, pad;
-    const Packed* wei = nullptr;
+    uint64_t wei_id = 0;  // Packed::id of the weights in args
     std::unordered_map<int, memory> args;
   };
   thread_local dnnl::stream stream(cpu_engine());
@@ -193,9 +202,9 @@ void execute(const Prim& p, void* src, const Packed& wei, void* dst) {
   Bound& b = it->second;
   b.src.set_data_handle(src);
   b.dst.set_data_handle(dst);
-  if (b.wei != &wei) {
+  if (b.wei_id != wei.id) {
     b.args[DNNL_ARG_WEIGHTS] = wei.mem;
-    b.wei = &wei;
+    b.wei_id = wei.id;
   }
   p.prim.execute(stream, b.args);
   stream.wait();
