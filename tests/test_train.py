@@ -137,6 +137,25 @@ def test_schedule_offset_continues_the_learning_rate_schedule():
         _check(args)
 
 
+def test_restart_warmup_ramps_a_continued_schedule_up_from_zero():
+    """--restart-warmup N with --schedule-offset M: this run's step s (1-based) runs at s/N of the continued
+    schedule for s < N and at the schedule from step N on; a negative value is a ValueError naming it."""
+    from gmlm_engine.train import _check, lr_at
+
+    args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", "--schedule-offset", "6000",
+                                      "--restart-warmup", "200", "--warmup", "300", "--max-steps", "1000"])
+    assert args.restart_warmup == 200
+    sched = lambda s: lr_at(6000 + s, 1e-3, 300)  # noqa: E731
+    ramped = lambda s: lr_at(6000 + s, 1e-3, 300, 0, 0, 6000, args.restart_warmup)  # noqa: E731
+    assert ramped(1) == pytest.approx(sched(1) / 200)
+    assert ramped(50) == pytest.approx(sched(50) / 4)
+    assert [ramped(s) for s in (200, 201, 999)] == [sched(s) for s in (200, 201, 999)]
+    assert lr_at(300, 1e-3, 300, 0, 0, 0, 0) == lr_at(300, 1e-3, 300)     # off by default
+    args.restart_warmup = -1
+    with pytest.raises(ValueError, match="--restart-warmup"):
+        _check(args)
+
+
 def test_cooldown_decays_the_learning_rate_linearly_to_zero_at_max_steps():
     """--cooldown-steps N: the schedule is unchanged until N steps before --max-steps, then falls linearly
     to 0 (the last step runs at 1/N of the schedule); a value past --max-steps is a ValueError naming it."""

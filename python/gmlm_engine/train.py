@@ -35,6 +35,8 @@ def _check(args) -> None:
         raise ValueError("--corrupt-keep and --corrupt-random must be >= 0 and sum to at most 1")
     if getattr(args, "schedule_offset", 0) < 0:
         raise ValueError("--schedule-offset must be >= 0")
+    if getattr(args, "restart_warmup", 0) < 0:
+        raise ValueError("--restart-warmup must be >= 0")
     if not 0 <= getattr(args, "cooldown_steps", 0) <= args.max_steps:
         raise ValueError("--cooldown-steps must be in [0, --max-steps]")
     if not 0 <= args.label_smoothing < 1:
@@ -140,13 +142,18 @@ def validate(model, ex_val: Examples, cfg, dev, tok, val_src, val_ref, n_bleu: i
     return out
 
 
-def lr_at(step: int, peak: float, warmup: int, max_steps: int = 0, cooldown: int = 0) -> float:
+def lr_at(step: int, peak: float, warmup: int, max_steps: int = 0, cooldown: int = 0,
+          offset: int = 0, restart_warmup: int = 0) -> float:
     """Linear warm-up, inverse square-root decay; with `cooldown` > 0, the last `cooldown` steps
-    before `max_steps` also decay linearly to 0 (a warmup-stable-decay style cool-down)."""
+    before `max_steps` also decay linearly to 0 (a warmup-stable-decay style cool-down). `step` and
+    `max_steps` count from the schedule's start; `offset` of them were run before this run (--schedule-offset),
+    and with `restart_warmup` > 0 this run's first `restart_warmup` steps ramp linearly up to the schedule."""
     step = max(step, 1)
     lr = peak * min(step / warmup, math.sqrt(warmup / step))
     if cooldown > 0:
         lr *= min(1.0, max(0.0, (max_steps - step + 1) / cooldown))
+    if restart_warmup > 0:
+        lr *= min(1.0, (step - offset) / restart_warmup)
     return lr
 
 
@@ -344,7 +351,8 @@ def run(args) -> int:
             b = _to(make_batch(ex, idx, cfg, gen, corrupt), dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(args.schedule_offset + step + 1, args.lr, args.warmup,
-                                args.schedule_offset + args.max_steps, args.cooldown_steps) * g["lr_scale"]
+                                args.schedule_offset + args.max_steps, args.cooldown_steps,
+                                args.schedule_offset, getattr(args, "restart_warmup", 0)) * g["lr_scale"]
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
             opt.zero_grad(set_to_none=True)

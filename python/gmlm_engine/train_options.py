@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule-offset", type=int, default=0,
                    help="the learning-rate schedule starts this many steps in (continuing a model given by "
                         "--init-from on its own schedule instead of warming up again)")
+    p.add_argument("--restart-warmup", type=int, default=0,
+                   help="the first N steps of this run ramp the learning rate linearly up to the schedule's value "
+                        "(with --schedule-offset: a fresh AdamW state would otherwise take full-size steps at once; "
+                        "0: off)")
     p.add_argument("--cooldown-steps", type=int, default=0,
                    help="the last N steps before --max-steps decay the learning rate linearly to 0 (0: off); "
                         "set it when resuming to finish a run on a cool-down")
