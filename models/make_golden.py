@@ -20,7 +20,7 @@ SENTENCES = [
     "People are walking.",
 ]
 # the first: the Translator's defaults (tests/test_shipped_models.py checks the CLI's default output against it)
-GMLM_OPTIONS = [dict(iterations=6, length_beam=2), dict(iterations=4, length_beam=3), dict(iterations=10, length_beam=5)]
+GMLM_OPTIONS = [dict(iterations=5, length_beam=2), dict(iterations=4, length_beam=3), dict(iterations=10, length_beam=5)]
 
 
 def main():

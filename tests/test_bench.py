@@ -8,7 +8,10 @@ from gmlm_engine import benchmark
 from gmlm_engine.benchmark import System, run_benchmark, write_results
 from gmlm_engine.cli import build_parser, main
 from gmlm_engine.evaluate import score
+from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 from conftest import TINY_AR, TINY_GMLM
+
+TK = f"T={DEFAULT_ITERATIONS} K={DEFAULT_LENGTH_BEAM}"   # the defaults: the bench's headline row
 
 PAIRS = [
     ("A man rides a bike.", "Ein Mann fährt Fahrrad."),
@@ -123,7 +126,7 @@ def test_quick_cli_end_to_end(tmp_path, capsys):
     assert isinstance(meta["machine"]["cpu_isa"], list)
     assert set(doc["quality"]) == {r["system"] for r in rows}
     for name in ("ct2-ar greedy", "ct2-ar beam=4", "ct2-ar-int8 greedy", "ct2-ar-int8 beam=4", "torch-ar greedy", "torch-ar beam=4",
-                 "gmlm-torch T=6 K=2", "gmlm-engine T=6 K=2"):                                   # the core systems: every batch size
+                 f"gmlm-torch {TK}", f"gmlm-engine {TK}"):                                   # the core systems: every batch size
         assert sorted(r["batch_size"] for r in rows if r["system"] == name) == [1, 8]
     for r in rows:
         assert r["stage"] == "core" or r["batch_size"] == doc["grid_batch"]
@@ -137,7 +140,7 @@ def test_quick_cli_end_to_end(tmp_path, capsys):
         if r["family"].startswith("gmlm-engine"):
             assert r["batch_invariant"], r
     agree = {a["system"]: a["differing_sentences"] for a in doc["agreement"]}
-    assert agree["gmlm-torch T=6 K=2"] == 0                   # the engine matches the reference decoder
+    assert agree[f"gmlm-torch {TK}"] == 0                   # the engine matches the reference decoder
     md = (out / "bench.md").read_text()
     header = "| " + " | ".join(benchmark.COLUMNS)
     table = md.split("## All systems")[1].split("##")[0].strip().splitlines()
