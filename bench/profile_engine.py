@@ -6,7 +6,8 @@
 For each compute type the CPU runs natively, the engine's profiler (Translator.set_profiling)
 splits the wall time of translating the first test2016 sentences into gemm (the linear layers),
 vocab (the fused vocabulary projection + log-softmax + argmax), attention, remask (the refinement
-bookkeeping) and layers_other (norms, embeddings, residuals). Writes bench/results/profile.{json,md}.
+bookkeeping) and layers_other (norms, embeddings, residuals). Writes <out>/profile.{json,md}, or with
+--options <out>/profile_<options>.{json,md} (e.g. profile_T10_K5.md), so that runs do not overwrite each other.
 """
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def parse_options(s: str) -> dict:
         k, v = kv.split("=")
         out[k] = int(v) if v.lstrip("-").isdigit() else v
     return out
+
+
+SHORT = {"iterations": "T", "length_beam": "K"}
+
+
+def output_stem(options: str) -> str:
+    """profile, or profile_T10_K5 for --options iterations=10,length_beam=5 (other keys spelt out)."""
+    return "_".join(["profile"] + [f"{SHORT.get(k, k)}{v}" for k, v in parse_options(options).items()])
 
 
 def main() -> int:
@@ -65,7 +74,8 @@ def main() -> int:
             print(row)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "profile.json").write_text(json.dumps({"model": str(args.model), "options": opts, "threads": args.threads,
+    stem = output_stem(args.options)
+    (out / f"{stem}.json").write_text(json.dumps({"model": str(args.model), "options": opts, "threads": args.threads,
                                                   "rows": rows}, indent=1))
     md = [f"model {args.model}, options {opts}, {args.threads} threads; shares of the engine's time; python_s is "
           "tokenization and the Python front end", "",
@@ -74,7 +84,7 @@ def main() -> int:
     for r in rows:
         md.append(f"| {r['compute_type']} | {r['batch']} | {r['sent_per_s']:.1f} | "
                   + " | ".join(f"{100 * r[ph]:.0f} %" for ph in PHASES) + f" | {r['engine_s']:.2f} | {r['python_s']:.2f} |")
-    (out / "profile.md").write_text("\n".join(md) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 
