@@ -85,3 +85,17 @@ def test_gmlm_initialised_from_t5_checkpoint(tmp_path):
     assert "length_head.weight" not in copied and "shared.weight" in copied
     for k, v in ar.state_dict().items():
         torch.testing.assert_close(sd[k], v)
+
+
+@pytest.mark.parametrize("part", ["attention", "activation"])
+def test_set_dropout_sets_attention_and_feed_forward_dropout_apart(part):
+    """With cfg.dropout_rate 0, a train-mode forward is deterministic until set_dropout gives the attention
+    probabilities or the feed-forward hidden units a rate of their own; eval mode ignores it."""
+    m = small("ar").train()
+    src, tgt = [[5, 6, 7, 1]], [[0, 8, 9, 10]]
+    out = lambda: run(m, src, tgt)[0]  # noqa: E731
+    assert torch.equal(out(), out())
+    m.set_dropout(**{part: 0.5})
+    assert not torch.equal(out(), out())
+    m.eval()
+    assert torch.equal(out(), out())

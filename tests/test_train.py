@@ -137,6 +137,18 @@ def test_schedule_offset_continues_the_learning_rate_schedule():
         _check(args)
 
 
+def test_dropout_options_are_validated_and_default_to_the_common_rate():
+    from gmlm_engine.train import _check
+
+    args = build_parser().parse_args(["train", "--objective", "ar", "--out", "x", "--dropout", "0.3",
+                                      "--attention-dropout", "0.1"])
+    assert (args.dropout, args.attention_dropout, args.activation_dropout) == (0.3, 0.1, None)
+    _check(args)
+    args.activation_dropout = 1.0
+    with pytest.raises(ValueError, match="--activation-dropout"):
+        _check(args)
+
+
 def test_restart_warmup_ramps_a_continued_schedule_up_from_zero():
     """--restart-warmup N with --schedule-offset M: this run's step s (1-based) runs at s/N of the continued
     schedule for s < N and at the schedule from step N on; a negative value is a ValueError naming it."""

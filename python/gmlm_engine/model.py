@@ -172,6 +172,16 @@ class T5Model(nn.Module):
             self.length_head = nn.Linear(cfg.d_model, cfg.max_target_len, bias=False)
         self.reset_parameters()
 
+    def set_dropout(self, attention: float | None = None, activation: float | None = None) -> None:
+        """Training only: dropout on the attention probabilities and on the feed-forward hidden units,
+        apart from `cfg.dropout_rate` (embeddings, residual branches, final norms; T5 uses that one
+        rate everywhere, the default here). None keeps a rate as it is."""
+        for m in self.modules():
+            if attention is not None and isinstance(m, Attention):
+                m.dropout = attention
+            if activation is not None and isinstance(m, FeedForward):
+                m.dropout = activation
+
     def reset_parameters(self):
         """T5's initialisation (the attention has no 1/sqrt(d) scaling: it is in q's init)."""
         cfg = self.cfg

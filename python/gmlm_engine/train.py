@@ -41,6 +41,10 @@ def _check(args) -> None:
         raise ValueError("--cooldown-steps must be in [0, --max-steps]")
     if not 0 <= args.label_smoothing < 1:
         raise ValueError("--label-smoothing must be in [0, 1)")
+    for name in ("dropout", "attention_dropout", "activation_dropout"):
+        v = getattr(args, name, None)
+        if v is not None and not 0 <= v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1)")
 
 
 class Examples:
@@ -290,6 +294,7 @@ def run(args) -> int:
                           max_source_len=args.max_source_len, max_target_len=args.max_target_len,
                           mask_id=tok.mask_id, len_id=tok.len_id).validate()
     model = T5Model(cfg).to(dev)
+    model.set_dropout(args.attention_dropout, args.activation_dropout)
     if args.init_from and state is None:
         copied = init_from_t5(model, args.init_from)
         print(f"initialised {len(copied)} tensors from {args.init_from}", file=sys.stderr)

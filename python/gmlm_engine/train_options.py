@@ -50,7 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--autocast", choices=("auto", "bf16", "off"), default="auto",
                    help="bf16 autocast: auto = on CUDA and on CPUs with AMX-BF16/AVX512-BF16, else fp32")
     p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.1,
+                   help="dropout on embeddings, residual branches and final norms (and, unless set apart "
+                        "below, attention probabilities and feed-forward hidden units)")
+    p.add_argument("--attention-dropout", type=float, default=None,
+                   help="dropout on the attention probabilities (default: --dropout)")
+    p.add_argument("--activation-dropout", type=float, default=None,
+                   help="dropout on the feed-forward hidden units (default: --dropout)")
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--max-tokens", type=int, default=4096, help="padded target+source tokens per batch")
     p.add_argument("--max-steps", type=int, default=100_000)
