@@ -390,7 +390,9 @@ def run(args) -> int:
                 torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                             "step": step, "best": best, "elapsed": time.perf_counter() - t0, "history": history,
                             "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(), "epoch": epoch,
-                            "epoch_batch": pos, "max_tokens": args.max_tokens}, state_path)
+                            "epoch_batch": pos, "max_tokens": args.max_tokens}, state_path.with_suffix(".tmp"))
+                # atomic: a run killed while saving (a session's end) keeps the previous state
+                os.replace(state_path.with_suffix(".tmp"), state_path)
             if step >= args.max_steps or timed_out:
                 stop = True
                 break
