@@ -154,3 +154,15 @@ python bench/model_table.py --gmlm runs/gmlm13/last --splits val --threads 2 --c
   --gmlm-configs 4x2,5x2,5x3,6x3,6x4,8x2,8x3,10x2,10x5,12x2,6x2+0,6x2+2,4x3+2,5x2+0,5x2+2
 gmlm export runs/gmlm13/last --pack models/gmlm-en-de --force   # runs/gmlm13/last = ckpt-2800
 python models/make_golden.py
+
+# --- 2026-12-05, session 14: a regularised AR model from scratch (under way, not shipped; a 2-core AMD EPYC Zen 4, bf16 autocast) ---
+# 1d. Dropout 0.3 on embeddings, residual branches and final norms, 0.1 on attention probabilities and feed-forward
+#     hidden units; 10000 steps of 4096-token batches with a linear cool-down over the last 3000; about 4 hours,
+#     so run in pieces: the same command with --resume continues exactly (state.pt is written at every validation).
+#     It was first started with --max-steps 4500 --cooldown-steps 1800 and resumed at step 2000 with the plan below
+#     (the schedule before step 2700 is the same). Then: select on val (bench/model_table.py on
+#     runs/ar5/{last,best,averaged}, --beams 1,4 --length-penalties 1.0,1.5), pack, re-distill, retrain the GMLM.
+gmlm train --objective ar --out runs/ar5 --spm $SPM --encoder-layers 3 --decoder-layers 3 \
+  --dropout 0.3 --attention-dropout 0.1 --activation-dropout 0.1 --max-tokens 4096 --lr 1e-3 --warmup 300 \
+  --max-steps 10000 --cooldown-steps 3000 --val-every 500 --val-bleu-sentences 200 --max-minutes 400 \
+  --threads 2 --no-progress --resume
