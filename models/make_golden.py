@@ -8,6 +8,7 @@ executable spec; tests/test_shipped_models.py checks the engine and the referenc
 import json
 from pathlib import Path
 
+from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 from gmlm_engine.reference import ReferenceTranslator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +21,8 @@ SENTENCES = [
     "People are walking.",
 ]
 # the first: the Translator's defaults (tests/test_shipped_models.py checks the CLI's default output against it)
-GMLM_OPTIONS = [dict(iterations=5, length_beam=2), dict(iterations=4, length_beam=3), dict(iterations=10, length_beam=5)]
+GMLM_OPTIONS = [dict(iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM),
+                dict(iterations=4, length_beam=3), dict(iterations=10, length_beam=5)]
 
 
 def main():
