@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -168,7 +169,8 @@ struct LowpScope {
 class Engine {
  public:
   Engine(const py::dict& config, const py::dict& weights, int intra_threads, const std::string& compute_type) {
-    GMLM_CHECK_ARG(intra_threads >= 0, "intra_threads must be >= 0, got ", intra_threads);
+    GMLM_CHECK_ARG(intra_threads >= 0 && intra_threads <= ThreadPool::max_threads(), "intra_threads must be in [0, ",
+                   ThreadPool::max_threads(), "] (at most 4 x the cores available), got ", intra_threads);
     const cpu::ComputeType ct = cpu::compute_type_from_name(compute_type);
     T5Config cfg = config_from_dict(config);
     WeightMap w = weights_from_dict(weights);
@@ -332,8 +334,11 @@ class Engine {
 };
 
 // gmlm_engine._core.Batch: a resumable batch on an Engine (continuous batching, decoding/refine.h).
-// One thread drives it; add() and step() take the engine's lock, so translate() calls on the same
-// engine from other threads wait for the current pass and no longer.
+// One thread drives it (add, step, current, cancel); add() and step() take the engine's lock, so
+// translate() calls on the same engine from other threads wait for the current pass and no longer.
+// Every method holds the batch's own lock while it touches the batch, so a second thread cannot
+// read it half-changed; requests and live_rows are counters published after each change, readable
+// from any thread at any time without waiting for a pass (the server's /metrics reads them).
 class Batch {
  public:
   explicit Batch(Engine& engine) : engine_(engine), batch_(engine.model()) {}
@@ -345,6 +350,8 @@ class Batch {
     for (const py::dict& d : options) opts.push_back(options_from_dict(d));
     auto src = id_lists(sources, "source", engine_.model().config().vocab_size);
     py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    Publish publish{*this};
     return engine_.locked([&](Workspace& ws, ThreadPool& pool) { return batch_.add(src, opts, ws, pool); });
   }
 
@@ -352,6 +359,8 @@ class Batch {
     std::vector<std::pair<int64_t, RefineResult>> done;
     {
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      Publish publish{*this};
       done = engine_.locked([&](Workspace& ws, ThreadPool& pool) { return batch_.step(ws, pool); });
     }
     py::list out;
@@ -359,19 +368,41 @@ class Batch {
     return out;
   }
 
-  py::object current(int64_t id) const {
+  py::object current(int64_t id) {
     RefineResult r;
-    if (!batch_.current(id, &r)) return py::none();
+    bool found;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      found = batch_.current(id, &r);
+    }
+    if (!found) return py::none();
     return result_tuple(r);
   }
 
-  bool cancel(int64_t id) { return batch_.cancel(id); }
-  int64_t requests() const { return batch_.requests(); }
-  int64_t live_rows() const { return batch_.live_rows(); }
+  bool cancel(int64_t id) {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    Publish publish{*this};
+    return batch_.cancel(id);
+  }
+  int64_t requests() const { return requests_.load(std::memory_order_acquire); }
+  int64_t live_rows() const { return live_rows_.load(std::memory_order_acquire); }
 
  private:
+  // Publishes the counters when a change ends (normally or by an exception), under mutex_.
+  struct Publish {
+    Batch& b;
+    ~Publish() {
+      b.requests_.store(b.batch_.requests(), std::memory_order_release);
+      b.live_rows_.store(b.batch_.live_rows(), std::memory_order_release);
+    }
+  };
+
   Engine& engine_;
   RefineBatch batch_;
+  std::mutex mutex_;  // guards batch_
+  std::atomic<int64_t> requests_{0}, live_rows_{0};
 };
 
 #if GMLM_WITH_CUDA

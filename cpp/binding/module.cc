@@ -1,6 +1,7 @@
 // gmlm_engine._core: the compiled engine (see docs/architecture.md, "The engine").
 #include <pybind11/pybind11.h>
 
+#include "core/thread_pool.h"
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
 #include "cpu/lowp.h"
@@ -32,9 +33,10 @@ PYBIND11_MODULE(_core, m) {
       if (gmlm::cpu::onednn_built() || t == gmlm::cpu::ComputeType::float32)
         if (gmlm::cpu::native_support(t)) native.append(gmlm::cpu::compute_type_name(t));
     d["native_compute_types"] = native;
+    d["max_intra_threads"] = gmlm::ThreadPool::max_threads();
     return d;
   }, "Version and build options of the compiled engine (the BLAS, the CPU kernels, oneDNN, and the compute\n"
-     "types this CPU runs natively).");
+     "types this CPU runs natively, the largest intra_threads accepted).");
   gmlm::register_engine(m);
   gmlm::register_ops(m);
   // C++ exceptions: std::invalid_argument -> ValueError, others -> RuntimeError (pybind11 defaults).

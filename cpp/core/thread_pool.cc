@@ -1,6 +1,9 @@
 #include "core/thread_pool.h"
 
+#include "core/error.h"
+
 #include <chrono>
+#include <stdexcept>
 #include <sched.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -33,10 +36,22 @@ ThreadPool::ThreadPool(int num_threads) {
   // runs it: a pool destroyed before a worker got going would otherwise hide its stop from that
   // worker, and the destructor's join would wait forever.
   const uint64_t start = generation_.load(std::memory_order_acquire);
-  for (int t = 1; t < num_threads; ++t) workers_.emplace_back([this, t, start] { worker_loop(t, start); });
+  try {
+    workers_.reserve(static_cast<size_t>(num_threads - 1));
+    for (int t = 1; t < num_threads; ++t) workers_.emplace_back([this, t, start] { worker_loop(t, start); });
+  } catch (const std::exception& e) {
+    // The system refused a thread (limits, memory): stop and join the ones that started, so that the
+    // error reaches the caller instead of a pool whose members are destroyed under running workers.
+    const size_t started = workers_.size();
+    stop_workers();
+    throw std::runtime_error(str_cat("intra_threads: could not start thread ", started + 1, " of ", num_threads,
+                                     " (", e.what(), "); use fewer threads"));
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;

@@ -137,14 +137,14 @@ def check_sources(source) -> list[str]:
 
 def encode_sources(tokenizer, cfg, texts: list[str]) -> list[list[int]]:
     """Encoder input ids per text: gmlm [<len>] + pieces + [</s>], ar pieces + [</s>]; [] for a text
-    that encodes to no pieces (empty, whitespace, zero-width or control characters only): it translates
-    to "" like the empty string, never to an invented sentence. Over-long inputs are truncated to
-    max_source_len with a warning."""
+    with nothing to translate (Tokenizer.translatable: no letter, digit or symbol the vocabulary
+    knows): it translates to "" like the empty string, never to an invented sentence. Over-long
+    inputs are truncated to max_source_len with a warning."""
     prefix = [cfg.len_id] if cfg.objective == "gmlm" else []
     room = cfg.max_source_len - len(prefix) - 1
     out, truncated = [], 0
     for text, ids in zip(texts, tokenizer.encode(texts)):
-        if not ids or not text.strip():
+        if not tokenizer.translatable(ids):
             out.append([])
             continue
         if len(ids) > room:

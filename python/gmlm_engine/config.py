@@ -28,8 +28,68 @@ MAX_LAYER_NORM_EPSILON = 0.01
 MAX_ABS_WEIGHT = 1e4
 
 
+# config.json keys that older directories may lack (their dataclass default applies).
+OPTIONAL_KEYS = ("tokenizer_sha256",)
+
+
 class ModelError(Exception):
     """A model directory is missing, incomplete or inconsistent."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _no_duplicate_keys(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"duplicate key {k!r}")
+        d[k] = v
+    return d
+
+
+def _read_json(path: Path):
+    """A JSON file of a model directory; ModelError naming the file for anything unreadable, invalid,
+    or with a key given twice (JSON parsers silently keep the last one)."""
+    data = _read_file(path)
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, UnicodeDecodeError) as e:   # JSONDecodeError, duplicates, over-long integers
+        raise ModelError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ModelError(f"{path}: not valid JSON (nested too deeply)") from None
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise ModelError(f"{path}: permission denied (the file cannot be read)") from None
+    except OSError as e:
+        raise ModelError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _check_file(path: Path, required: bool = True) -> bool:
+    """True if path is a regular file; ModelError if it is required and missing, if it cannot be
+    looked at (permissions), or if it is something else (a folder, a device)."""
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if required:
+            raise ModelError(f"{path.parent}: missing {path.name}") from None
+        return False
+    except PermissionError:
+        raise ModelError(f"{path}: permission denied (cannot look at the file)") from None
+    except OSError as e:
+        raise ModelError(f"{path}: cannot be looked at ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{path}: not a regular file")
+    return True
 
 
 @dataclass
@@ -57,6 +117,10 @@ class ModelConfig:
     len_id: int = 4
     decoder_start_token_id: int = 0
     format_version: int = FORMAT_VERSION
+    # sha256 of the spm.model written with these weights ("" in directories written before 2026-12-06:
+    # loadable, with a warning). A SentencePiece model trained on other text can have the same size and
+    # special ids and still decode these weights into nonsense; only its bytes tell.
+    tokenizer_sha256: str = ""
 
     def validate(self) -> "ModelConfig":
         """Check every field; raise ModelError naming config.json, the field and the problem."""
@@ -96,6 +160,9 @@ class ModelConfig:
                              f"(this version reads {FORMAT_VERSION})")
         if self.max_source_len < 3:
             raise ModelError("config.json: max_source_len must be at least 3")
+        t = self.tokenizer_sha256
+        if not isinstance(t, str) or (t and (len(t) != 64 or any(c not in "0123456789abcdef" for c in t))):
+            raise ModelError(f"config.json: tokenizer_sha256 must be 64 lowercase hex digits, got {t!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -109,13 +176,17 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ModelError(f"config.json: unknown keys {unknown}")
-        missing = sorted(known - set(d))
+        missing = sorted(known - set(d) - set(OPTIONAL_KEYS))
         if missing:  # no silent defaults: a model trained with max_source_len 96 must not become 128
             raise ModelError(f"config.json: missing keys {missing}")
         return cls(**d).validate()
 
-    def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> None:
+        """Write config.json; with `tokenizer` (the spm.model written beside it) record its checksum."""
+        d = self.to_dict()
+        if tokenizer is not None:
+            d["tokenizer_sha256"] = file_sha256(tokenizer)
+        Path(path).write_text(json.dumps(d, indent=2) + "\n")
 
     # --- weight layout ----------------------------------------------------------------------
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -169,13 +240,18 @@ class ModelFiles:
 
 def resolve_model_dir(model: str | os.PathLike) -> Path:
     """'default' -> the shipped model; otherwise a directory path."""
+    if isinstance(model, bytes) or not isinstance(model, (str, os.PathLike)):
+        raise ValueError(f"model must be a model directory (a path) or 'default', got {model!r}")
     if str(model) == "default":
         from . import default_model_dir
 
         return default_model_dir()
     p = Path(model)
-    if not p.exists():
-        raise FileNotFoundError(f"model directory not found: {p}")
+    try:
+        if not p.exists():
+            raise FileNotFoundError(f"model directory not found: {p}")
+    except PermissionError:
+        raise ModelError(f"{p}: permission denied (cannot look at the model directory)") from None
     if not p.is_dir():
         raise ModelError(f"model path is not a directory: {p}")
     return p
@@ -184,14 +260,8 @@ def resolve_model_dir(model: str | os.PathLike) -> Path:
 def read_model_dir(model: str | os.PathLike) -> ModelFiles:
     p = resolve_model_dir(model)
     cfg_path = p / "config.json"
-    if not cfg_path.is_file():
-        raise ModelError(f"{p}: missing config.json")
-    try:
-        d = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{cfg_path}: not valid JSON ({e})") from None
-    except RecursionError:
-        raise ModelError(f"{cfg_path}: not a model config (JSON nested too deeply)") from None
+    _check_file(cfg_path)
+    d = _read_json(cfg_path)
     try:
         cfg = ModelConfig.from_dict(d)
     except TypeError as e:
@@ -199,18 +269,25 @@ def read_model_dir(model: str | os.PathLike) -> ModelFiles:
     except ModelError as e:  # name the file, not just config.json
         raise ModelError(f"{p}/{e}") from None
     w = p / "model.safetensors"
-    if not w.is_file():
-        raise ModelError(f"{p}: missing model.safetensors")
+    _check_file(w)
     spm = p / "spm.model"
-    if not spm.is_file():
-        raise ModelError(f"{p}: missing spm.model")
+    _check_file(spm)
+    if cfg.tokenizer_sha256:
+        import hashlib
+
+        if hashlib.sha256(_read_file(spm)).hexdigest() != cfg.tokenizer_sha256:
+            raise ModelError(f"{spm}: not the tokenizer these weights were written with (its sha256 differs from "
+                             "config.json's tokenizer_sha256)")
+    else:
+        import warnings
+
+        warnings.warn(f"{cfg_path} records no tokenizer_sha256 (written before 2026-12-06): spm.model cannot be "
+                      "checked against the weights; `gmlm export --pack` writes a directory that has it",
+                      stacklevel=3)
     training = {}
     tj = p / "training.json"
-    if tj.is_file():
-        try:
-            training = json.loads(tj.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise ModelError(f"{tj}: not valid JSON ({e.__class__.__name__}: {e})") from None
+    if _check_file(tj, required=False):
+        training = _read_json(tj)
         if not isinstance(training, dict):
             raise ModelError(f"{tj}: must hold a JSON object")
     return ModelFiles(p, cfg, w, spm, training)
@@ -219,13 +296,8 @@ def read_model_dir(model: str | os.PathLike) -> ModelFiles:
 def load_weights_numpy(files: ModelFiles, dtype="float32") -> dict:
     """Read model.safetensors into float32 numpy arrays, checking every name, shape and value."""
     import numpy as np
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
 
-    try:
-        raw = load_file(str(files.weights_path))
-    except (SafetensorError, OSError, ValueError, Exception) as e:  # safetensors raises several kinds
-        raise ModelError(f"{files.weights_path}: cannot read safetensors file ({e})") from None
+    raw = _read_safetensors(files.weights_path)
     expected = files.config.weight_shapes()
     missing = sorted(set(expected) - set(raw))
     if missing:
@@ -240,8 +312,6 @@ def load_weights_numpy(files: ModelFiles, dtype="float32") -> dict:
         if tuple(a.shape) != shape:
             raise ModelError(f"{files.weights_path}: tensor {name} has shape {tuple(a.shape)}, "
                              f"expected {shape} from config.json")
-        if a.dtype not in (np.float32, np.float16) and str(a.dtype) != "bfloat16":
-            raise ModelError(f"{files.weights_path}: tensor {name} has dtype {a.dtype}, expected float32 or float16")
         a = np.ascontiguousarray(a.astype(dtype))
         if not np.isfinite(a).all():
             raise ModelError(f"{files.weights_path}: tensor {name} contains NaN or Inf values")
@@ -249,4 +319,33 @@ def load_weights_numpy(files: ModelFiles, dtype="float32") -> dict:
             raise ModelError(f"{files.weights_path}: tensor {name} has values up to {float(np.abs(a).max()):.3g}; "
                              f"weights above {MAX_ABS_WEIGHT:g} in magnitude are corruption (they overflow)")
         out[name] = a
+    return out
+
+
+# safetensors dtype -> how to read it (bfloat16 has no numpy type: its 16 bits are float32's upper half)
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+
+
+def _read_safetensors(path: Path) -> dict:
+    """name -> numpy array (float32 / float16; bfloat16 widened to float32) of a safetensors file."""
+    import numpy as np
+    from safetensors import deserialize
+
+    data = _read_file(path)
+    try:
+        tensors = deserialize(data)
+    except Exception as e:  # noqa: BLE001  (safetensors raises several kinds)
+        raise ModelError(f"{path}: cannot read safetensors file ({e})") from None
+    out = {}
+    for name, t in tensors:
+        code = _SAFETENSORS_DTYPES.get(t["dtype"])
+        if code is None:
+            raise ModelError(f"{path}: tensor {name} has dtype {t['dtype']}, expected F32, F16 or BF16")
+        a = np.frombuffer(t["data"], dtype=code)
+        if t["dtype"] == "BF16":
+            a = (a.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        n = int(np.prod(t["shape"], dtype=np.int64)) if t["shape"] else 1
+        if a.size != n:
+            raise ModelError(f"{path}: tensor {name} holds {a.size} values for shape {tuple(t['shape'])}")
+        out[name] = a.reshape(t["shape"])
     return out

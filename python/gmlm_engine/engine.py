@@ -131,9 +131,11 @@ class Translator(TranslatorFrontEnd):
         allowed = CUDA_COMPUTE_TYPES if kind == "cuda" else COMPUTE_TYPES
         if compute_type not in allowed:
             raise ValueError(f"compute_type must be one of {allowed} on {kind}, got {compute_type!r}")
-        if isinstance(intra_threads, bool) or not isinstance(intra_threads, int) or intra_threads < 0:
-            raise ValueError(f"intra_threads must be an integer >= 0, got {intra_threads!r}")
         core = _core()
+        hi = core.build_info().get("max_intra_threads", 1 << 10)
+        if isinstance(intra_threads, bool) or not isinstance(intra_threads, int) or not 0 <= intra_threads <= hi:
+            raise ValueError(f"intra_threads must be an integer in [0, {hi}] (at most 4 x the cores available; "
+                             f"0: one per core), got {intra_threads!r}")
         self.device = device
         self.compute_type = (resolve_cpu_compute_type(compute_type, core) if kind == "cpu" else
                              "float32" if compute_type in ("default", "auto") else compute_type)

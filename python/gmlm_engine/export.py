@@ -71,8 +71,8 @@ def pack_model(model_dir, out_dir, dtype: str = "float16", force: bool = False) 
             raise ModelError(f"{files.path}: tensor {k} overflows {dtype}")
     out.mkdir(parents=True, exist_ok=True)
     save_file(packed, str(out / "model.safetensors"), metadata={"format": "pt"})
-    files.config.save(out / "config.json")
     shutil.copyfile(files.spm_path, out / "spm.model")
+    files.config.save(out / "config.json", tokenizer=out / "spm.model")   # records the tokenizer's checksum
     card = dict(files.training)
     card["storage_dtype"] = dtype
     card["packed_from"] = str(files.path)
@@ -110,7 +110,7 @@ class CT2Translator:
     def translate_batch(self, source: list[str], beam_size: int = 1, max_batch_size: int = 0,
                         max_decoding_length: int = 96, length_penalty: float = 1.0) -> list[str]:
         """length_penalty: CTranslate2's beam score is log-prob sum / length**length_penalty."""
-        toks = [self.tok.pieces(ids) + ["</s>"] if s.strip() else [] for s, ids in zip(source, self.tok.encode(source))]
+        toks = [self.tok.pieces(ids) + ["</s>"] if self.tok.translatable(ids) else [] for ids in self.tok.encode(source)]
         todo = [i for i, t in enumerate(toks) if t]
         res = self.tr.translate_batch([toks[i] for i in todo], beam_size=beam_size, max_batch_size=max_batch_size,
                                       max_decoding_length=max_decoding_length, length_penalty=length_penalty)

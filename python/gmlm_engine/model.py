@@ -318,7 +318,6 @@ def save_model_dir(model: T5Model, out_dir, spm_path, training: dict | None = No
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.cfg.save(out / "config.json")
     dtype = torch.float16 if fp16 else torch.float32
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     tmp = out / "model.safetensors.tmp"
@@ -326,5 +325,6 @@ def save_model_dir(model: T5Model, out_dir, spm_path, training: dict | None = No
     tmp.replace(out / "model.safetensors")
     if Path(spm_path).resolve() != (out / "spm.model").resolve():
         shutil.copyfile(spm_path, out / "spm.model")
+    model.cfg.save(out / "config.json", tokenizer=out / "spm.model")   # records the tokenizer's checksum
     if training is not None:
         (out / "training.json").write_text(json.dumps(training, indent=2) + "\n")

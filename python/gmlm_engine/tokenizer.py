@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import sentencepiece as spm
@@ -29,9 +30,21 @@ class Tokenizer:
         self.pad_id, self.eos_id, self.unk_id = self.sp.pad_id(), self.sp.eos_id(), self.sp.unk_id()
         self.mask_id = self.sp.PieceToId("<mask>")
         self.len_id = self.sp.PieceToId("<len>")
+        # Pieces that carry content: a letter, digit or symbol (Unicode categories L*, N*, S*) once the
+        # word-boundary mark is removed; not <unk>, not the special ids, not bare punctuation.
+        specials = {self.pad_id, self.eos_id, self.unk_id, self.mask_id, self.len_id}
+        self._content = [i not in specials and _has_content(self.sp.IdToPiece(i).replace("\u2581", ""))
+                         for i in range(self.vocab_size)]
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.sp.Encode(list(texts), out_type=int)
+
+    def translatable(self, ids: list[int]) -> bool:
+        """Whether encoded text has anything to translate: at least one piece with a letter, digit or
+        symbol that this vocabulary knows. Input made only of whitespace, control or zero-width
+        characters, punctuation, or characters the vocabulary lacks (emoji, unknown scripts: <unk>)
+        has none; it translates to "" rather than to a sentence the model invents."""
+        return any(self._content[i] for i in ids if 0 <= i < self.vocab_size)
 
     def _known(self, ids) -> list[int]:
         # A model whose output layer is wider than this vocabulary can emit ids SentencePiece does
@@ -44,6 +57,10 @@ class Tokenizer:
 
     def pieces(self, ids: list[int]) -> list[str]:
         return [self.sp.IdToPiece(i) for i in self._known(ids)]
+
+
+def _has_content(text: str) -> bool:
+    return any(unicodedata.category(ch)[0] in "LNS" for ch in unicodedata.normalize("NFKC", text))
 
 
 def load_model_tokenizer(files) -> Tokenizer:
