@@ -67,8 +67,10 @@ def _copy(tmp_path, src=TINY_GMLM):
 @pytest.mark.parametrize("breakage, message", [
     ("no_config", "missing config.json"), ("bad_json", "not valid JSON"), ("no_weights", "missing model.safetensors"),
     ("no_spm", "missing spm.model"), ("truncated", "cannot read safetensors"), ("wrong_shape", "has shape"),
-    ("missing_tensor", "missing tensors"), ("nan", "NaN"), ("bad_objective", "objective"), ("bad_spm", "SentencePiece"),
-    ("unknown_key", "unknown keys"),
+    ("missing_tensor", "missing tensors"), ("nan", "NaN"), ("bad_objective", "objective"),
+    ("bad_spm", "not the tokenizer these weights were written with"), ("bad_spm_unchecked", "SentencePiece"),
+    ("unknown_key", "unknown keys"), ("duplicate_key", "duplicate key 'd_model'"),
+    ("bad_checksum", "tokenizer_sha256 must be 64"),
 ])
 def test_broken_model_directories(tmp_path, breakage, message):
     from safetensors.numpy import load_file, save_file
@@ -85,8 +87,19 @@ def test_broken_model_directories(tmp_path, breakage, message):
         (d / "spm.model").unlink()
     elif breakage == "truncated":
         w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
-    elif breakage == "bad_spm":
+    elif breakage in ("bad_spm", "bad_spm_unchecked"):
         (d / "spm.model").write_bytes(b"garbage")
+        if breakage == "bad_spm_unchecked":   # a directory written before checksums: SentencePiece's own error
+            cfg = json.loads((d / "config.json").read_text())
+            del cfg["tokenizer_sha256"]
+            (d / "config.json").write_text(json.dumps(cfg))
+    elif breakage == "duplicate_key":      # json.loads would keep the last value silently
+        text = (d / "config.json").read_text()
+        (d / "config.json").write_text(text.replace('"d_model":', '"d_model": 512, "d_model":', 1))
+    elif breakage == "bad_checksum":
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["tokenizer_sha256"] = "abc"
+        (d / "config.json").write_text(json.dumps(cfg))
     elif breakage in ("bad_objective", "unknown_key"):
         cfg = json.loads((d / "config.json").read_text())
         cfg.update({"objective": "diffusion"} if breakage == "bad_objective" else {"colour": "blue"})
@@ -100,8 +113,10 @@ def test_broken_model_directories(tmp_path, breakage, message):
         elif breakage == "nan":
             sd["encoder.final_layer_norm.weight"][3] = np.nan
         save_file(sd, str(w))
-    with pytest.raises(ModelError, match=message):
-        ReferenceTranslator(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # bad_spm_unchecked also warns that nothing can be checked
+        with pytest.raises(ModelError, match=message):
+            ReferenceTranslator(d)
 
 
 def test_ar_model_rejects_wrong_objective_options():
@@ -241,7 +256,7 @@ def _set(name, value, dtype=None):
 CORRUPTIONS = {
     # name: (how the directory is broken, the file named, what the message says)
     "vocabulary_mismatch": (lambda d: shutil.copyfile(TINY_AR.parent.parent.parent / "models" / "gmlm-en-de" / "spm.model",
-                                                      d / "spm.model"), "spm.model", "vocabulary of 8000 pieces"),
+                                                      d / "spm.model"), "spm.model", "not the tokenizer these weights"),
     "mask_equals_len": (lambda d: _edit_config(d, mask_id=4), "config.json", "special ids must be distinct"),
     "eos_is_not_the_tokenizers": (lambda d: _edit_config(d, eos_id=255), "spm.model", "eos_id is 1 in the tokenizer"),
     "epsilon_infinite": (lambda d: _edit_config(d, layer_norm_epsilon=float("inf")), "config.json", "layer_norm_epsilon"),

@@ -86,15 +86,19 @@ def cmd_translate(args) -> int:
         return cmd_translate_ray(args)
     import contextlib
 
-    from .common import AtomicOutput, read_text_lines
+    from .common import AtomicOutput, _int_option, read_text_lines
 
+    # the output path is checked before any work (a directory, a read-only file, the input itself)
+    output = AtomicOutput(args.output, source=args.input or sys.stdin) if args.output else None
     tr = _translator(args)
     opts = _options(args, tr.cfg.objective)
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
         lines = read_text_lines(src, args.input or "<stdin>")
-        results = tr.translate_iterable(lines, batch_size=args.batch_size, **opts)  # options checked here
-        out = stack.enter_context(AtomicOutput(args.output)) if args.output else sys.stdout
+        tr.translate_batch([], **opts)                  # options checked here, before any line is read
+        batch_size = _int_option("--batch-size", args.batch_size, 1)
+        results = tr._translate_chunks(lines, batch_size, opts, "line")   # errors name the line
+        out = stack.enter_context(output) if output else sys.stdout
         for r in results:
             out.write(r.text + "\n")
             if not args.output:

@@ -118,7 +118,13 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
                          bool(return_history))
 
 
-def check_sources(source) -> list[str]:
+def position(i: int, offset: int = 0, unit: str = "source") -> str:
+    """How an error names input i of a batch that starts at `offset` of the caller's input: source[n]
+    for lists and iterables, "line n" (from 1) for files."""
+    return f"line {offset + i + 1}" if unit == "line" else f"source[{offset + i}]"
+
+
+def check_sources(source, offset: int = 0, unit: str = "source") -> list[str]:
     if isinstance(source, str):
         raise ValueError("source must be a list of strings, not a single string")
     try:
@@ -127,11 +133,12 @@ def check_sources(source) -> list[str]:
         raise ValueError(f"source must be a list of strings, got {type(source).__name__}") from None
     for i, s in enumerate(source):
         if not isinstance(s, str):
-            raise ValueError(f"source[{i}] must be a string, got {type(s).__name__}")
+            raise ValueError(f"{position(i, offset, unit)} must be a string, got {type(s).__name__}")
         try:
             s.encode("utf-8")
         except UnicodeEncodeError as e:  # a lone surrogate: not text, and SentencePiece cannot take it
-            raise ValueError(f"source[{i}] is not valid Unicode text ({e.reason} at character {e.start})") from None
+            raise ValueError(f"{position(i, offset, unit)} is not valid Unicode text ({e.reason} at character "
+                             f"{e.start})") from None
     return source
 
 
@@ -153,7 +160,7 @@ def encode_sources(tokenizer, cfg, texts: list[str]) -> list[list[int]]:
         out.append(prefix + ids + [cfg.eos_id])
     if truncated:
         warnings.warn(f"{truncated} source(s) longer than max_source_len={cfg.max_source_len} tokens "
-                      "were truncated", stacklevel=3)
+                      "were truncated", stacklevel=4)
     return out
 
 
@@ -228,14 +235,14 @@ def plan_batches(lengths: list[int], max_batch_size: int, batch_type: str, defau
     return batches
 
 
-def check_finite_scores(results, path) -> None:
+def check_finite_scores(results, path, offset: int = 0, unit: str = "source") -> None:
     """A non-finite score means the model's arithmetic overflowed: its output is garbage, so say so."""
     bad = [i for i, r in enumerate(results) if r is not None and not math.isfinite(r.score)]
     if bad:
         from .config import ModelError
 
         raise ModelError(f"{path}: the model computed non-finite scores for {len(bad)} input(s) "
-                         f"(first: index {bad[0]} of the batch); its weights or config.json are broken")
+                         f"(first: {position(bad[0], offset, unit)}); its weights or config.json are broken")
 
 
 def read_text_lines(f, name: str) -> Iterator[str]:
@@ -254,25 +261,77 @@ def read_text_lines(f, name: str) -> Iterator[str]:
 
 
 class AtomicOutput:
-    """A text file written as PATH.partial and renamed to PATH only on success: a failure leaves the
-    previous PATH untouched and removes the partial file."""
+    """Where translations are written, checked before any work is done (in the constructor):
 
-    def __init__(self, path: str | os.PathLike):
-        self.path, self.tmp = os.fspath(path), f"{os.fspath(path)}.partial"
+    - a regular file (or a new one) is written as a private temporary file next to it and renamed
+      over it only on success: a failure leaves the previous file untouched, and two runs on the same
+      path never share a temporary file (the last to finish wins, whole); the file keeps its mode;
+    - a symbolic link: the file it points to is replaced, the link stays;
+    - a device, FIFO or socket (/dev/null, /dev/stdout, a pipe) is written through, as a shell's
+      `>` would, never replaced;
+    - a directory, a read-only file, or the input file itself (however the path is spelled; `source`
+      is its path or an open file) is refused: IsADirectoryError, PermissionError, ValueError.
+    """
+
+    def __init__(self, path: str | os.PathLike, source=None):
+        import stat
+
+        self.path = os.fspath(path)
+        try:
+            st = os.stat(self.path)           # follows links: what a write would reach
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(f"output {self.path} is a directory; give a file path")
+        if st is not None and source is not None:
+            try:
+                src = os.fstat(source.fileno()) if hasattr(source, "fileno") else os.stat(source)
+            except (OSError, ValueError):
+                src = None
+            if src is not None and (src.st_dev, src.st_ino) == (st.st_dev, st.st_ino):
+                raise ValueError(f"output {self.path} is the input file; write the translations to another file")
+        self.direct = st is not None and not stat.S_ISREG(st.st_mode)
+        if st is not None and not self.direct and (not st.st_mode & 0o222 or not os.access(self.path, os.W_OK)):
+            raise PermissionError(f"output {self.path} is read-only")
+        self.mode = None if st is None else stat.S_IMODE(st.st_mode)
+        self.target = os.path.realpath(self.path)
+        if not self.direct and not os.path.isdir(os.path.dirname(self.target) or "."):
+            raise FileNotFoundError(f"output {self.path}: the folder {os.path.dirname(self.target)} does not exist")
 
     def __enter__(self):
-        self.f = open(self.tmp, "w", encoding="utf-8")
+        if self.direct:
+            self.tmp = None
+            self.f = open(self.path, "w", encoding="utf-8")
+            return self.f
+        import secrets
+
+        folder, name = os.path.split(self.target)
+        for _ in range(100):
+            self.tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
+            try:   # O_EXCL: this run's own file; 0o666 & ~umask like any new file
+                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+        else:  # pragma: no cover
+            raise FileExistsError(f"output {self.path}: cannot create a temporary file next to it")
+        self.f = os.fdopen(fd, "w", encoding="utf-8")
         return self.f
 
     def __exit__(self, exc_type, exc, tb):
-        self.f.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            try:
-                os.remove(self.tmp)
-            except OSError:
-                pass
+        try:
+            self.f.close()
+        finally:
+            if self.tmp is not None:
+                if exc_type is None:
+                    if self.mode is not None:
+                        os.chmod(self.tmp, self.mode)
+                    os.replace(self.tmp, self.target)
+                else:
+                    try:
+                        os.remove(self.tmp)
+                    except OSError:
+                        pass
         return False
 
 
@@ -299,14 +358,18 @@ class TranslatorFrontEnd:
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False) -> list[TranslationResult]:
         """Translate a list of strings (docs/decoding.md; README "Python API" lists the options)."""
-        opts = validate_options(self.cfg.objective, self.cfg.max_target_len, iterations=iterations,
-                                length_beam=length_beam, length_beam_keep=length_beam_keep,
-                                length_offset=length_offset, remask=remask,
-                                threshold=threshold, stutter_remask=stutter_remask, early_stop=early_stop, init=init,
-                                sampling=sampling,
-                                seed=seed, beam_size=beam_size, length_penalty=length_penalty, max_batch_size=max_batch_size, batch_type=batch_type,
-                                return_history=return_history)
-        source = check_sources(source)
+        return self._translate(source, 0, "source", dict(
+            iterations=iterations, length_beam=length_beam, length_beam_keep=length_beam_keep,
+            length_offset=length_offset, remask=remask, threshold=threshold, stutter_remask=stutter_remask,
+            early_stop=early_stop, init=init, sampling=sampling, seed=seed, beam_size=beam_size,
+            length_penalty=length_penalty, max_batch_size=max_batch_size, batch_type=batch_type,
+            return_history=return_history))
+
+    def _translate(self, source, offset: int, unit: str, options: dict) -> list[TranslationResult]:
+        """translate_batch on a part of the caller's input that starts at `offset`: errors name the
+        input's position in the caller's terms (source[n], or line n of a file)."""
+        opts = validate_options(self.cfg.objective, self.cfg.max_target_len, **options)
+        source = check_sources(source, offset, unit)
         with self._tokenizer():
             enc_ids = encode_sources(self.tokenizer, self.cfg, source)
         results: list[TranslationResult | None] = [None] * len(source)
@@ -323,7 +386,7 @@ class TranslatorFrontEnd:
                     results[i] = TranslationResult(
                         self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
                         [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, list(cands))
-        check_finite_scores(results, getattr(getattr(self, "files", None), "path", "model"))
+        check_finite_scores(results, getattr(getattr(self, "files", None), "path", "model"), offset, unit)
         return results  # type: ignore[return-value]
 
     def translate_iterable(self, source: Iterable[str], batch_size: int = 64, **options) -> Iterator[TranslationResult]:
@@ -339,15 +402,17 @@ class TranslatorFrontEnd:
         self.translate_batch([], **options)  # validates the options now, not at the first batch
         return self._translate_chunks(it, batch_size, options)
 
-    def _translate_chunks(self, it, batch_size, options):
+    def _translate_chunks(self, it, batch_size, options, unit: str = "source"):
         buf: list[str] = []
+        done = 0
         for line in it:
             buf.append(line)
             if len(buf) >= batch_size:
-                yield from self.translate_batch(buf, **options)
+                yield from self._translate(buf, done, unit, options)
+                done += len(buf)
                 buf = []
         if buf:
-            yield from self.translate_batch(buf, **options)
+            yield from self._translate(buf, done, unit, options)
 
     def translate_file(self, src_path: str | os.PathLike, out_path: str | os.PathLike, batch_size: int = 64,
                        progress: bool | None = None, **options) -> dict:
@@ -357,14 +422,15 @@ class TranslatorFrontEnd:
 
         batch_size = _int_option("batch_size", batch_size, 1)
         self.translate_batch([], **options)
+        output = AtomicOutput(out_path, source=src_path)     # checked before any work
         with open(src_path, "rb") as f:
             lines = list(read_text_lines(f, os.fspath(src_path)))
         bar = _progress(len(lines), progress)
         t0 = time.perf_counter()
         try:
-            with AtomicOutput(out_path) as out:
+            with output as out:
                 for start in range(0, len(lines), batch_size):
-                    for r in self.translate_batch(lines[start:start + batch_size], **options):
+                    for r in self._translate(lines[start:start + batch_size], start, "line", options):
                         out.write(r.text + "\n")
                     bar.update(min(batch_size, len(lines) - start))
         finally:

@@ -324,6 +324,8 @@ def load_weights_numpy(files: ModelFiles, dtype="float32") -> dict:
 
 # safetensors dtype -> how to read it (bfloat16 has no numpy type: its 16 bits are float32's upper half)
 _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+_SAFETENSORS_NAMES = {"F64": "float64", "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+                      "BOOL": "bool"}
 
 
 def _read_safetensors(path: Path) -> dict:
@@ -340,7 +342,8 @@ def _read_safetensors(path: Path) -> dict:
     for name, t in tensors:
         code = _SAFETENSORS_DTYPES.get(t["dtype"])
         if code is None:
-            raise ModelError(f"{path}: tensor {name} has dtype {t['dtype']}, expected F32, F16 or BF16")
+            kind = _SAFETENSORS_NAMES.get(t["dtype"], t["dtype"])
+            raise ModelError(f"{path}: tensor {name} has dtype {kind}, expected float32, float16 or bfloat16")
         a = np.frombuffer(t["data"], dtype=code)
         if t["dtype"] == "BF16":
             a = (a.astype(np.uint32) << np.uint32(16)).view(np.float32)

@@ -55,6 +55,26 @@ def pack_model_dir(model) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(files.path.iterdir()) if p.is_file()}
 
 
+def name_row(msg: str, batch: dict, column: str) -> str:
+    """An error about source[i] of a map_batches batch, with source[i] replaced by what identifies the
+    row in the dataset: its file and line (text input), else its other columns, else its value."""
+    import re
+
+    m = re.search(r"source\[(\d+)\]", msg)
+    if not m:
+        return msg
+    i = int(m.group(1))
+    if "path" in batch and "line" in batch:
+        where = f"{batch['path'][i]} line {batch['line'][i]}"
+    else:
+        others = [k for k in batch if k != column]
+        if others:
+            where = "the row with " + ", ".join(f"{k}={batch[k][i]!r}"[:80] for k in others[:4])
+        else:
+            where = f"the row whose {column!r} is {batch[column][i]!r}"[:200]
+    return msg.replace(m.group(0), f"{column!r} of {where}", 1)
+
+
 class TranslatorActor:
     """A Ray Data map_batches worker: unpacks the model into a private folder, loads one engine
     with `threads` intra-op threads, and translates `column` into `output_column`."""
@@ -73,7 +93,10 @@ class TranslatorActor:
         if self.column not in batch:
             raise ValueError(f"column {self.column!r} is not in the dataset (columns: {sorted(batch)})")
         texts = [str(x) if isinstance(x, np.str_) else x for x in batch[self.column].tolist()]
-        results = self.tr.translate_batch(texts, **self.options)
+        try:
+            results = self.tr.translate_batch(texts, **self.options)
+        except ValueError as e:   # "source[i]" counts within this batch: name the row instead
+            raise ValueError(name_row(str(e), batch, self.column)) from None
         batch[self.output_column] = np.array([r.text for r in results], dtype=object)
         return batch
 
@@ -98,7 +121,8 @@ def translate_dataset(ds, column: str = "text", output_column: str = "translatio
             raise ValueError(f"{name} must be a non-empty column name, got {v!r}")
     if not isinstance(ds, ray.data.Dataset):
         raise ValueError(f"ds must be a ray.data.Dataset, got {type(ds).__name__}")
-    schema = ds.schema(fetch_if_missing=False)   # known without running anything, or None (then the actor checks)
+    # The schema, here on the driver: a lazily read dataset reads as little as it needs to know it.
+    schema = ds.schema(fetch_if_missing=True)
     if schema is not None and column not in schema.names:
         raise ValueError(f"column {column!r} is not in the dataset (columns: {schema.names})")
     # the model and the options, checked here exactly as the Python API checks them

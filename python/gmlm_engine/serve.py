@@ -183,20 +183,42 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
     return app
 
 
+def _int_in(lo: int, hi: int | None = None):
+    """An argparse type: an integer in [lo, hi] (a bad value is argparse's one-line error, exit status 2)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {v}" if hi is not None
+                                             else f"must be >= {lo}, got {v}")
+        return v
+    return parse
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 def add_arguments(p) -> None:
     p.add_argument("--model", default="default", help="model directory (default: the shipped GMLM)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=0, help="engine threads (0: the cores available)")
+    p.add_argument("--port", type=_int_in(0, 65535), default=8000, help="TCP port (0: any free port)")
+    p.add_argument("--threads", type=_int_in(0), default=0, help="engine threads (0: the cores available)")
     p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
                    help="GEMM precision (auto: the fastest this CPU runs natively)")
-    p.add_argument("--mode", default="continuous", help="continuous | static | single (see serving.py)")
-    p.add_argument("--max-texts", type=int, default=DEFAULT_LIMITS["max_texts"], help="texts per request (413 above)")
-    p.add_argument("--max-chars", type=int, default=DEFAULT_LIMITS["max_chars"], help="characters per text (413 above)")
-    p.add_argument("--max-queue", type=int, default=DEFAULT_LIMITS["max_queue"], help="queued texts (503 above)")
-    p.add_argument("--max-batch", type=int, default=64, help="static mode: batch size")
+    p.add_argument("--mode", default="continuous", choices=("continuous", "static", "single"),
+                   help="how requests are batched (see serving.py)")
+    p.add_argument("--max-texts", type=_int_in(1), default=DEFAULT_LIMITS["max_texts"],
+                   help="texts per request (413 above)")
+    p.add_argument("--max-chars", type=_int_in(1), default=DEFAULT_LIMITS["max_chars"],
+                   help="characters per text (413 above)")
+    p.add_argument("--max-queue", type=_int_in(1), default=DEFAULT_LIMITS["max_queue"], help="queued texts (503 above)")
+    p.add_argument("--max-batch", type=_int_in(1), default=64, help="static mode: batch size")
     p.add_argument("--max-wait-ms", type=float, default=20.0, help="static mode: wait for a full batch at most this")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", choices=LOG_LEVELS)
 
 
 def run(args) -> int:
