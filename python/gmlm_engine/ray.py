@@ -64,14 +64,19 @@ def name_row(msg: str, batch: dict, column: str) -> str:
     if not m:
         return msg
     i = int(m.group(1))
+
+    def value(k):
+        v = batch[k][i]
+        return v.item() if hasattr(v, "item") else v
+
     if "path" in batch and "line" in batch:
-        where = f"{batch['path'][i]} line {batch['line'][i]}"
+        where = f"{value('path')} line {value('line')}"
     else:
         others = [k for k in batch if k != column]
         if others:
-            where = "the row with " + ", ".join(f"{k}={batch[k][i]!r}"[:80] for k in others[:4])
+            where = "the row with " + ", ".join(f"{k}={value(k)!r}"[:80] for k in others[:4])
         else:
-            where = f"the row whose {column!r} is {batch[column][i]!r}"[:200]
+            where = f"the row whose {column!r} is {value(column)!r}"[:200]
     return msg.replace(m.group(0), f"{column!r} of {where}", 1)
 
 
