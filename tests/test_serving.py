@@ -281,7 +281,7 @@ def test_a_client_that_disconnects_frees_its_rows(server, sentences):
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(sentences):
-    proc, url = _start()
+    proc, url = _start("--max-cost", "30000")
     out = {}
 
     def slow():

@@ -7,11 +7,14 @@
     GET  /metrics               Prometheus text: queue depth, live rows, passes, request latency
     GET  /openapi.json, /docs   the schema
 
-Errors are JSON {"error": message}: 422 for a bad option or text (the Python API's message, naming
-the option or text[i]) and for malformed requests; 413 for more texts than --max-texts or a text
-longer than --max-chars; 503 when the queue is full or the server is shutting down. A client that
-disconnects frees its rows. SIGTERM (uvicorn's graceful shutdown): in-flight requests finish, new
-connections are refused, exit status 0.
+Errors are JSON {"error": message}, as /openapi.json declares them: 422 for a bad option or text
+(the Python API's message, naming the option or text[i]) and for malformed requests (not JSON, not
+UTF-8, missing fields); 413 for a body over --max-body-bytes (read no further than that), more texts
+than --max-texts, a text longer than --max-chars, or more work than --max-cost (texts x length_beam
+x iterations); 503 when the queue is full or the server is shutting down; 500 only for a model
+error. A client that disconnects frees its rows. SIGTERM: new connections are refused, in-flight
+requests finish if they can within --shutdown-grace seconds, the others get a JSON 503; exit
+status 0.
 """
 # (no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, local classes)
 import asyncio
@@ -19,15 +22,71 @@ import json
 import signal
 from typing import Literal, Optional
 
-from .serving import QueueFull, Scheduler, SchedulerClosed
+from .serving import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
 
-DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024}
+DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024, "max_cost": DEFAULT_MAX_COST,
+                  "max_candidates": DEFAULT_MAX_CANDIDATES, "shutdown_grace": 30.0}
 
 
-def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = ""):
+def default_max_body(max_texts: int, max_chars: int) -> int:
+    """Bytes a valid request can need: every text at its longest, each character JSON-escaped as a
+    surrogate pair (12 bytes), plus room for the options."""
+    return 12 * max_texts * max_chars + 65536
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over max_bytes gets a JSON 413 without being read further
+    (by its Content-Length when it has one, else as it streams in)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._reject(send)
+        seen, started = 0, False
+
+        async def limited():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooBig()
+            return msg
+
+        async def tracking_send(msg):
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, limited, tracking_send)
+        except _TooBig:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send):
+        body = json.dumps({"error": f"the request body exceeds {self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooBig(Exception):
+    pass
+
+
+def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = "",
+               max_body_bytes: int | None = None):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
     from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
@@ -59,6 +118,18 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
     class TranslateResponse(BaseModel):
         translations: list[Translation]
 
+    class ErrorResponse(BaseModel):
+        error: str
+
+    class EventStream(StreamingResponse):
+        media_type = "text/event-stream"
+
+    def errors(*codes: int) -> dict:
+        what = {413: "too large: body, texts, characters or work (texts x length_beam x iterations)",
+                422: "a bad option or text, or a malformed request", 499: "the client disconnected",
+                500: "the model failed on this request", 503: "the queue is full or the server is shutting down"}
+        return {c: {"model": ErrorResponse, "description": what[c]} for c in codes}
+
     registry = CollectorRegistry()
     m_queue = Gauge("gmlm_queue_depth", "texts waiting to join the batch", registry=registry)
     m_rows = Gauge("gmlm_live_rows", "decoder rows of the next pass", registry=registry)
@@ -81,8 +152,18 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         parts = []
         for e in exc.errors():
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+            if not where:
+                where = "body (a JSON object with a 'text' list of strings)"
+            parts.append(f"{where}: {e.get('msg')}")
         return error(422, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        # FastAPI answers a body it cannot parse (not UTF-8, another charset, an integer over 4300 digits,
+        # JSON nested too deeply) with 400: that is a malformed request, 422 like the others.
+        if exc.status_code == 400:
+            return error(422, f"malformed request body ({exc.detail}): send UTF-8 JSON")
+        return error(exc.status_code, str(exc.detail))
 
     def check(req: TranslateRequest):
         if len(req.text) > max_texts:
@@ -97,6 +178,8 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         opts = req.model_dump(exclude_none=True, exclude={"text"})
         try:
             return (how or scheduler.submit)(req.text, **opts), None
+        except TooLarge as e:
+            return None, error(413, str(e))
         except ValueError as e:
             msg = str(e).replace("source[", "text[")
             return None, error(422, msg)
@@ -109,7 +192,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
             d["history"] = r.history
         return d
 
-    @app.post("/v1/translate", response_model=TranslateResponse)
+    @app.post("/v1/translate", response_model=TranslateResponse, responses=errors(413, 422, 499, 500, 503))
     async def translate(req: TranslateRequest, request: Request):
         with m_latency.time():
             bad = check(req)
@@ -128,12 +211,16 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
                     return error(499, "client disconnected")
             try:
                 results = waiter.result()
+            except SchedulerClosed as e:
+                return error(503, str(e))
             except Exception as e:  # noqa: BLE001  (a model error: the server stays up)
                 return error(500, f"{type(e).__name__}: {e}")
             m_requests.labels("200").inc()
             return {"translations": [as_json(r) for r in results]}
 
-    @app.post("/v1/translate/stream")
+    @app.post("/v1/translate/stream", response_class=EventStream, responses={
+        200: {"description": "server-sent events: draft, result, error, done", "content": {
+            "text/event-stream": {"schema": {"type": "string"}}}}, **errors(413, 422, 503)})
     async def translate_stream(req: TranslateRequest):
         bad = check(req)
         if bad:
@@ -160,7 +247,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
             yield event("done", {})
             m_requests.labels("200").inc()
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return EventStream(events())
 
     @app.get("/health")
     async def health():
@@ -180,7 +267,9 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
     def drain():
         scheduler.close(drain=True)
 
-    return app
+    if max_body_bytes is None:
+        max_body_bytes = default_max_body(max_texts, max_chars)
+    return BodyLimit(app, max_body_bytes) if max_body_bytes else app
 
 
 def _int_in(lo: int, hi: int | None = None):
@@ -216,6 +305,14 @@ def add_arguments(p) -> None:
     p.add_argument("--max-chars", type=_int_in(1), default=DEFAULT_LIMITS["max_chars"],
                    help="characters per text (413 above)")
     p.add_argument("--max-queue", type=_int_in(1), default=DEFAULT_LIMITS["max_queue"], help="queued texts (503 above)")
+    p.add_argument("--max-cost", type=_int_in(1), default=DEFAULT_LIMITS["max_cost"],
+                   help="work per request: texts x length_beam x iterations (413 above)")
+    p.add_argument("--max-candidates", type=_int_in(1), default=DEFAULT_LIMITS["max_candidates"],
+                   help="length candidates in one pass, all requests together; one request holds at most half")
+    p.add_argument("--max-body-bytes", type=_int_in(0), default=None,
+                   help="request body limit (413 above; default: what --max-texts x --max-chars can need)")
+    p.add_argument("--shutdown-grace", type=float, default=DEFAULT_LIMITS["shutdown_grace"],
+                   help="seconds in-flight requests get to finish after SIGTERM; then they get a 503")
     p.add_argument("--max-batch", type=_int_in(1), default=64, help="static mode: batch size")
     p.add_argument("--max-wait-ms", type=float, default=20.0, help="static mode: wait for a full batch at most this")
     p.add_argument("--log-level", default="info", choices=LOG_LEVELS)
@@ -226,18 +323,37 @@ def run(args) -> int:
 
     from .engine import Translator
 
-    for name in ("max_texts", "max_chars"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    import math
+    import threading
+
+    if not (math.isfinite(args.shutdown_grace) and args.shutdown_grace >= 0):
+        raise ValueError(f"--shutdown-grace must be a number of seconds >= 0, got {args.shutdown_grace}")
     tr = Translator(args.model, intra_threads=args.threads, compute_type=args.compute_type)
     sched = Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
-                      max_wait_ms=args.max_wait_ms)
-    app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=str(tr.files.path))
+                      max_wait_ms=args.max_wait_ms, max_cost=args.max_cost, max_candidates=args.max_candidates)
+    app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=str(tr.files.path),
+                     max_body_bytes=args.max_body_bytes)
+    grace = args.shutdown_grace
+
+    class Server(uvicorn.Server):
+        """On SIGTERM/SIGINT: past the grace period, whatever still runs fails with a 503 (its rows are
+        freed), so uvicorn's graceful shutdown ends with answers, never with cancelled tasks."""
+
+        def handle_exit(self, sig, frame):
+            if not self.should_exit:
+                timer = threading.Timer(grace, sched.abort, [SchedulerClosed(
+                    f"the server shut down before this request finished (after a {grace:g} s grace period)")])
+                timer.daemon = True
+                timer.start()
+            super().handle_exit(sig, frame)
+
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal under the handler that
     # was installed before it: with this one the process returns normally and exits 0.
     stopped = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: stopped.append(s))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=60)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            timeout_graceful_shutdown=grace + 10, timeout_keep_alive=5)
+    Server(config).run()
     sched.close(drain=True)
     return 0

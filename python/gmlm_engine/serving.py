@@ -3,11 +3,18 @@
 A GMLM request needs a small, known number of decoder passes, and a pass is where requests can
 join and leave the running batch (`_core.Batch`, decoding/refine.h). `Scheduler` runs that loop:
 
-- "continuous" (the default): before every pass, the queued requests join the batch; finished ones
-  leave after every pass;
+- "continuous" (the default): before every pass, queued texts join the batch, fairly: jobs (submit
+  calls) take turns one text at a time, a pass holds at most `max_candidates` length candidates, and
+  one job at most half of them, so a small request beside a big one joins at the next pass boundary
+  and its passes stay short; finished texts leave after every pass;
 - "static": collect up to `max_batch` requests or wait `max_wait_ms` after the first, then run
   that batch to completion with nobody joining (how servers batch AR engines; for comparison);
 - "single": one request at a time (for comparison).
+
+One job's work is bounded (`max_cost`: texts x length_beam x iterations, TooLarge above), and one
+job's failure stays its own: when a pass fails (out of memory, say) with several jobs in it, their
+texts start again, each job alone, so only the job that fails alone fails (results do not depend
+on the batch, so a restart changes nothing else).
 
 `submit()` is thread-safe and returns a concurrent.futures.Future; `AsyncTranslator` is the asyncio
 face of the same scheduler (`await tr.translate(text, **options)`), and `gmlm serve` (serve.py) its
@@ -35,7 +42,18 @@ class QueueFull(RuntimeError):
 
 
 class SchedulerClosed(RuntimeError):
-    """The scheduler is shutting down and takes no new requests (HTTP 503)."""
+    """The scheduler is shutting down and takes no new requests, or stopped before finishing one (HTTP 503)."""
+
+
+class TooLarge(ValueError):
+    """A request's work exceeds the scheduler's max_cost (HTTP 413)."""
+
+
+# The most work one submit() may ask for, in candidate passes (texts x length_beam x iterations): 4x
+# what 64 texts cost at the defaults (T=8, K=2: 16 each).
+DEFAULT_MAX_COST = 4096
+# Length candidates in one pass (all jobs together); one job holds at most half.
+DEFAULT_MAX_CANDIDATES = 512
 
 
 @dataclass
@@ -48,27 +66,41 @@ class _Job:
     history: bool
     submitted: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    waiting: collections.deque = field(default_factory=collections.deque)   # (job, i, ids, options, k) to admit
+    live_candidates: int = 0       # length candidates of its texts in the batch
+    alone: bool = False            # restarted after a failed pass: runs with no other job
+
+
+def _fail(job: _Job, exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)
 
 
 class Scheduler:
     def __init__(self, translator: Translator, mode: str = "continuous", max_queue: int = 1024,
-                 max_batch: int = 64, max_wait_ms: float = 20.0, max_live: int = 256):
+                 max_batch: int = 64, max_wait_ms: float = 20.0, max_live: int = 256,
+                 max_candidates: int = DEFAULT_MAX_CANDIDATES, max_cost: int = DEFAULT_MAX_COST):
         from . import _core
 
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        for name, v in (("max_queue", max_queue), ("max_batch", max_batch), ("max_live", max_live)):
+        for name, v in (("max_queue", max_queue), ("max_batch", max_batch), ("max_live", max_live),
+                        ("max_candidates", max_candidates), ("max_cost", max_cost)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         if not max_wait_ms >= 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms!r}")
         self.tr, self.mode = translator, mode
         self.max_queue, self.max_batch, self.max_wait, self.max_live = max_queue, max_batch, max_wait_ms / 1e3, max_live
+        self.max_candidates, self.max_cost = max_candidates, max_cost
         self._batch = _core.Batch(translator._engine)
-        self._queue: collections.deque = collections.deque()    # (job, index, enc_ids, options)
-        self._owner: dict[int, tuple[_Job, int]] = {}
+        self._jobs: collections.deque = collections.deque()     # jobs with texts waiting, in turn order
+        self._queued = 0                                        # texts waiting, all jobs
+        self._owner: dict[int, tuple] = {}                      # batch id -> (job, i, ids, options, k)
+        self._live_candidates = 0
         self._cv = threading.Condition()
         self._closing = False
+        self._abort: BaseException | None = None
         self._static_open = True     # static mode: the current batch still takes requests
         self.stats = {"passes": 0, "requests": 0, "texts": 0, "busy_seconds": 0.0}
         self.latencies: collections.deque = collections.deque(maxlen=100_000)   # seconds per finished job
@@ -85,6 +117,10 @@ class Scheduler:
         if opts.max_batch_size or opts.batch_type != "examples":
             raise ValueError("max_batch_size and batch_type do not apply to a scheduler (it batches by itself)")
         texts = check_sources(texts)
+        cost = len(texts) * opts.length_beam * opts.iterations
+        if cost > self.max_cost:
+            raise TooLarge(f"the request asks for {len(texts)} texts x length_beam {opts.length_beam} x iterations "
+                           f"{opts.iterations} = {cost} candidate passes; at most {self.max_cost} per request")
         with self.tr._lock:
             enc = encode_sources(self.tr.tokenizer, self.tr.cfg, texts)
         fut: concurrent.futures.Future = concurrent.futures.Future()
@@ -93,21 +129,24 @@ class Scheduler:
         items = []
         for i, ids in enumerate(enc):
             if ids:
-                items.append((job, i, ids, eo))
+                items.append((job, i, ids, eo, opts.length_beam))
             else:                                   # nothing to translate: "" (as translate_batch)
                 job.results[i] = TranslationResult("", [], 0.0, 0, [] if opts.return_history else None)
         job.pending = len(items)
         with self._cv:
             if self._closing:
                 raise SchedulerClosed("the server is shutting down")
-            if items and len(self._queue) + len(items) > self.max_queue:
-                raise QueueFull(f"the queue is full ({len(self._queue)} of {self.max_queue} texts waiting)")
+            if items and self._queued + len(items) > self.max_queue:
+                raise QueueFull(f"the queue is full ({self._queued} of {self.max_queue} texts waiting)")
             self.stats["requests"] += 1
             self.stats["texts"] += len(texts)
             if not items:
                 fut.set_result(job.results)
                 self.latencies.append(0.0)
-            self._queue.extend(items)
+            else:
+                job.waiting.extend(items)
+                self._jobs.append(job)
+                self._queued += len(items)
             self._cv.notify()
         fut.job = job                                          # for cancel()
         return fut
@@ -119,7 +158,8 @@ class Scheduler:
             return
         with self._cv:
             job.cancelled = True
-            self._queue = collections.deque(x for x in self._queue if x[0] is not job)
+            self._queued -= len(job.waiting)
+            job.waiting.clear()
             self._cv.notify()
         fut.cancel()
 
@@ -135,14 +175,15 @@ class Scheduler:
 
     async def _events(self, fut: concurrent.futures.Future, q: asyncio.Queue):
         done = asyncio.wrap_future(fut)
+        getter = None
         try:
             while True:
                 getter = asyncio.ensure_future(q.get())
                 finished, _ = await asyncio.wait({getter, done}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in finished:
-                    getter.cancel()
                     break
                 i, r = getter.result()
+                getter = None
                 yield "draft", i, r
             while not q.empty():                      # drafts of the last passes, queued meanwhile
                 i, r = q.get_nowait()
@@ -150,23 +191,36 @@ class Scheduler:
             for i, r in enumerate(done.result()):
                 yield "result", i, r
         finally:
+            if getter is not None:       # a client that left mid-wait: no task left pending
+                getter.cancel()
+            if not done.done():
+                done.cancel()            # also cancels fut
             if not fut.done():
                 self.cancel(fut)
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
-        """Take no new requests; with drain, finish the queued and running ones first."""
+        """Take no new requests; with drain, finish the queued and running ones first. With a timeout,
+        whatever is not finished by then fails with SchedulerClosed (its rows are freed)."""
         with self._cv:
             self._closing = True
             if not drain:
-                for job, *_ in self._queue:
-                    job.future.cancel()
-                self._queue.clear()
+                self._abort = SchedulerClosed("the server shut down before this request started")
             self._cv.notify()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.abort(SchedulerClosed("the server shut down before this request finished"))
+            self._thread.join()
+
+    def abort(self, exc: BaseException) -> None:
+        """Fail every queued and running job with exc at the next pass boundary, and take no new ones."""
+        with self._cv:
+            self._closing = True
+            self._abort = exc
+            self._cv.notify()
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        return self._queued
 
     @property
     def live_requests(self) -> int:
@@ -178,60 +232,135 @@ class Scheduler:
 
     # --- the scheduler thread ---------------------------------------------------------------------
     def _admit(self) -> list:
-        """Under the lock: the queued items that join before the next pass (by mode)."""
+        """Under the lock: the queued texts that join before the next pass (the policy; by mode)."""
+        if any(not j.waiting for j in self._jobs):
+            self._jobs = collections.deque(j for j in self._jobs if j.waiting)
+        if not self._jobs:
+            return []
         room = self.max_live - len(self._owner)
+        budget = self.max_candidates - self._live_candidates
         if self.mode == "single":
             room = 1 if not self._owner else 0
         elif self.mode == "static":
             if self._owner:                      # the running batch is closed to newcomers
                 return []
             room = min(room, self.max_batch)
+        alone = [j for j in self._jobs if j.alone and j.waiting]
+        if alone:                                # a restart after a failed pass: one job, by itself
+            if self._owner:
+                return []
+            jobs, share = alone[:1], self.max_candidates
+        else:
+            jobs, share = list(self._jobs), max(1, self.max_candidates // 2) if self.mode == "continuous" else budget
         take = []
-        while self._queue and len(take) < room:
-            take.append(self._queue.popleft())
+        progress = True
+        while progress and len(take) < room:     # jobs take turns, one text each
+            progress = False
+            for job in jobs:
+                if not job.waiting or len(take) >= room:
+                    continue
+                k = job.waiting[0][4]
+                fits = k <= budget and job.live_candidates + k <= share
+                if not fits and (self._owner or take):   # an oversized text runs when the batch is empty
+                    continue
+                take.append(job.waiting.popleft())
+                budget -= k
+                job.live_candidates += k
+                progress = True
+                if self.mode == "single":
+                    break
+        for job in jobs:                         # served jobs go to the back of the turn order
+            if job.waiting and any(x[0] is job for x in take):
+                self._jobs.remove(job)
+                self._jobs.append(job)
+        self._queued -= len(take)
+        self._live_candidates += sum(x[4] for x in take)
         return take
+
+    def _drop(self, bid: int) -> tuple:
+        """Under the lock: forget a batch row's owner (it finished, or it is cancelled)."""
+        item = self._owner.pop(bid)
+        item[0].live_candidates -= item[4]
+        self._live_candidates -= item[4]
+        return item
 
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._queue and not self._owner and not self._closing:
+                while not self._queued and not self._owner and not self._closing:
                     self._cv.wait()
-                if self._closing and not self._queue and not self._owner:
+                if self._abort is not None:
+                    self._fail_all(self._abort)
+                if self._closing and not self._queued and not self._owner:
                     return
-                if self.mode == "static" and not self._owner and self._queue:
+                if self.mode == "static" and not self._owner and self._queued:
                     # wait for a full batch or max_wait after the oldest queued request
-                    deadline = self._queue[0][0].submitted + self.max_wait
-                    while len(self._queue) < self.max_batch and not self._closing:
+                    deadline = min(j.submitted for j in self._jobs if j.waiting) + self.max_wait
+                    while self._queued < self.max_batch and not self._closing:
                         left = deadline - time.perf_counter()
                         if left <= 0:
                             break
                         self._cv.wait(left)
-                for bid, (job, _) in list(self._owner.items()):    # clients that left: free their rows
-                    if job.cancelled:
+                for bid, item in list(self._owner.items()):    # clients that left: free their rows
+                    if item[0].cancelled:
                         self._batch.cancel(bid)
-                        del self._owner[bid]
+                        self._drop(bid)
                 take = [x for x in self._admit() if not x[0].cancelled]
             t0 = time.perf_counter()
             try:
                 if take:
                     ids = self._batch.add([x[2] for x in take], [x[3] for x in take])
-                    for bid, (job, i, _, _) in zip(ids, take):
-                        self._owner[bid] = (job, i)
-                if not self._owner:
-                    continue
-                done = self._batch.step()
-            except Exception as e:  # noqa: BLE001  (an engine error fails the jobs in the batch, not the server)
+                    self._owner.update(zip(ids, take))
+            except Exception as e:  # noqa: BLE001  (the newcomers failed to join; the running batch is intact)
                 with self._cv:
-                    for job, _ in list(self._owner.values()):
-                        if not job.future.done():
-                            job.future.set_exception(e)
-                    for bid in list(self._owner):
+                    self._live_candidates -= sum(x[4] for x in take)
+                    for x in take:
+                        x[0].live_candidates -= x[4]
+                    self._isolate(e, take)
+                continue
+            if not self._owner:
+                continue
+            try:
+                done = self._batch.step()
+            except Exception as e:  # noqa: BLE001  (a failed pass: isolate it, the server stays up)
+                with self._cv:
+                    bids = list(self._owner)
+                    items = [self._drop(bid) for bid in bids]
+                    for bid in bids:
                         self._batch.cancel(bid)
-                    self._owner.clear()
+                    self._isolate(e, items)
                 continue
             self.stats["passes"] += 1
             self.stats["busy_seconds"] += time.perf_counter() - t0
             self._deliver(done)
+
+    def _isolate(self, exc: BaseException, items: list) -> None:
+        """Under the lock: texts whose pass (or joining) failed. With one job among them, it fails; with
+        several, their texts start again, each job alone, so that only the job that fails alone fails."""
+        jobs = list(dict.fromkeys(x[0] for x in items if not x[0].cancelled))
+        if len(jobs) == 1 and (jobs[0].alone or not self._owner):
+            _fail(jobs[0], exc)
+            jobs[0].waiting.clear()
+            return
+        for job in jobs:
+            back = [x for x in items if x[0] is job]
+            job.waiting.extendleft(reversed(back))
+            self._queued += len(back)
+            job.alone = True
+            if job not in self._jobs:
+                self._jobs.appendleft(job)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        """Under the lock: every queued and running job fails with exc; their rows are freed."""
+        for bid in list(self._owner):
+            self._batch.cancel(bid)
+            _fail(self._drop(bid)[0], exc)
+        for job in self._jobs:
+            if job.waiting:
+                _fail(job, exc)
+                job.waiting.clear()
+        self._jobs.clear()
+        self._queued = 0
 
     def _result(self, tup, history: bool) -> TranslationResult:
         ids, score, passes, hist, cands = tup
@@ -242,8 +371,11 @@ class Scheduler:
 
     def _deliver(self, done) -> None:
         for bid, tup in done:
-            job, i = self._owner.pop(bid)
-            if job.cancelled:
+            with self._cv:
+                if bid not in self._owner:       # a row nobody owns (cancelled meanwhile)
+                    continue
+                job, i = self._drop(bid)[:2]
+            if job.cancelled or job.future.done():
                 continue
             job.results[i] = self._result(tup, job.history)
             job.pending -= 1
@@ -255,7 +387,7 @@ class Scheduler:
                 else:
                     job.future.set_result(job.results)
                 self.latencies.append(time.perf_counter() - job.submitted)
-        for bid, (job, i) in list(self._owner.items()):
+        for bid, (job, i, *_) in list(self._owner.items()):
             if job.on_pass is not None and not job.cancelled:
                 cur = self._batch.current(bid)
                 if cur is not None:
