@@ -303,9 +303,13 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(sentences):
 
 def test_schemathesis_against_the_served_schema(server):
     """A bounded property-based run over every operation of /openapi.json: whatever the generated
-    request, the server answers (no 5xx), with JSON errors for the rejected ones, and keeps serving."""
+    request, the server answers (no 5xx), with JSON errors for the rejected ones, every response
+    conforms to the schema (status code, content type, body), and it keeps serving."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
+
+    from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                                   status_code_conformance)
 
     schema = schemathesis.openapi.from_url(server + "/openapi.json")
     ran = 0
@@ -320,8 +324,133 @@ def test_schemathesis_against_the_served_schema(server):
             assert r.status_code < 500, (case.method, case.path, case.body, r.text[:200])
             if r.status_code >= 400:
                 assert "error" in r.json()
+            # the response is what the schema says: a declared status, its content type, its body
+            case.validate_response(r, checks=[status_code_conformance, content_type_conformance,
+                                              response_schema_conformance])
 
         check()
         ran += 1
     assert ran >= 4                                                 # translate, stream, health, metrics
     assert httpx.post(server + "/v1/translate", json={"text": ["A dog."]}, timeout=30).status_code == 200
+
+
+# --- issue 39: one request cannot monopolise the server, nor take others down with it -----------------
+def test_cost_limit_and_fair_admission(tr, sentences):
+    """A request over max_cost is refused (TooLarge, a ValueError); a big one within it holds at most
+    half the pass, so a small request submitted after it joins at once and finishes in its own T passes."""
+    from gmlm_engine.serving import TooLarge
+
+    sched = Scheduler(tr, max_candidates=64, max_cost=4096)
+    try:
+        with pytest.raises(TooLarge, match="at most 4096"):
+            sched.submit(sentences[:16], length_beam=40, iterations=8)
+        big = sched.submit(sentences[:40], length_beam=8, iterations=10)      # 320 candidates, 3200 passes
+        peak = []
+        while not sched.live_requests:
+            time.sleep(0.001)
+        before = sched.stats["passes"]
+        small = sched.submit(["A dog runs."], length_beam=2, iterations=4)
+        while not small.done():
+            peak.append(sched._live_candidates)
+            time.sleep(0.0005)
+        passes = sched.stats["passes"] - before
+        assert small.result()[0].text == tr.translate_batch(["A dog runs."], length_beam=2, iterations=4)[0].text
+        assert passes <= 4 + 2, passes                     # joined at the next boundary (before: behind 40 texts)
+        assert max(peak) <= 64
+        assert [r.text for r in big.result(120)] == [r.text for r in tr.translate_batch(sentences[:40], length_beam=8,
+                                                                                       iterations=10)]
+    finally:
+        sched.close()
+
+
+class _PoisonBatch:
+    """A _core.Batch whose passes fail (as out of memory would) while a request with length_beam 7 is live."""
+
+    def __init__(self, batch):
+        self.batch, self.poison = batch, set()
+
+    def add(self, sources, options):
+        ids = self.batch.add(sources, options)
+        self.poison.update(i for i, o in zip(ids, options) if o["length_beam"] == 7)
+        return ids
+
+    def step(self):
+        if self.poison:
+            raise MemoryError("std::bad_alloc")
+        return self.batch.step()
+
+    def cancel(self, bid):
+        self.poison.discard(bid)
+        return self.batch.cancel(bid)
+
+    def __getattr__(self, name):
+        return getattr(self.batch, name)
+
+
+def test_one_request_failure_does_not_spread(tr, sentences):
+    sched = Scheduler(tr)
+    sched._batch = _PoisonBatch(sched._batch)
+    try:
+        with sched._cv:                  # all join the same pass
+            good = [sched.submit([s], iterations=3) for s in sentences[:4]]
+            bad = sched.submit(sentences[4:6], iterations=3, length_beam=7)
+        for f, s in zip(good, sentences[:4]):
+            assert f.result(60)[0].text == tr.translate_batch([s], iterations=3)[0].text
+        with pytest.raises(MemoryError):
+            bad.result(60)
+        assert sched.submit(["A dog."], iterations=2).result(60)[0].text     # and it keeps serving
+    finally:
+        sched.close()
+
+
+def test_body_limits_and_error_format(server):
+    big = b'{"text": ["' + b"a" * 3_000_000 + b'"]}'
+    r = httpx.post(server + "/v1/translate", content=big, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 413 and "exceeds" in r.json()["error"]
+
+    def chunks():                                         # no Content-Length: counted as it streams in
+        for _ in range(100):
+            yield b"a" * 100_000
+    r = httpx.post(server + "/v1/translate", content=chunks(), headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 413 and "exceeds" in r.json()["error"]
+    r = httpx.post(server + "/v1/translate", json={"text": ["A dog."] * 8, "length_beam": 40, "iterations": 100},
+                   timeout=30)
+    assert r.status_code == 413 and "candidate passes" in r.json()["error"]
+    for body, ctype in ((b'{"text": ["\xff\xfe"]}', "application/json"),
+                        ('{"text": ["Caf\u00e9"]}'.encode("latin-1"), "application/json; charset=latin-1"),
+                        (b'{"text": ["A"], "seed": ' + b"9" * 4301 + b"}", "application/json"),
+                        (b"[" * 5000 + b"]" * 5000, "application/json"), (b"", "application/json")):
+        r = httpx.post(server + "/v1/translate", content=body, headers={"content-type": ctype}, timeout=30)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/json", (body[:30], r.text[:200])
+        assert set(r.json()) == {"error"}
+    assert "body" in httpx.post(server + "/v1/translate", content=b"", timeout=30).json()["error"]
+    assert httpx.post(server + "/v1/translate", json={}, timeout=30).json()["error"].startswith("text:")
+    api = httpx.get(server + "/openapi.json").json()
+    t = api["paths"]["/v1/translate"]["post"]["responses"]
+    assert {"200", "413", "422", "499", "500", "503"} <= set(t)
+    assert t["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    s = api["paths"]["/v1/translate/stream"]["post"]["responses"]
+    assert list(s["200"]["content"]) == ["text/event-stream"]
+
+
+def test_sigterm_past_the_grace_period_answers_503(sentences):
+    proc, url = _start("--max-cost", "10000000", "--shutdown-grace", "1")
+    out = {}
+
+    def slow():
+        out["r"] = httpx.post(url + "/v1/translate", json={"text": sentences[:16], "iterations": 1000,
+                                                           "length_beam": 20}, timeout=120)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not httpx.get(url + "/health").json()["live_requests"]:
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    t.join(60)
+    assert proc.wait(60) == 0
+    assert out["r"].status_code == 503 and "grace period" in out["r"].json()["error"]
+    assert time.monotonic() - t0 < 20
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "CancelledError" not in err

@@ -47,27 +47,25 @@ class BodyLimit:
         length = dict(scope.get("headers") or ()).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._reject(send)
-        seen, started = 0, False
-
-        async def limited():
-            nonlocal seen
+        body, more = b"", True                 # read it here, up to the limit, then hand it on
+        while more:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooBig()
-            return msg
+            if msg["type"] != "http.request":   # the client left
+                return
+            body += msg.get("body", b"")
+            more = msg.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._reject(send)
+        sent = False
 
-        async def tracking_send(msg):
-            nonlocal started
-            started = started or msg["type"] == "http.response.start"
-            await send(msg)
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited, tracking_send)
-        except _TooBig:
-            if not started:
-                await self._reject(send)
+        await self.app(scope, replay, send)
 
     async def _reject(self, send):
         body = json.dumps({"error": f"the request body exceeds {self.max_bytes} bytes"}).encode()
@@ -75,10 +73,6 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooBig(Exception):
-    pass
 
 
 def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = "",
@@ -128,7 +122,10 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         what = {413: "too large: body, texts, characters or work (texts x length_beam x iterations)",
                 422: "a bad option or text, or a malformed request", 499: "the client disconnected",
                 500: "the model failed on this request", 503: "the queue is full or the server is shutting down"}
-        return {c: {"model": ErrorResponse, "description": what[c]} for c in codes}
+        # an explicit application/json (the stream route's own media type is text/event-stream); the
+        # ErrorResponse schema is registered by /v1/translate's `model`
+        ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        return {c: {"model": ErrorResponse, "description": what[c], "content": ref} for c in codes}
 
     registry = CollectorRegistry()
     m_queue = Gauge("gmlm_queue_depth", "texts waiting to join the batch", registry=registry)
@@ -220,7 +217,10 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
 
     @app.post("/v1/translate/stream", response_class=EventStream, responses={
         200: {"description": "server-sent events: draft, result, error, done", "content": {
-            "text/event-stream": {"schema": {"type": "string"}}}}, **errors(413, 422, 503)})
+            "text/event-stream": {"schema": {  # one event: its kind, and its data (a JSON object, as text)
+                "type": "object", "required": ["event", "data"],
+                "properties": {"event": {"type": "string", "enum": ["draft", "result", "error", "done"]},
+                               "data": {"type": "string"}}}}}}, **errors(413, 422, 503)})
     async def translate_stream(req: TranslateRequest):
         bad = check(req)
         if bad:
@@ -249,12 +249,21 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
 
         return EventStream(events())
 
-    @app.get("/health")
+    class Health(BaseModel):
+        status: str
+        model: str
+        mode: str
+        queue_depth: int
+        live_requests: int
+
+    @app.get("/health", response_model=Health)
     async def health():
         return {"status": "ok", "model": model_name, "mode": scheduler.mode, "queue_depth": scheduler.queue_depth,
                 "live_requests": scheduler.live_requests}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses={200: {
+        "description": "Prometheus text exposition", "content": {CONTENT_TYPE_LATEST.split(";")[0]: {
+            "schema": {"type": "string"}}}}})
     async def metrics():
         m_queue.set(scheduler.queue_depth)
         m_rows.set(scheduler.live_rows)

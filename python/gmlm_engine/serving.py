@@ -56,7 +56,7 @@ DEFAULT_MAX_COST = 4096
 DEFAULT_MAX_CANDIDATES = 512
 
 
-@dataclass
+@dataclass(eq=False)   # compared and hashed by identity
 class _Job:
     """One submit() call: several texts, one future."""
     results: list
