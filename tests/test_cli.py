@@ -41,22 +41,14 @@ def test_translate_file(tmp_path):
     assert (tmp_path / "out.txt").read_text().split("\n")[:2] == [r.text for r in tr.translate_batch(["A man.", "A dog runs."])]
 
 
-def test_auto_engine_picks_the_reference_for_ar_models(monkeypatch, capsys):
+def test_ar_models_translate_in_the_compiled_engine(monkeypatch, capsys):
     from conftest import TINY_AR
 
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"A man rides a bike.\n")))
-    assert main(["translate", "--model", str(TINY_AR)]) == 0
-    expected = ReferenceTranslator(TINY_AR).translate_batch(["A man rides a bike."])[0].text
-    assert capsys.readouterr().out == expected + "\n"
-
-
-def test_compiled_engine_refuses_ar_model_cleanly(monkeypatch, capsys):
-    from conftest import TINY_AR
-
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"A man.\n")))
-    assert main(["translate", "--model", str(TINY_AR), "--engine", "cpu"]) == 2
-    err = capsys.readouterr().err
-    assert "--engine cpu" in err and "ar model" in err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"A man rides a bike.\nTwo dogs.\n")))
+    assert main(["translate", "--model", str(TINY_AR), "--engine", "cpu", "--compute-type", "float32",
+                 "--beam-size", "3"]) == 0
+    expected = ReferenceTranslator(TINY_AR).translate_batch(["A man rides a bike.", "Two dogs."], beam_size=3)
+    assert capsys.readouterr().out == "".join(r.text + "\n" for r in expected)
 
 
 def test_missing_model_directory_is_a_clean_error(capsys, tmp_path):

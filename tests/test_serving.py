@@ -196,7 +196,7 @@ def _start(*extra):
 
 @pytest.fixture(scope="module")
 def server():
-    proc, url = _start("--max-texts", "8", "--max-chars", "300")
+    proc, url = _start("--max-texts", "8", "--max-chars", "300", "--header-timeout", "2")
     yield url
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
@@ -456,3 +456,25 @@ def test_sigterm_past_the_grace_period_answers_503(sentences):
     assert time.monotonic() - t0 < 20
     err = proc.stderr.read()
     assert "Traceback" not in err and "CancelledError" not in err
+
+
+def test_half_open_connections_are_closed(server):
+    """A connection that never completes its request head (nothing sent, or a header a byte at a
+    time) is closed after --header-timeout (2 s here), not held forever."""
+    host, port = server.removeprefix("http://").split(":")
+    for first in (b"", b"POST /v1/translate HTTP/1.1\r\nHost: x\r\n"):
+        with socket.create_connection((host, int(port)), timeout=15) as c:
+            t0 = time.monotonic()
+            c.sendall(first)
+            for _ in range(3):                   # a trickle of header bytes does not keep it open
+                time.sleep(0.5)
+                try:
+                    c.sendall(b"X")
+                except OSError:
+                    break
+            try:
+                rest = c.recv(1000)
+            except ConnectionResetError:
+                rest = b""
+            assert rest == b"" and time.monotonic() - t0 < 8
+    assert httpx.get(server + "/health", timeout=5).status_code == 200

@@ -14,6 +14,7 @@
 
 #include "core/profiler.h"
 #include "cpu/lowp.h"
+#include "decoding/ar.h"
 #include "decoding/refine.h"
 #include "models/t5_model.h"
 #include "ops/gemm.h"
@@ -65,6 +66,9 @@ T5Config config_from_dict(const py::dict& d) {
   c.unk_id = get_field<int32_t>(d, "unk_id");
   c.mask_id = get_field<int32_t>(d, "mask_id");
   c.len_id = get_field<int32_t>(d, "len_id");
+  c.decoder_start_token_id = get_field<int32_t>(d, "decoder_start_token_id");
+  GMLM_CHECK_ARG(c.decoder_start_token_id >= 0 && c.decoder_start_token_id < c.vocab_size,
+                 "config: decoder_start_token_id must be a token id in [0, vocab_size)");
   return c;
 }
 
@@ -148,6 +152,18 @@ RefineOptions options_from_dict(const py::dict& d) {
                         get("length_offset", def.length_offset));
 }
 
+// The options of one ar request, by keyword (beam_size, length_penalty; absent keys keep the defaults).
+ArOptions ar_options_from_dict(const py::dict& d) {
+  ArOptions o;
+  for (auto item : d) {
+    const std::string key = py::str(item.first);
+    GMLM_CHECK_ARG(key == "beam_size" || key == "length_penalty", "unknown option ", key, " for an ar model");
+  }
+  if (d.contains("beam_size")) o.beam_size = d["beam_size"].cast<int64_t>();
+  if (d.contains("length_penalty")) o.length_penalty = d["length_penalty"].cast<double>();
+  return o;
+}
+
 py::tuple result_tuple(const RefineResult& r) {
   return py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates);
 }
@@ -206,6 +222,33 @@ class Engine {
       const auto t0 = std::chrono::steady_clock::now();
       try {
         res = refine_batch(*model_, src, o, ws_, *pool_);
+      } catch (...) {
+        Profiler::install(nullptr);
+        throw;
+      }
+      if (profiling_) profile_.total_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      Profiler::install(nullptr);
+    }
+    py::list out;
+    for (auto& r : res) out.append(result_tuple(r));
+    return out;
+  }
+
+  // AR decoding (greedy or beam search) of one batch of encoder inputs; results as translate().
+  py::list translate_ar(const std::vector<std::vector<int64_t>>& sources, int64_t beam_size, double length_penalty) {
+    ArOptions o;
+    o.beam_size = beam_size;
+    o.length_penalty = length_penalty;
+    auto src = id_lists(sources, "source", model_->config().vocab_size);
+    std::vector<RefineResult> res;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      LowpScope lowp(lowp_.get());
+      Profiler::install(profiling_ ? &profile_ : nullptr);
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        res = ar_batch(*model_, src, o, ws_, *pool_);
       } catch (...) {
         Profiler::install(nullptr);
         throw;
@@ -341,18 +384,31 @@ class Engine {
 // from any thread at any time without waiting for a pass (the server's /metrics reads them).
 class Batch {
  public:
-  explicit Batch(Engine& engine) : engine_(engine), batch_(engine.model()) {}
+  explicit Batch(Engine& engine) : engine_(engine) {
+    if (engine.model().config().gmlm)
+      refine_ = std::make_unique<RefineBatch>(engine.model());
+    else
+      ar_ = std::make_unique<ArBatch>(engine.model());
+  }
 
   std::vector<int64_t> add(const std::vector<std::vector<int64_t>>& sources, const std::vector<py::dict>& options) {
     GMLM_CHECK_ARG(options.size() == sources.size(), "add: ", sources.size(), " sources but ", options.size(),
                    " option dicts");
-    std::vector<RefineOptions> opts;
-    for (const py::dict& d : options) opts.push_back(options_from_dict(d));
+    std::vector<RefineOptions> ropts;
+    std::vector<ArOptions> aopts;
+    for (const py::dict& d : options) {
+      if (refine_)
+        ropts.push_back(options_from_dict(d));
+      else
+        aopts.push_back(ar_options_from_dict(d));
+    }
     auto src = id_lists(sources, "source", engine_.model().config().vocab_size);
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
     Publish publish{*this};
-    return engine_.locked([&](Workspace& ws, ThreadPool& pool) { return batch_.add(src, opts, ws, pool); });
+    return engine_.locked([&](Workspace& ws, ThreadPool& pool) {
+      return refine_ ? refine_->add(src, ropts, ws, pool) : ar_->add(src, aopts, ws, pool);
+    });
   }
 
   py::list step() {
@@ -361,7 +417,8 @@ class Batch {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
       Publish publish{*this};
-      done = engine_.locked([&](Workspace& ws, ThreadPool& pool) { return batch_.step(ws, pool); });
+      done = engine_.locked(
+          [&](Workspace& ws, ThreadPool& pool) { return refine_ ? refine_->step(ws, pool) : ar_->step(ws, pool); });
     }
     py::list out;
     for (auto& [id, r] : done) out.append(py::make_tuple(id, result_tuple(r)));
@@ -374,7 +431,7 @@ class Batch {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
-      found = batch_.current(id, &r);
+      found = refine_ ? refine_->current(id, &r) : ar_->current(id, &r);
     }
     if (!found) return py::none();
     return result_tuple(r);
@@ -384,7 +441,7 @@ class Batch {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
     Publish publish{*this};
-    return batch_.cancel(id);
+    return refine_ ? refine_->cancel(id) : ar_->cancel(id);
   }
   int64_t requests() const { return requests_.load(std::memory_order_acquire); }
   int64_t live_rows() const { return live_rows_.load(std::memory_order_acquire); }
@@ -394,14 +451,15 @@ class Batch {
   struct Publish {
     Batch& b;
     ~Publish() {
-      b.requests_.store(b.batch_.requests(), std::memory_order_release);
-      b.live_rows_.store(b.batch_.live_rows(), std::memory_order_release);
+      b.requests_.store(b.refine_ ? b.refine_->requests() : b.ar_->requests(), std::memory_order_release);
+      b.live_rows_.store(b.refine_ ? b.refine_->live_rows() : b.ar_->live_rows(), std::memory_order_release);
     }
   };
 
   Engine& engine_;
-  RefineBatch batch_;
-  std::mutex mutex_;  // guards batch_
+  std::unique_ptr<RefineBatch> refine_;  // gmlm models
+  std::unique_ptr<ArBatch> ar_;          // ar models
+  std::mutex mutex_;  // guards the batch
   std::atomic<int64_t> requests_{0}, live_rows_{0};
 };
 
@@ -506,7 +564,7 @@ void register_engine(py::module_& m) {
       .def_property_readonly("device", &CudaEngineBinding::device, "The GPU, in words.");
 #endif
 
-  py::class_<Engine>(m, "Engine", "A GMLM model loaded into the compiled CPU engine.")
+  py::class_<Engine>(m, "Engine", "A gmlm or ar model loaded into the compiled CPU engine.")
       .def(py::init<const py::dict&, const py::dict&, int, const std::string&>(), py::arg("config"),
            py::arg("weights"), py::arg("intra_threads") = 0, py::arg("compute_type") = "float32",
            "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
@@ -518,6 +576,10 @@ void register_engine(py::module_& m) {
            py::arg("early_stop") = false, py::arg("length_offset") = 0,
            "Refinement decoding of one batch of encoder inputs (lists of ids). Returns, per source, a tuple\n"
            "(ids, score, passes, history, length_candidates). The GIL is released while decoding.")
+      .def("translate_ar", &Engine::translate_ar, py::arg("sources"), py::arg("beam_size") = 1,
+           py::arg("length_penalty") = 1.0,
+           "AR decoding (greedy for beam_size 1, else beam search) of one batch of encoder inputs of an ar\n"
+           "model. Returns, per source, (ids, score, passes, [], []). The GIL is released while decoding.")
       .def("encode", &Engine::encode, py::arg("sources"), "Encoder output of each source: list of (S, D) arrays.")
       .def("length_logits", &Engine::length_logits, py::arg("sources"), "Length logits (B, max_target_len).")
       .def("decode_logits", &Engine::decode_logits, py::arg("sources"), py::arg("targets"),
@@ -532,7 +594,8 @@ void register_engine(py::module_& m) {
            "vocabulary step's BLAS calls vs its fused log-softmax/argmax, since set_profiling(True).");
 
   py::class_<Batch>(m, "Batch",
-                    "A resumable refinement batch on an Engine (continuous batching): requests join with add()\n"
+                    "A resumable batch on an Engine (continuous batching; refinement for a gmlm model, AR steps\n"
+                    "for an ar model): requests join with add()\n"
                     "at any pass boundary and leave from step() when done. Drive it from one thread.")
       .def(py::init<Engine&>(), py::arg("engine"), py::keep_alive<1, 2>())
       .def("add", &Batch::add, py::arg("sources"), py::arg("options"),

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/profiler.h"
+#include "decoding/encoder_rows.h"
 #include "decoding/rng.h"
 #include "ops/select.h"
 #include "ops/vocab_argmax.h"
@@ -38,42 +39,12 @@ void check_options(const RefineOptions& o, const T5Config& cfg) {
                  "random init needs first_random_id in [0, vocab_size)");
 }
 
-// Copies rows [begin, begin + len) of a (rows, cols) tensor to row `at` of another.
-void copy_rows(const Tensor& from, int64_t begin, int64_t len, Tensor& to, int64_t at) {
-  const int64_t cols = from.dim(1);
-  std::memcpy(to.data<float>() + at * cols, from.data<float>() + begin * cols, sizeof(float) * len * cols);
-}
-
 }  // namespace
 
 void RefineBatch::rebuild_encoder_rows(const EncoderOutput* fresh) {
-  int64_t rows = 0;
-  for (const Request& r : live_) rows += enc_.len[r.source];
-  if (fresh) rows += fresh->rows;
-  EncoderOutput out;
-  const int64_t D = model_.config().d_model;
-  const int64_t kvw = fresh ? fresh->cross_kv.dim(1) : enc_.cross_kv.dim(1);
-  out.states = Tensor({rows, D});
-  out.cross_kv = Tensor({rows, kvw});
-  for (Request& r : live_) {
-    const int64_t b = enc_.begin[r.source], n = enc_.len[r.source];
-    copy_rows(enc_.states, b, n, out.states, out.rows);
-    copy_rows(enc_.cross_kv, b, n, out.cross_kv, out.rows);
-    r.source = static_cast<int64_t>(out.begin.size());
-    out.begin.push_back(out.rows);
-    out.len.push_back(n);
-    out.rows += n;
-  }
-  if (fresh) {
-    copy_rows(fresh->states, 0, fresh->rows, out.states, out.rows);
-    copy_rows(fresh->cross_kv, 0, fresh->rows, out.cross_kv, out.rows);
-    for (size_t b = 0; b < fresh->begin.size(); ++b) {
-      out.begin.push_back(out.rows + fresh->begin[b]);
-      out.len.push_back(fresh->len[b]);
-    }
-    out.rows += fresh->rows;
-  }
-  enc_ = std::move(out);
+  std::vector<int64_t*> sources;
+  for (Request& r : live_) sources.push_back(&r.source);
+  merge_encoder_rows(enc_, sources, fresh);
   compact_ = false;
 }
 

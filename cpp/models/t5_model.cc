@@ -1,5 +1,6 @@
 #include "models/t5_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -159,13 +160,14 @@ void load_self_attn(const Loader& ld, const std::string& p, SelfAttentionLayer& 
 
 T5Model::T5Model(T5Config config, const WeightMap& weights) : cfg_(std::move(config)) {
   cfg_.validate();
-  GMLM_CHECK_ARG(cfg_.gmlm, "the compiled engine decodes gmlm models only (this is an ar model)");
   const Loader ld(cfg_, weights);
   inner_ = cfg_.num_heads * cfg_.d_kv;
   shared_ = ld.copy("shared.weight");
   if (!cfg_.tie_word_embeddings) lm_head_ = ld.copy("lm_head.weight");
-  length_head_ = ld.copy("length_head.weight");
-  embed_positions_ = ld.copy("decoder.embed_positions.weight");
+  if (cfg_.gmlm) {
+    length_head_ = ld.copy("length_head.weight");
+    embed_positions_ = ld.copy("decoder.embed_positions.weight");
+  }
   encoder_.resize(cfg_.num_encoder_layers);
   for (int64_t i = 0; i < cfg_.num_encoder_layers; ++i) {
     const std::string b = "encoder.block." + std::to_string(i);
@@ -192,7 +194,7 @@ T5Model::T5Model(T5Config config, const WeightMap& weights) : cfg_(std::move(con
   encoder_bias_ = expand_position_bias(ld.get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight").data,
                                        nb, cfg_.num_heads, true, md, cfg_.max_source_len - 1);
   decoder_bias_ = expand_position_bias(ld.get("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight").data,
-                                       nb, cfg_.num_heads, /*bidirectional=*/true, md, cfg_.max_target_len - 1);
+                                       nb, cfg_.num_heads, /*bidirectional=*/cfg_.gmlm, md, cfg_.max_target_len - 1);
 }
 
 std::vector<ConstMat> T5Model::gemm_weights() const {
@@ -265,6 +267,7 @@ void T5Model::encode(const std::vector<std::vector<int32_t>>& sources, EncoderOu
 }
 
 void T5Model::length_logits(const EncoderOutput& enc, Tensor& logits, Workspace& ws, ThreadPool& pool) const {
+  GMLM_CHECK_ARG(cfg_.gmlm, "length_logits: an ar model has no length head");
   const int64_t B = static_cast<int64_t>(enc.begin.size()), D = cfg_.d_model;
   ws.rows.resize({B, D});
   for (int64_t b = 0; b < B; ++b)
@@ -275,6 +278,7 @@ void T5Model::length_logits(const EncoderOutput& enc, Tensor& logits, Workspace&
 
 void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Workspace& ws, ThreadPool& pool,
                      Tensor& states) const {
+  GMLM_CHECK_ARG(cfg_.gmlm, "decode: refinement passes need a gmlm model (an ar model decodes with decode_step)");
   const int64_t D = cfg_.d_model, I = inner_, nl = cfg_.num_decoder_layers, kv_ld = 2 * I * nl;
   const int64_t R = static_cast<int64_t>(in.ids.size());
   const int64_t n_sel = static_cast<int64_t>(in.sel.size());
@@ -373,6 +377,96 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Workspace
     const float s = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
     for (int64_t i = 0; i < n_sel * D; ++i) states.data<float>()[i] *= s;
   }
+}
+
+// One causal decoder step of an ar model: row r is token in.ids[r] at position in.pos[r] of the
+// hypothesis whose self-attention keys and values live in cache slot in.slot[r]. Each layer writes
+// the row's key and value at that position, then attends over positions [0, pos] of its slot (the
+// cache makes the step causal); cross-attention reads the source's K/V, shared by its beams.
+void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCache& cache, Workspace& ws,
+                          ThreadPool& pool, Tensor& states) const {
+  GMLM_CHECK_ARG(!cfg_.gmlm, "decode_step: a gmlm model decodes with refinement passes");
+  const int64_t D = cfg_.d_model, I = inner_, nl = cfg_.num_decoder_layers, kv_ld = 2 * I * nl;
+  const int64_t n = static_cast<int64_t>(in.ids.size()), T = cfg_.max_target_len;
+  const float eps = cfg_.layer_norm_epsilon;
+  GMLM_CHECK(n >= 1 && in.pos.size() == in.ids.size() && in.slot.size() == in.ids.size() &&
+                 in.source.size() == in.ids.size(), "decode_step input");
+  GMLM_CHECK(cache.layers() == nl && cache.max_len == T, "decode_step cache");
+  std::vector<ops::AttentionSegment> self_segs(n), cross_segs(n);
+  ws.q_pos.assign(n, 0);
+  for (int64_t r = 0; r < n; ++r) {
+    GMLM_CHECK(in.pos[r] >= 0 && in.pos[r] < T && in.slot[r] >= 0 && in.slot[r] < cache.slots, "decode_step row");
+    self_segs[r] = {r, 1, int64_t(in.slot[r]) * T, int64_t(in.pos[r]) + 1};
+    cross_segs[r] = {r, 1, enc.begin.at(in.source[r]), enc.len.at(in.source[r])};
+    ws.q_pos[r] = in.pos[r];
+  }
+  ws.x.resize({n, D});
+  ws.h.resize({n, D});
+  ops::Embedding()(mat(shared_), in.ids.data(), n, mat(ws.x));
+  const ConstMat ckv = {enc.cross_kv.data<float>(), enc.cross_kv.dim(0), kv_ld, kv_ld};
+  ops::MultiHeadAttention mha(cfg_.num_heads, cfg_.d_kv);
+  ops::Gemm residual;
+  residual.beta = 1.f;
+  for (int64_t l = 0; l < nl; ++l) {
+    const DecoderBlock& blk = decoder_[l];
+    // self-attention over the cache
+    ops::RMSNorm{eps}(mat(ws.x), blk.self_attn.layer_norm.data<float>(), mat(ws.h), &pool);
+    ws.qkv.resize({n, 3 * I});
+    ops::Gemm()(mat(ws.h), mat(blk.self_attn.qkv), mat(ws.qkv), pool);
+    Mat kv = cache.layer(l);   // (slots * T, 2I): [K | V]
+    {
+      Profiler::Scope scope(Phase::layers_other);
+      for (int64_t r = 0; r < n; ++r)
+        std::memcpy(kv.row(int64_t(in.slot[r]) * T + in.pos[r]), ws.qkv.data<float>() + r * 3 * I + I,
+                    sizeof(float) * 2 * I);
+    }
+    ws.att.resize({n, I});
+    const Mat qkv = mat(ws.qkv);
+    mha(qkv.sub(0, n, 0, I), ws.q_pos.data(), kv.sub(0, kv.rows, 0, I), kv.sub(0, kv.rows, I, I), self_segs,
+        decoder_bias_.data<float>(), T - 1, mat(ws.att), pool);
+    residual(mat(ws.att), mat(blk.self_attn.o), mat(ws.x), pool);
+    // cross-attention
+    ops::RMSNorm{eps}(mat(ws.x), blk.cross_attn.layer_norm.data<float>(), mat(ws.h), &pool);
+    ws.q.resize({n, I});
+    ops::Gemm()(mat(ws.h), mat(blk.cross_attn.q), mat(ws.q), pool);
+    mha(mat(ws.q), nullptr, ckv.sub(0, ckv.rows, 2 * I * l, I), ckv.sub(0, ckv.rows, 2 * I * l + I, I), cross_segs,
+        nullptr, 0, mat(ws.att), pool);
+    residual(mat(ws.att), mat(blk.cross_attn.o), mat(ws.x), pool);
+    // feed-forward
+    ops::RMSNorm{eps}(mat(ws.x), blk.ffn.layer_norm.data<float>(), mat(ws.h), &pool);
+    ws.ffn.resize({n, cfg_.d_ff});
+    blk.ffn.forward(mat(ws.h), mat(ws.x), mat(ws.ffn), pool);
+  }
+  states.resize({n, D});
+  ops::RMSNorm{eps}(mat(ws.x), decoder_final_norm_.data<float>(), mat(states), &pool);
+  if (cfg_.tie_word_embeddings) {
+    const float s = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
+    for (int64_t i = 0; i < n * D; ++i) states.data<float>()[i] *= s;
+  }
+}
+
+void SelfCache::reset(int64_t num_layers, int64_t width, int64_t max_len_) {
+  max_len = max_len_;
+  width_ = width;
+  slots = 0;
+  data_.assign(num_layers, {});
+}
+
+void SelfCache::reserve(int64_t n) {
+  if (n <= slots) return;
+  int64_t grow = std::max<int64_t>(n, slots * 2);
+  for (auto& d : data_) d.resize(static_cast<size_t>(grow * max_len * width_));   // keeps the rows already written
+  slots = grow;
+}
+
+Mat SelfCache::layer(int64_t l) {
+  return {data_[l].data(), slots * max_len, width_, width_};
+}
+
+void SelfCache::copy_slot(int64_t from, int64_t to, int64_t rows) {
+  if (from == to) return;
+  for (auto& d : data_)
+    std::memcpy(d.data() + to * max_len * width_, d.data() + from * max_len * width_, sizeof(float) * rows * width_);
 }
 
 }  // namespace gmlm

@@ -26,6 +26,7 @@ struct T5Config {
   bool tie_word_embeddings = true;
   int64_t max_source_len = 0, max_target_len = 0;
   int32_t pad_id = 0, eos_id = 1, unk_id = 2, mask_id = 3, len_id = 4;
+  int32_t decoder_start_token_id = 0;  // ar models: the first decoder input
   bool gmlm = true;  // objective
 
   void validate() const;  // ValueError on an inconsistent config
@@ -60,6 +61,30 @@ struct DecoderInput {
   std::vector<int32_t> sel;  // ascending
 };
 
+// One ar decoder step: row r is token ids[r] at position pos[r] of the hypothesis in cache slot
+// slot[r], translating source `source[r]` (an index into EncoderOutput).
+struct StepInput {
+  std::vector<int32_t> ids, pos, slot;
+  std::vector<int64_t> source;
+};
+
+// The self-attention keys and values of ar hypotheses: per decoder layer, `slots` blocks of max_len
+// rows of [K | V] (2I floats). A hypothesis owns a slot; beam search copies a parent's rows into its
+// children's slots.
+class SelfCache {
+ public:
+  void reset(int64_t num_layers, int64_t width, int64_t max_len);
+  void reserve(int64_t slots);   // at least this many slots (grows geometrically, keeps the contents)
+  Mat layer(int64_t l);          // (slots * max_len, width)
+  void copy_slot(int64_t from, int64_t to, int64_t rows);  // rows [0, rows) of every layer
+  int64_t layers() const { return static_cast<int64_t>(data_.size()); }
+  int64_t slots = 0, max_len = 0;
+
+ private:
+  int64_t width_ = 0;
+  std::vector<std::vector<float>> data_;
+};
+
 // Activation buffers, grown to their high-water mark and reused across passes.
 struct Workspace {
   Tensor x, h, qkv, att, q, ffn, xs, hs, rows;
@@ -83,6 +108,11 @@ class T5Model {
   // where only the keys/values need all rows and the rest runs on the selected rows.
   void decode(const DecoderInput& in, const EncoderOutput& enc, Workspace& ws, ThreadPool& pool,
               Tensor& states) const;
+  // ar models: one causal step of every row (see StepInput); decoder states (n, D) after the final
+  // norm (times D^-0.5 when tied), ready for the output projection.
+  void decode_step(const StepInput& in, const EncoderOutput& enc, SelfCache& cache, Workspace& ws, ThreadPool& pool,
+                   Tensor& states) const;
+  int64_t self_cache_width() const { return 2 * inner_; }
   // The output projection (V, D): lm_head, or the shared embedding when tied.
   ConstMat output_embedding() const;
   // Every weight the GEMMs read as their right-hand side (for low-precision copies, cpu/lowp.h).

@@ -47,8 +47,8 @@ def _options(args, objective: str) -> dict:
 def _model_args(p):
     p.add_argument("--model", default="default", help="model directory (default: the shipped model)")
     p.add_argument("--engine", choices=("auto", "cpu", "torch"), default="auto",
-                   help="cpu: the compiled engine (gmlm models); torch: the PyTorch reference decoder; "
-                        "auto: cpu for gmlm models, torch for ar models")
+                   help="cpu: the compiled engine (gmlm and ar models); torch: the PyTorch reference decoder; "
+                        "auto: cpu")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
                    help="the compiled engine's GEMM precision (auto: int8, else bfloat16, else float32, by what "
@@ -57,15 +57,6 @@ def _model_args(p):
 
 def _translator(args):
     engine = args.engine
-    if engine != "torch":
-        from .config import read_model_dir
-
-        objective = read_model_dir(args.model).config.objective
-        if objective == "ar":
-            if engine == "cpu":
-                raise ValueError(f"--engine cpu: the compiled engine decodes gmlm models only and {args.model} is "
-                                 "an ar model; use --engine torch (or export it with gmlm export --ctranslate2)")
-            engine = "torch"
     if engine == "torch":
         from .reference import ReferenceTranslator
 

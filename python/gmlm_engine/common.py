@@ -40,6 +40,12 @@ DEFAULT_LENGTH_BEAM = 2
 DEFAULT_LENGTH_OFFSET = 1
 
 
+# Refinement options and their defaults: an ar model accepts them only at these values.
+GMLM_ONLY = dict(iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM, length_beam_keep=None,
+                 length_offset=DEFAULT_LENGTH_OFFSET, remask="linear", threshold=None, stutter_remask=True,
+                 early_stop=False, init="mask", sampling=False, return_history=False)
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     iterations: int = DEFAULT_ITERATIONS
@@ -112,6 +118,13 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
     length_penalty = float(length_penalty)
     if objective == "gmlm" and length_penalty != 1.0:
         raise ValueError("length_penalty applies to ar beam search; a gmlm model has a length head")
+    if objective == "ar":   # refinement options have no meaning for an ar model: say so, never ignore them
+        given = dict(iterations=iterations, length_beam=length_beam, length_beam_keep=length_beam_keep,
+                     length_offset=length_offset, remask=remask, threshold=threshold, stutter_remask=stutter_remask,
+                     early_stop=early_stop, init=init, sampling=sampling, return_history=return_history)
+        for name, default in GMLM_ONLY.items():
+            if given[name] != default and not (name == "length_beam_keep" and given[name] == length_beam):
+                raise ValueError(f"{name} applies to gmlm models; an ar model takes beam_size and length_penalty")
     return DecodeOptions(iterations, length_beam, length_beam_keep, length_offset, remask, threshold, bool(stutter_remask),
                          bool(early_stop), init,
                          bool(sampling), seed, beam_size, length_penalty, max_batch_size, batch_type,

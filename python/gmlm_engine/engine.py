@@ -93,8 +93,11 @@ def resolve_cpu_compute_type(compute_type: str, core) -> str:
     return compute_type
 
 
-def engine_options(opts: DecodeOptions) -> dict:
-    """The compiled engine's refinement options (by keyword) from validated decoding options."""
+def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
+    """The compiled engine's options (by keyword) from validated decoding options: refinement options
+    for a gmlm model, beam_size and length_penalty for an ar model."""
+    if objective == "ar":
+        return dict(beam_size=opts.beam_size, length_penalty=opts.length_penalty)
     return dict(iterations=opts.iterations, length_beam=opts.length_beam, length_beam_keep=opts.length_beam_keep,
                 length_offset=opts.length_offset,
                 remask=opts.remask, threshold=opts.threshold, stutter_remask=opts.stutter_remask,
@@ -104,7 +107,8 @@ def engine_options(opts: DecodeOptions) -> dict:
 
 
 class Translator(TranslatorFrontEnd):
-    """A GMLM translation model loaded into the compiled engine.
+    """A translation model loaded into the compiled engine: a gmlm model decodes by refinement, an ar
+    model by greedy or beam search (beam_size, length_penalty), both on the same kernels.
 
     model: a model directory or "default"; device: "cpu", or "cuda" / "cuda:N" in a build with the
     CUDA engine (DeviceUnavailableError otherwise, or without a usable GPU); compute_type on cpu:
@@ -141,10 +145,9 @@ class Translator(TranslatorFrontEnd):
                              "float32" if compute_type in ("default", "auto") else compute_type)
         self.files = read_model_dir(model)
         self.cfg = self.files.config
-        if self.cfg.objective != "gmlm":
-            raise ModelError(f"{self.files.path}: the compiled engine decodes gmlm models; this is an "
-                             f"{self.cfg.objective!r} model (use gmlm_engine.reference.ReferenceTranslator or "
-                             "CTranslate2 for ar models)")
+        if self.cfg.objective == "ar" and kind == "cuda":
+            raise DeviceUnavailableError(f"{self.files.path}: the CUDA engine decodes gmlm models only; "
+                                         "decode this ar model on device='cpu'")
         self.tokenizer = load_model_tokenizer(self.files)
         weights = load_weights_numpy(self.files)
         try:
@@ -163,6 +166,8 @@ class Translator(TranslatorFrontEnd):
         return getattr(self._engine, "num_threads", 1)
 
     def _decode(self, srcs, opts):
+        if self.cfg.objective == "ar":
+            return self._engine.translate_ar(srcs, **engine_options(opts, "ar"))
         return self._engine.translate(srcs, **engine_options(opts))
 
     # --- introspection (tests and benchmarks) -------------------------------------------------

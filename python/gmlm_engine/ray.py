@@ -38,12 +38,7 @@ def _ray():
 
 
 def load_translator(model, threads: int):
-    """The translator a worker (or `gmlm translate`) uses: the compiled engine for gmlm models, the
-    PyTorch decoder for ar models (the engine decodes gmlm only)."""
-    if read_model_dir(model).config.objective == "ar":
-        from .reference import ReferenceTranslator
-
-        return ReferenceTranslator(model, threads=threads)
+    """The translator a worker uses: the compiled engine (gmlm and ar models alike)."""
     from .engine import Translator
 
     return Translator(model, intra_threads=threads)

@@ -25,7 +25,8 @@ from typing import Literal, Optional
 from .serving import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
 
 DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024, "max_cost": DEFAULT_MAX_COST,
-                  "max_candidates": DEFAULT_MAX_CANDIDATES, "shutdown_grace": 30.0}
+                  "max_candidates": DEFAULT_MAX_CANDIDATES, "shutdown_grace": 30.0,
+                  "header_timeout": 10.0}
 
 
 def default_max_body(max_texts: int, max_chars: int) -> int:
@@ -75,6 +76,26 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def header_timeout_protocol(seconds: float):
+    """uvicorn's h11 protocol where a connection must send a complete request head within `seconds`
+    of opening it or of its previous response; else it is closed. (uvicorn arms its keep-alive timer
+    only after a first response and disarms it at the first byte, so a half-open connection, or one
+    that sends a header a byte at a time, would be held forever.)"""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.timeout_keep_alive_task = self.loop.call_later(seconds, self.timeout_keep_alive_handler)
+
+        def data_received(self, data: bytes) -> None:
+            # the timer stays armed until a whole request head arrives (handle_events disarms it then)
+            self.conn.receive_data(data)
+            self.handle_events()
+
+    return HeaderTimeoutH11
+
+
 def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = "",
                max_body_bytes: int | None = None):
     from fastapi import FastAPI, Request
@@ -101,6 +122,8 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         sampling: Optional[StrictBool] = None
         seed: Optional[StrictInt] = None
         return_history: Optional[StrictBool] = None
+        beam_size: Optional[StrictInt] = None          # ar models
+        length_penalty: Optional[StrictFloat] = None   # ar models
 
     class Translation(BaseModel):
         text: str
@@ -322,6 +345,8 @@ def add_arguments(p) -> None:
                    help="request body limit (413 above; default: what --max-texts x --max-chars can need)")
     p.add_argument("--shutdown-grace", type=float, default=DEFAULT_LIMITS["shutdown_grace"],
                    help="seconds in-flight requests get to finish after SIGTERM; then they get a 503")
+    p.add_argument("--header-timeout", type=float, default=DEFAULT_LIMITS["header_timeout"],
+                   help="seconds a connection has to send a complete request head (then it is closed)")
     p.add_argument("--max-batch", type=_int_in(1), default=64, help="static mode: batch size")
     p.add_argument("--max-wait-ms", type=float, default=20.0, help="static mode: wait for a full batch at most this")
     p.add_argument("--log-level", default="info", choices=LOG_LEVELS)
@@ -337,6 +362,8 @@ def run(args) -> int:
 
     if not (math.isfinite(args.shutdown_grace) and args.shutdown_grace >= 0):
         raise ValueError(f"--shutdown-grace must be a number of seconds >= 0, got {args.shutdown_grace}")
+    if not (math.isfinite(args.header_timeout) and args.header_timeout > 0):
+        raise ValueError(f"--header-timeout must be a number of seconds > 0, got {args.header_timeout}")
     tr = Translator(args.model, intra_threads=args.threads, compute_type=args.compute_type)
     sched = Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
                       max_wait_ms=args.max_wait_ms, max_cost=args.max_cost, max_candidates=args.max_candidates)
@@ -362,7 +389,8 @@ def run(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: stopped.append(s))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            timeout_graceful_shutdown=grace + 10, timeout_keep_alive=5)
+                            timeout_graceful_shutdown=grace + 10, timeout_keep_alive=5,
+                            http=header_timeout_protocol(args.header_timeout))
     Server(config).run()
     sched.close(drain=True)
     return 0

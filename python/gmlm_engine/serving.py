@@ -117,19 +117,22 @@ class Scheduler:
         if opts.max_batch_size or opts.batch_type != "examples":
             raise ValueError("max_batch_size and batch_type do not apply to a scheduler (it batches by itself)")
         texts = check_sources(texts)
-        cost = len(texts) * opts.length_beam * opts.iterations
+        ar = self.tr.cfg.objective == "ar"
+        k = opts.beam_size if ar else opts.length_beam    # candidates (hypotheses) per text
+        cost = len(texts) * k * (1 if ar else opts.iterations)
         if cost > self.max_cost:
-            raise TooLarge(f"the request asks for {len(texts)} texts x length_beam {opts.length_beam} x iterations "
-                           f"{opts.iterations} = {cost} candidate passes; at most {self.max_cost} per request")
+            what = (f"beam_size {k}" if ar else f"length_beam {k} x iterations {opts.iterations}")
+            raise TooLarge(f"the request asks for {len(texts)} texts x {what} = {cost} candidate passes; at most "
+                           f"{self.max_cost} per request")
         with self.tr._lock:
             enc = encode_sources(self.tr.tokenizer, self.tr.cfg, texts)
         fut: concurrent.futures.Future = concurrent.futures.Future()
         job = _Job([None] * len(texts), 0, fut, on_pass, opts.return_history)
-        eo = engine_options(opts)
+        eo = engine_options(opts, self.tr.cfg.objective)
         items = []
         for i, ids in enumerate(enc):
             if ids:
-                items.append((job, i, ids, eo, opts.length_beam))
+                items.append((job, i, ids, eo, k))
             else:                                   # nothing to translate: "" (as translate_batch)
                 job.results[i] = TranslationResult("", [], 0.0, 0, [] if opts.return_history else None)
         job.pending = len(items)

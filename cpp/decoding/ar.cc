@@ -1,0 +1,288 @@
+#include "decoding/ar.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/profiler.h"
+#include "decoding/encoder_rows.h"
+#include "ops/gemm.h"
+#include "ops/vocab_argmax.h"
+
+namespace gmlm {
+
+namespace {
+
+void check_options(const ArOptions& o) {
+  GMLM_CHECK_ARG(o.beam_size >= 1 && o.beam_size <= 256, "beam_size must be in [1, 256], got ", o.beam_size);
+  GMLM_CHECK_ARG(std::isfinite(o.length_penalty) && o.length_penalty >= 0.0 && o.length_penalty <= 10.0,
+                 "length_penalty must be a number in [0, 10], got ", o.length_penalty);
+}
+
+// Row r of logits -> log-probabilities in place (float32, as log_softmax computes them:
+// (x - max) - log(sum exp(x - max))).
+void log_softmax_row(float* x, int64_t V) {
+  float mx = x[0];
+  for (int64_t v = 1; v < V; ++v) mx = std::max(mx, x[v]);
+  float sum = 0.f;
+  for (int64_t v = 0; v < V; ++v) sum += std::exp(x[v] - mx);
+  const float lse = std::log(sum);
+  for (int64_t v = 0; v < V; ++v) x[v] = (x[v] - mx) - lse;
+}
+
+// A continuation of a beam: its log-prob sum and its (hypothesis, token) index.
+struct Cand {
+  double s;
+  int64_t flat;
+  bool operator<(const Cand& o) const { return s > o.s || (s == o.s && flat < o.flat); }  // better first
+};
+
+}  // namespace
+
+ArBatch::ArBatch(const T5Model& model) : model_(model) {
+  const T5Config& cfg = model.config();
+  GMLM_CHECK_ARG(!cfg.gmlm, "AR decoding needs an ar model; this is a gmlm model");
+  cache_.reset(cfg.num_decoder_layers, model.self_cache_width(), cfg.max_target_len);
+}
+
+int32_t ArBatch::take_slot() {
+  if (free_slots_.empty()) {
+    const int64_t old = cache_.slots;
+    cache_.reserve(old + 1);
+    for (int64_t s = cache_.slots - 1; s >= old; --s) free_slots_.push_back(static_cast<int32_t>(s));
+  }
+  const int32_t s = free_slots_.back();
+  free_slots_.pop_back();
+  return s;
+}
+
+void ArBatch::rebuild_encoder_rows(const EncoderOutput* fresh) {
+  std::vector<int64_t*> sources;
+  for (Request& r : live_) sources.push_back(&r.source);
+  merge_encoder_rows(enc_, sources, fresh);
+  compact_ = false;
+}
+
+std::vector<int64_t> ArBatch::add(const std::vector<std::vector<int32_t>>& sources, const std::vector<ArOptions>& opts,
+                                  Workspace& ws, ThreadPool& pool) {
+  GMLM_CHECK_ARG(opts.size() == sources.size(), "add: ", sources.size(), " sources but ", opts.size(), " options");
+  for (const ArOptions& o : opts) check_options(o);
+  std::vector<int64_t> ids;
+  if (sources.empty()) return ids;
+  EncoderOutput fresh;
+  model_.encode(sources, fresh, ws, pool);
+  rebuild_encoder_rows(&fresh);  // live requests' rows first, then the newcomers' in order
+  const int64_t base = static_cast<int64_t>(enc_.begin.size()) - static_cast<int64_t>(sources.size());
+  for (size_t b = 0; b < sources.size(); ++b) {
+    Request r;
+    r.id = next_id_++;
+    r.o = opts[b];
+    r.source = base + static_cast<int64_t>(b);
+    Hyp h;
+    h.slot = take_slot();
+    r.hyps.push_back(std::move(h));  // beam search: only the first beam is alive at step 0
+    ids.push_back(r.id);
+    live_.push_back(std::move(r));
+  }
+  return ids;
+}
+
+bool ArBatch::cancel(int64_t id) {
+  auto it = std::find_if(live_.begin(), live_.end(), [&](const Request& r) { return r.id == id; });
+  if (it == live_.end()) return false;
+  for (const Hyp& h : it->hyps) free_slots_.push_back(h.slot);
+  live_.erase(it);
+  compact_ = true;
+  return true;
+}
+
+int64_t ArBatch::live_rows() const {
+  int64_t n = 0;
+  for (const Request& r : live_) n += static_cast<int64_t>(r.hyps.size());
+  return n;
+}
+
+bool ArBatch::current(int64_t id, RefineResult* out) const {
+  for (const Request& r : live_)
+    if (r.id == id) {
+      if (r.step == 0) return false;
+      const Hyp& h = r.hyps.front();  // the best live hypothesis (ranked first)
+      out->ids = h.tokens;
+      out->score = h.score / static_cast<double>(h.tokens.size() + 1);
+      out->passes = r.step;
+      out->history.clear();
+      out->length_candidates.clear();
+      return true;
+    }
+  return false;
+}
+
+RefineResult ArBatch::result(Request& r) const {
+  const T5Config& cfg = model_.config();
+  RefineResult res;
+  if (r.o.beam_size == 1) {
+    // greedy: the tokens before eos, without padding; the sum (eos included) / (length + 1)
+    const Hyp& h = r.hyps.front();
+    for (int32_t t : h.tokens)
+      if (t != cfg.pad_id) res.ids.push_back(t);
+    res.score = h.score / static_cast<double>(res.ids.size() + 1);
+  } else if (r.finished.empty()) {
+    res.ids = r.hyps.front().tokens;
+    res.score = r.hyps.front().score;
+  } else {
+    const Finished* best = &r.finished.front();
+    for (const Finished& f : r.finished)
+      if (f.norm > best->norm) best = &f;  // ties: the first finished
+    res.ids = best->tokens;
+    res.score = best->norm;
+  }
+  res.passes = static_cast<int64_t>(res.ids.size()) + 1;
+  return res;
+}
+
+std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, ThreadPool& pool) {
+  std::vector<std::pair<int64_t, RefineResult>> done;
+  if (live_.empty()) return done;
+  if (compact_) rebuild_encoder_rows(nullptr);
+  const T5Config& cfg = model_.config();
+  const int64_t V = cfg.vocab_size, T = cfg.max_target_len;
+
+  // 1. one causal step of every live hypothesis: greedy requests' rows first, then beam rows
+  StepInput in;
+  std::vector<int64_t> first_row(live_.size());
+  int64_t n_greedy = 0;
+  for (int pass = 0; pass < 2; ++pass)
+    for (size_t q = 0; q < live_.size(); ++q) {
+      const Request& r = live_[q];
+      if ((r.o.beam_size == 1) != (pass == 0)) continue;
+      first_row[q] = static_cast<int64_t>(in.ids.size());
+      for (const Hyp& h : r.hyps) {
+        in.ids.push_back(h.tokens.empty() ? cfg.decoder_start_token_id : h.tokens.back());
+        in.pos.push_back(static_cast<int32_t>(r.step));
+        in.slot.push_back(h.slot);
+        in.source.push_back(r.source);
+      }
+      if (pass == 0) n_greedy = static_cast<int64_t>(in.ids.size());
+    }
+  model_.decode_step(in, enc_, cache_, ws, pool, states_);
+  const int64_t n = static_cast<int64_t>(in.ids.size()), D = cfg.d_model;
+
+  // 2. the vocabulary: fused argmax for greedy rows, full log-probabilities for beam rows
+  std::vector<int32_t> pred(n_greedy);
+  std::vector<float> conf(n_greedy);
+  if (n_greedy > 0)
+    ops::VocabArgmax()(ConstMat{states_.data<float>(), n_greedy, D, D}, model_.output_embedding(), pred.data(),
+                       conf.data(), pool);
+  const int64_t n_beam = n - n_greedy;
+  if (n_beam > 0) {
+    logits_.resize({n_beam, V});
+    ops::Gemm()(ConstMat{states_.data<float>() + n_greedy * D, n_beam, D, D}, model_.output_embedding(), mat(logits_),
+                pool);
+    Profiler::Scope scope(Phase::vocab);
+    pool.parallel_for(n_beam, [&](int64_t r, int) { log_softmax_row(logits_.data<float>() + r * V, V); });
+  }
+
+  // 3. selection per request
+  std::vector<Request> still;
+  still.reserve(live_.size());
+  for (size_t q = 0; q < live_.size(); ++q) {
+    Request& r = live_[q];
+    bool ended = false;
+    if (r.o.beam_size == 1) {
+      Hyp& h = r.hyps.front();
+      const int64_t row = first_row[q];
+      h.score += static_cast<double>(conf[row]);
+      if (pred[row] == cfg.eos_id) {
+        ended = true;
+      } else {
+        h.tokens.push_back(pred[row]);
+        ended = r.step + 1 >= T;
+      }
+    } else {
+      const int64_t beam = r.o.beam_size, nh = static_cast<int64_t>(r.hyps.size());
+      const size_t want = static_cast<size_t>(2 * beam);
+      std::vector<Cand> top;  // the 2 x beam best continuations, best first
+      top.reserve(want + 1);
+      const float* lp = logits_.data<float>() + (first_row[q] - n_greedy) * V;
+      for (int64_t h = 0; h < nh; ++h) {
+        const double base = r.hyps[h].score;
+        for (int64_t v = 0; v < V; ++v) {
+          const Cand c{base + static_cast<double>(lp[h * V + v]), h * V + v};
+          if (top.size() == want && !(c < top.back())) continue;
+          top.insert(std::upper_bound(top.begin(), top.end(), c), c);
+          if (top.size() > want) top.pop_back();
+        }
+      }
+      std::vector<Hyp> next;
+      std::vector<int64_t> parent;
+      for (const Cand& c : top) {
+        if (c.s == -INFINITY) break;
+        const int64_t h = c.flat / V;
+        const int32_t w = static_cast<int32_t>(c.flat % V);
+        if (w == cfg.eos_id || r.step == T - 1) {
+          if (static_cast<int64_t>(r.finished.size()) < beam) {
+            Finished f;
+            f.tokens = r.hyps[h].tokens;
+            if (w != cfg.eos_id) f.tokens.push_back(w);
+            f.sum = c.s;
+            f.norm = c.s / std::pow(static_cast<double>(f.tokens.size() + 1), r.o.length_penalty);
+            r.finished.push_back(std::move(f));
+          }
+        } else {
+          Hyp child;
+          child.tokens = r.hyps[h].tokens;
+          child.tokens.push_back(w);
+          child.score = c.s;
+          next.push_back(std::move(child));
+          parent.push_back(h);
+        }
+        if (static_cast<int64_t>(next.size()) == beam) break;
+      }
+      if (static_cast<int64_t>(r.finished.size()) >= beam || next.empty()) {
+        ended = true;
+      } else {
+        // cache slots: a parent's first child takes over its slot, the others get copies of its rows
+        std::vector<char> taken(nh, 0);
+        for (size_t c = 0; c < next.size(); ++c) {
+          const int64_t h = parent[c];
+          if (!taken[h]) {
+            taken[h] = 1;
+            next[c].slot = r.hyps[h].slot;
+          } else {
+            next[c].slot = -1;
+          }
+        }
+        for (size_t c = 0; c < next.size(); ++c)
+          if (next[c].slot < 0) {
+            next[c].slot = take_slot();
+            cache_.copy_slot(r.hyps[parent[c]].slot, next[c].slot, r.step + 1);
+          }
+        for (int64_t h = 0; h < nh; ++h)
+          if (!taken[h]) free_slots_.push_back(r.hyps[h].slot);
+        r.hyps = std::move(next);
+      }
+    }
+    if (ended) {
+      done.emplace_back(r.id, result(r));
+      for (const Hyp& h : r.hyps) free_slots_.push_back(h.slot);
+      compact_ = true;
+    } else {
+      ++r.step;
+      still.push_back(std::move(r));
+    }
+  }
+  live_ = std::move(still);
+  return done;
+}
+
+std::vector<RefineResult> ar_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
+                                   const ArOptions& opts, Workspace& ws, ThreadPool& pool) {
+  ArBatch batch(model);
+  const std::vector<int64_t> ids = batch.add(sources, std::vector<ArOptions>(sources.size(), opts), ws, pool);
+  std::vector<RefineResult> results(sources.size());
+  while (batch.requests() > 0)
+    for (auto& [id, res] : batch.step(ws, pool)) results[id - ids.front()] = std::move(res);
+  return results;
+}
+
+}  // namespace gmlm

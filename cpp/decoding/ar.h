@@ -1,0 +1,86 @@
+// AR decoding (docs/decoding.md, "AR decoding") of ar models on the CPU, as a resumable batch like
+// RefineBatch: ArBatch owns the live hypotheses of many requests, each at its own step with its own
+// options. add() encodes newcomers (their encoder rows and cross-attention K/V join the batch's);
+// step() is one causal decoder step over every live hypothesis (self-attention keys and values from
+// each hypothesis' cache slot), then greedy or beam selection per request; requests whose search
+// ended leave with their result. ar_batch() is a loop over it. The reference decoder
+// (reference.py, `_ar`) is the spec: the same tokens in float32.
+//
+// Beam search keeps, per request, at most beam_size live hypotheses: its step takes the 2 x beam
+// best (log-prob sum, then lower (hypothesis, token) index) continuations of the live ones, moves
+// those ending in eos (or at max_target_len) to the finished list while it holds fewer than
+// beam_size, and continues the first beam_size others; the request ends when beam_size have
+// finished or nothing continues. The best finished by sum / (length + 1)^length_penalty wins.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "decoding/options.h"
+#include "models/t5_model.h"
+
+namespace gmlm {
+
+struct ArOptions {
+  int64_t beam_size = 1;        // 1: greedy
+  double length_penalty = 1.0;  // beam search: finished score = log-prob sum / (length + 1)^length_penalty
+};
+
+class ArBatch {
+ public:
+  explicit ArBatch(const T5Model& model);
+
+  // Checks the options (ValueError naming the bad one), encodes the sources (non-empty encoder
+  // inputs: pieces + [</s>]) and adds one request each. Returns the requests' ids.
+  std::vector<int64_t> add(const std::vector<std::vector<int32_t>>& sources, const std::vector<ArOptions>& opts,
+                           Workspace& ws, ThreadPool& pool);
+  // One decoder step over every live hypothesis; returns the requests that finished in it
+  // (RefineResult: ids, score, passes = steps run = len(ids) + 1, no history or length candidates).
+  std::vector<std::pair<int64_t, RefineResult>> step(Workspace& ws, ThreadPool& pool);
+  bool cancel(int64_t id);
+  // The best live hypothesis so far (its tokens and mean log-prob); false if unknown or before a step.
+  bool current(int64_t id, RefineResult* out) const;
+
+  int64_t requests() const { return static_cast<int64_t>(live_.size()); }
+  int64_t live_rows() const;  // hypotheses of the next step
+
+ private:
+  struct Hyp {
+    std::vector<int32_t> tokens;  // emitted so far (the next input is the last, or the start token)
+    double score = 0.0;           // log-prob sum
+    int32_t slot = 0;             // self-attention cache slot
+  };
+  struct Finished {
+    double norm, sum;
+    std::vector<int32_t> tokens;
+  };
+  struct Request {
+    int64_t id = 0;
+    ArOptions o;
+    int64_t step = 0;     // the position it decodes next
+    int64_t source = 0;   // its rows in enc_
+    std::vector<Hyp> hyps;
+    std::vector<Finished> finished;
+  };
+
+  int32_t take_slot();
+  void rebuild_encoder_rows(const EncoderOutput* fresh);
+  RefineResult result(Request& r) const;
+
+  const T5Model& model_;
+  EncoderOutput enc_;
+  SelfCache cache_;
+  std::vector<int32_t> free_slots_;
+  std::vector<Request> live_;
+  bool compact_ = false;
+  int64_t next_id_ = 0;
+  Tensor states_, logits_;
+};
+
+// Decode one batch of non-empty encoder inputs with the same options (a loop over ArBatch).
+std::vector<RefineResult> ar_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
+                                   const ArOptions& opts, Workspace& ws, ThreadPool& pool);
+
+}  // namespace gmlm

@@ -1,0 +1,147 @@
+"""AR decoding in the compiled engine (decoding/ar.h): token parity with the PyTorch reference in
+float32 (greedy and beam search, each length penalty of the parity set), random models of three
+shapes and the shipped AR model; batch invariance across batchings and join orders; low precision
+close to float32; the options an ar model takes and refuses; the AR model through the scheduler."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+core = pytest.importorskip("gmlm_engine._core")
+
+from gmlm_engine.common import encode_sources, validate_options  # noqa: E402
+from gmlm_engine.engine import Translator, engine_options  # noqa: E402
+from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
+
+from conftest import TINY_AR, TINY_GMLM  # noqa: E402
+from test_engine_common import make_random_model, mismatches, test_sentences  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
+
+SHIPPED_AR = Path(__file__).resolve().parents[1] / "models" / "ar-en-de"
+SHAPES = {
+    "tiny-fixture": None,
+    "relu-untied": dict(seed=11),
+    "gelu-tied-1layer": dict(seed=12, d_model=48, num_heads=3, d_kv=16, feed_forward_proj="gated-gelu",
+                             tie_word_embeddings=True, num_encoder_layers=1, num_decoder_layers=1),
+}
+# One list of AR option sets for every parity test (greedy; beam 2, 4, 5; length penalties 0 to 2).
+AR_OPTION_SETS = [dict(beam_size=1), dict(beam_size=4), dict(beam_size=4, length_penalty=2.0),
+                  dict(beam_size=2, length_penalty=0.0), dict(beam_size=5, length_penalty=1.5)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    out = {}
+    for name, shape in SHAPES.items():
+        d = TINY_AR if shape is None else make_random_model(tmp_path_factory.mktemp(name) / "m", objective="ar",
+                                                            **shape)
+        out[name] = (ReferenceTranslator(d), Translator(d, intra_threads=2, compute_type="float32"))
+    return out
+
+
+@pytest.mark.parametrize("opts", AR_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_parity(pairs, name, opts):
+    ref, eng = pairs[name]
+    src = test_sentences(24)
+    a, b = ref.translate_batch(src, **opts), eng.translate_batch(src, **opts)
+    bad = mismatches(a, b, tol=1e-4)
+    assert bad == [], [(i, a[i].tokens, b[i].tokens) for i in bad[:3]]
+    assert any(len(r.tokens) > 1 for r in b)
+
+
+@pytest.mark.parametrize("opts", AR_OPTION_SETS[:3], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_shipped_ar_model_parity(opts):
+    src = test_sentences(48)
+    a = ReferenceTranslator(SHIPPED_AR).translate_batch(src, **opts)
+    b = Translator(SHIPPED_AR, intra_threads=2, compute_type="float32").translate_batch(src, **opts)
+    assert mismatches(a, b, tol=1e-4) == []
+    assert all(r.text for r in b)
+
+
+@pytest.mark.parametrize("opts", [dict(beam_size=1), dict(beam_size=4, length_penalty=2.0)])
+def test_batch_invariance_across_batchings_and_join_orders(opts):
+    tr = Translator(SHIPPED_AR, intra_threads=2, compute_type="float32")
+    src = test_sentences(40)
+    whole = tr.translate_batch(src, **opts)
+    for mb in (1, 7):
+        part = tr.translate_batch(src, max_batch_size=mb, **opts)
+        assert [r.tokens for r in part] == [r.tokens for r in whole]
+        assert max(abs(x.score - y.score) for x, y in zip(part, whole)) < 1e-5
+    # the resumable batch, requests joining at random steps
+    rng = random.Random(0)
+    order = list(range(len(src)))
+    rng.shuffle(order)
+    eo = engine_options(validate_options("ar", tr.cfg.max_target_len, **opts), "ar")
+    batch, owner, got = core.Batch(tr._engine), {}, {}
+    while order or batch.requests:
+        if order and rng.random() < 0.5:
+            take = order[:rng.randint(1, 5)]
+            order = order[len(take):]
+            ids = batch.add(encode_sources(tr.tokenizer, tr.cfg, [src[j] for j in take]), [eo] * len(take))
+            owner.update(zip(ids, take))
+        for bid, res in batch.step():
+            got[owner[bid]] = res
+    assert [tr.tokenizer.pieces(got[j][0]) for j in range(len(src))] == [r.tokens for r in whole]
+
+
+@pytest.mark.parametrize("ct", ["bfloat16", "int8"])
+def test_low_precision_close_to_float32(ct):
+    if ct not in core.build_info()["native_compute_types"]:
+        pytest.skip(f"no native {ct} on this CPU")
+    src = test_sentences(64)
+    f32 = Translator(SHIPPED_AR, compute_type="float32").translate_batch(src, beam_size=4)
+    low = Translator(SHIPPED_AR, compute_type=ct)
+    a, b = low.translate_batch(src, beam_size=4), low.translate_batch(src, beam_size=4, max_batch_size=5)
+    assert [r.tokens for r in a] == [r.tokens for r in b]              # batch invariant in every type
+    same = sum(x.text == y.text for x, y in zip(a, f32))
+    assert same >= 0.6 * len(src), same
+
+
+def test_options_an_ar_model_refuses_and_a_gmlm_model_refuses():
+    ar = Translator(TINY_AR, compute_type="float32")
+    for bad in (dict(iterations=3), dict(length_beam=3), dict(remask="threshold", threshold=0.5), dict(sampling=True),
+                dict(early_stop=True), dict(length_offset=0), dict(return_history=True)):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} applies to gmlm models"):
+            ar.translate_batch(["A man."], **bad)
+    for bad in (dict(beam_size=0), dict(beam_size=257), dict(length_penalty=-1.0), dict(length_penalty=float("nan"))):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ar.translate_batch(["A man."], **bad)
+    gmlm = Translator(TINY_GMLM, compute_type="float32")
+    for bad in (dict(beam_size=4), dict(length_penalty=2.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            gmlm.translate_batch(["A man."], **bad)
+    with pytest.raises(ValueError, match="gmlm model"):
+        core.Engine(gmlm.cfg.to_dict(), __import__("gmlm_engine.config", fromlist=["x"]).load_weights_numpy(
+            gmlm.files)).translate_ar([[10, 1]])
+
+
+def test_ar_model_through_the_scheduler():
+    from gmlm_engine.serving import Scheduler
+
+    tr = Translator(SHIPPED_AR, intra_threads=2)
+    src = test_sentences(12)
+    want = [r.text for r in tr.translate_batch(src, beam_size=3)]
+    s = Scheduler(tr)
+    try:
+        futs = [s.submit([x], beam_size=3) for x in src]
+        assert [f.result(60)[0].text for f in futs] == want
+        drafts = []
+        stream_fut = s.submit([src[0]], beam_size=3, on_pass=lambda i, r: drafts.append(r.tokens))
+        assert stream_fut.result(60)[0].text == want[0] and drafts
+        with pytest.raises(ValueError, match="iterations applies to gmlm models"):
+            s.submit(["A dog."], iterations=4)
+    finally:
+        s.close()
