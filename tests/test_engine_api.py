@@ -217,9 +217,11 @@ def test_bad_config(tmp_path):
         Translator(d)
 
 
-def test_ar_model_is_refused():
-    with pytest.raises(ModelError, match="gmlm"):
-        Translator(TINY.parent / "tiny-ar")
+def test_ar_model_loads_and_decodes_by_search():
+    tr = Translator(TINY.parent / "tiny-ar", compute_type="float32")
+    assert tr.cfg.objective == "ar"
+    res = tr.translate_batch(["A man rides a bike.", ""], beam_size=2)
+    assert res[0].tokens and res[0].iterations == len(res[0].tokens) + 1 and res[1].text == ""
 
 
 def test_core_checks_weights_itself():

@@ -175,3 +175,12 @@ def test_cli_parquet_rows_keep_their_columns(tmp_path, sentences, expected):
                  "--output", str(tmp_path / "out"), "--iterations", "3"]) == 0
     rows = _by_id([r for f in (tmp_path / "out").glob("*.parquet") for r in pq.read_table(f).to_pylist()])
     assert [r["id"] for r in rows] == list(range(40)) and [r["translation"] for r in rows] == expected[:40]
+
+
+def test_ar_model_on_ray(sentences):
+    from conftest import TINY_AR
+
+    ds = ray.data.from_items([{"id": i, "text": s} for i, s in enumerate(sentences[:40])], override_num_blocks=4)
+    rows = _by_id(translate_dataset(ds, model=TINY_AR, concurrency=1, batch_size=16, beam_size=2).take_all())
+    want = [r.text for r in Translator(TINY_AR, intra_threads=1).translate_batch(sentences[:40], beam_size=2)]
+    assert [r["translation"] for r in rows] == want

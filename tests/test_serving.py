@@ -478,3 +478,33 @@ def test_half_open_connections_are_closed(server):
                 rest = b""
             assert rest == b"" and time.monotonic() - t0 < 8
     assert httpx.get(server + "/health", timeout=5).status_code == 200
+
+
+def test_ar_model_served():
+    """gmlm serve --model AR: the engine's beam search behind the same HTTP API, streaming included."""
+    from conftest import TINY_AR
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.cli", "serve", "--model", str(TINY_AR), "--port",
+                             str(port), "--threads", "2", "--log-level", "warning", "--compute-type", "float32"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        texts = ["A man rides a bike.", "Two dogs play in the snow."]
+        want = [r.text for r in Translator(TINY_AR, compute_type="float32").translate_batch(texts, beam_size=2)]
+        r = httpx.post(url + "/v1/translate", json={"text": texts, "beam_size": 2}, timeout=60)
+        assert r.status_code == 200 and [t["text"] for t in r.json()["translations"]] == want
+        r = httpx.post(url + "/v1/translate", json={"text": texts, "iterations": 4}, timeout=60)
+        assert r.status_code == 422 and "iterations applies to gmlm models" in r.json()["error"]
+        with httpx.stream("POST", url + "/v1/translate/stream", json={"text": texts[:1]}, timeout=60) as s:
+            body = "".join(s.iter_text())
+        assert "event: draft" in body and "event: done" in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
