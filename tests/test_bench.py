@@ -120,9 +120,10 @@ def test_quick_cli_end_to_end(tmp_path, capsys):
     assert meta["machine"]["cpu"] and meta["machine"]["logical_cpus"] >= 1 and meta["threads"] == 1
     from gmlm_engine import _core
 
-    lowp = {f"gmlm-engine-{ct}" for ct in ("bfloat16", "int8") if ct in _core.build_info()["native_compute_types"]}
+    native = [ct for ct in ("bfloat16", "int8") if ct in _core.build_info()["native_compute_types"]]
+    lowp = {f"{fam}-{ct}" for ct in native for fam in ("gmlm-engine", "engine-ar")}
     assert {r["family"] for r in rows} == {"gmlm-engine", "gmlm-engine-raw", "gmlm-torch", "ct2-ar", "ct2-ar-int8",
-                                           "torch-ar"} | lowp
+                                           "torch-ar", "engine-ar"} | lowp
     assert isinstance(meta["machine"]["cpu_isa"], list)
     assert set(doc["quality"]) == {r["system"] for r in rows}
     for name in ("ct2-ar greedy", "ct2-ar beam=4", "ct2-ar-int8 greedy", "ct2-ar-int8 beam=4", "torch-ar greedy", "torch-ar beam=4",
@@ -141,6 +142,8 @@ def test_quick_cli_end_to_end(tmp_path, capsys):
             assert r["batch_invariant"], r
     agree = {a["system"]: a["differing_sentences"] for a in doc["agreement"]}
     assert agree[f"gmlm-torch {TK}"] == 0                   # the engine matches the reference decoder
+    assert agree["engine-ar greedy"] == 0 and agree["engine-ar beam=4"] == 0   # AR too (float32)
+    assert {r["what"] for r in doc["headline"]["rows"]} == {w for w, _ in benchmark.HEADLINE}
     md = (out / "bench.md").read_text()
     header = "| " + " | ".join(benchmark.COLUMNS)
     table = md.split("## All systems")[1].split("##")[0].strip().splitlines()
@@ -189,3 +192,25 @@ def test_score_reports_the_length_ratio_behind_the_brevity_penalty():
     assert score(ref, ref)["len_ratio"] == 1.0
     short = score(["Ein Mann", "Zwei Hunde spielen"], ref)
     assert short["len_ratio"] == round(5 / 11, 3)
+
+
+def test_thread_settings_are_searched_and_the_winner_named(tmp_path):
+    """With --threads 2 the headline systems also run at 1 thread and as two 1-thread workers; every
+    setting gives the same output, and the report names each system's fastest setting."""
+    pytest.importorskip("ctranslate2")
+    (tmp_path / "src.en").write_text("\n".join(SRC) + "\n")
+    (tmp_path / "ref.de").write_text("\n".join(REF) + "\n")
+    out = tmp_path / "results"
+    assert main(["bench", "--quick", "--headline", "--no-plot", "--no-torch", "--gmlm-model", str(TINY_GMLM),
+                 "--ar-model", str(TINY_AR), "--src", str(tmp_path / "src.en"), "--ref", str(tmp_path / "ref.de"),
+                 "--out", str(out), "--threads", "2"]) == 0
+    doc = json.loads((out / "bench.json").read_text())
+    settings = {(r["base"], r["setting"]) for r in doc["rows"]}
+    for base in ("ct2-ar-int8 greedy", "engine-ar greedy", f"gmlm-engine {TK}"):
+        assert {s for b, s in settings if b == base} == {"2x1", "1x1", "1x2"}
+    assert all(r["batch_invariant"] for r in doc["rows"]), [r["system"] for r in doc["rows"] if not r["batch_invariant"]]
+    ts = {(t["system"], t["batch_size"]): t for t in doc["thread_settings"]}
+    t = ts[("engine-ar greedy", 8)]
+    assert t["best_setting"] == max(("2x1", "1x1", "1x2"), key=lambda s: t[f"sent_per_s@{s}"])
+    md = (out / "bench.md").read_text()
+    assert "## Headline" in md and "## Thread settings" in md and "engine AR greedy / CTranslate2 greedy" in md

@@ -50,6 +50,8 @@ class System:
     core: bool | None = True     # True: timed at every batch size; False: at the grid batch only;
                                  # None: core if on the speed-quality Pareto front of its family
     twin: str | None = None      # a system that must produce the same output (a correctness check)
+    base: str | None = None      # the same system at another thread setting: `base` is its name at the default
+    setting: str = ""            # threads as "INTRAxINTER" (intra-op threads x parallel workers)
 
 
 def subset_size(batch: int, n: int) -> int:
@@ -97,6 +99,9 @@ def _spread(systems: list[System], rep: int, repeats: int) -> list[System]:
 def quality_pass(systems: list[System], src: list[str], ref: list[str], log) -> dict[str, dict]:
     out = {}
     for i, s in enumerate(systems):
+        if s.base in out:        # the same system at another thread setting: the same output (the timed
+            out[s.name] = out[s.base]     # runs check that it is)
+            continue
         hyp: list[str] = []
         t0 = time.perf_counter()
         for j in range(0, len(src), QUALITY_BATCH):
@@ -156,6 +161,7 @@ def _rows(block: dict, systems: list[System], quality: dict, batch: int, n: int,
         differing = sum(any(run[i] != q["outputs"][i] for run in t["outputs"]) for i in range(n))
         rows.append({
             "system": s.name, "family": s.family, "batch_size": batch, "stage": stage,
+            "base": s.base or s.name, "setting": s.setting,
             "bleu": q["bleu"], "chrf": q["chrf"], "len_ratio": q["len_ratio"], "quality_sentences": len(q["outputs"]),
             "sent_per_s": round(n * t["loops"] / med, 2),
             "tok_per_s": round(count_tokens(first) * t["loops"] / med, 1),
@@ -226,6 +232,7 @@ def run_benchmark(systems: list[System], src: list[str], ref: list[str], batch_s
             a, b = quality[s.name]["outputs"], quality[s.twin]["outputs"]
             agreement.append({"system": s.name, "twin": s.twin, "differing_sentences": sum(x != y for x, y in zip(a, b))})
     return {"rows": rows, "quality": quality, "grid_batch": grid_batch, "helpful_batch": helpful,
+            "headline": headline(rows), "thread_settings": thread_settings(rows),
             "core": [s.name for s in core], "drift_check": drift, "agreement": agreement,
             "quality_batch": QUALITY_BATCH, "seconds": round(time.perf_counter() - started, 1)}
 
@@ -290,6 +297,54 @@ COLUMNS = ["system", "batch_size", "bleu", "chrf", "len_ratio", "sent_per_s", "t
            "timed", "invariant"]
 
 
+HEADLINE = [
+    (f"GMLM T={DEFAULT_ITERATIONS} K={DEFAULT_LENGTH_BEAM} (defaults)",
+     [f"gmlm-engine{x} T={DEFAULT_ITERATIONS} K={DEFAULT_LENGTH_BEAM}" for x in ("", "-bfloat16", "-int8")]),
+    ("engine AR greedy", [f"engine-ar{x} greedy" for x in ("", "-bfloat16", "-int8")]),
+    ("engine AR beam 4", [f"engine-ar{x} beam=4" for x in ("", "-bfloat16", "-int8")]),
+    ("CTranslate2 greedy", ["ct2-ar greedy", "ct2-ar-int8 greedy"]),
+    ("CTranslate2 beam 4", ["ct2-ar beam=4", "ct2-ar-int8 beam=4"]),
+]
+RATIOS = [("engine AR greedy", "CTranslate2 greedy"), ("engine AR beam 4", "CTranslate2 beam 4"),
+          (HEADLINE[0][0], "engine AR greedy"), (HEADLINE[0][0], "engine AR beam 4"), (HEADLINE[0][0], "CTranslate2 greedy")]
+
+
+def thread_settings(rows: list[dict]) -> list[dict]:
+    """Per system (its base name) and batch size: sent/s at each thread setting, and the winner."""
+    out = []
+    for base in dict.fromkeys(r["base"] for r in rows):
+        for b in sorted({r["batch_size"] for r in rows if r["base"] == base}):
+            rs = [r for r in rows if r["base"] == base and r["batch_size"] == b]
+            if len(rs) < 2:
+                continue
+            best = max(rs, key=lambda r: r["sent_per_s"])
+            out.append({"system": base, "batch_size": b, "best_setting": best["setting"],
+                        **{f"sent_per_s@{r['setting']}": r["sent_per_s"] for r in rs}})
+    return out
+
+
+def headline(rows: list[dict]) -> dict:
+    """At the smallest and the largest batch size: each headline system at its best compute type and
+    thread setting (named), and the ratios between them, all from this one run."""
+    sizes = sorted({r["batch_size"] for r in rows})
+    out = {"rows": [], "ratios": []}
+    for b in dict.fromkeys([sizes[0], sizes[-1]]) if sizes else []:
+        best = {}
+        for label, bases in HEADLINE:
+            rs = [r for r in rows if r["base"] in bases and r["batch_size"] == b]
+            if rs:
+                r = max(rs, key=lambda r: r["sent_per_s"])
+                best[label] = r
+                out["rows"].append({"what": label, "batch_size": b, "winner": r["system"], "setting": r["setting"],
+                                    "sent_per_s": r["sent_per_s"], "bleu": r["bleu"], "latency_p50_ms": r["latency_p50_ms"]})
+        for a, c in RATIOS:
+            if a in best and c in best:
+                out["ratios"].append({"batch_size": b, "ratio": f"{a} / {c}",
+                                      "speed": round(best[a]["sent_per_s"] / best[c]["sent_per_s"], 2),
+                                      "bleu_difference": round(best[a]["bleu"] - best[c]["bleu"], 2)})
+    return out
+
+
 def _table(rows: list[dict]) -> str:
     cells = [{**r, "timed": f"0-{r['timed_sentences'][1] - 1} x{r['loops']}",
               "invariant": "yes" if r["batch_invariant"] else f"NO ({r['differing_sentences']} differ)"} for r in rows]
@@ -311,7 +366,19 @@ def markdown(result: dict, meta: dict) -> str:
           f"- Speed: {meta['method']}",
           f"- Grid batch (the largest batch that helps `{meta['anchor']}`): {gb}. "
           f"Timed column: sentences 0..N-1 of the test set x loops per run.", "",
-          "## All systems", "", _table(rows), "",
+          "## Headline: each system at its best compute type and thread setting", "",
+          "Threads are written INTRAxINTER: intra-op threads x parallel workers (CTranslate2's inter_threads; for the "
+          "engine, that many Translators, each translating part of every batch).", ""]
+    hl = headline(result["rows"])
+    if hl["rows"]:
+        md += [format_table(hl["rows"], ["what", "batch_size", "winner", "setting", "sent_per_s", "bleu",
+                                          "latency_p50_ms"]), "",
+               format_table(hl["ratios"], ["batch_size", "ratio", "speed", "bleu_difference"]), ""]
+    ts = thread_settings(result["rows"])
+    if ts:
+        cols = ["system", "batch_size", "best_setting"] + list(dict.fromkeys(k for r in ts for k in r if k.startswith("sent_")))
+        md += ["## Thread settings (sentences/s)", "", format_table(ts, cols), ""]
+    md += ["## All systems", "", _table(rows), "",
           "## Largest batch that helps (the smallest batch size within 3 % of the system's best tokens/s)", "",
           format_table([{"system": k, "batch_size": v} for k, v in result["helpful_batch"].items()],
                        ["system", "batch_size"]), ""]
@@ -398,6 +465,7 @@ PRUNED = [(4, 5, 2), (4, 5, 1), (10, 5, 2), (6, 3, 1)]
 LOWP_GRID = list(dict.fromkeys([DEFAULT_TK, (4, 3), (1, 1), (2, 1), (5, 2), (8, 2), (10, 3), (10, 5), (4, 1), (6, 2)]))   # the engine in bfloat16 / int8
 RAW = [(1, 1), (4, 3), (10, 5)]
 ANCHOR = f"gmlm-engine T={DEFAULT_ITERATIONS} K={DEFAULT_LENGTH_BEAM}"
+HEADLINE_GRID = list(dict.fromkeys([DEFAULT_TK, (4, 1), (1, 1)]))
 QUICK = {"sentences": 16, "batch_sizes": [1, 8], "repeats": 2}
 
 
@@ -426,7 +494,15 @@ def add_arguments(p) -> None:
     p.add_argument("--pause", type=float, default=0.3, help="seconds of pause before each timed run")
     p.add_argument("--max-front", type=int, default=4,
                    help="at most this many Pareto-front GMLM configurations are timed at every batch size")
-    p.add_argument("--threads", type=int, default=2, help="intra-op threads of every system")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads per system: the GMLM grid runs with this many intra-op threads; the headline systems "
+                        "(GMLM defaults, engine AR, CTranslate2) are also timed at 1 thread and at this many 1-thread "
+                        "workers, and the best setting is named")
+    p.add_argument("--no-thread-search", dest="thread_search", action="store_false",
+                   help="time every system at --threads intra-op threads only")
+    p.add_argument("--headline", action="store_true",
+                   help="only the headline systems: GMLM T=8 K=2, T=4 K=1, T=1 K=1 per compute type, engine AR and "
+                        "CTranslate2 greedy and beam 4, PyTorch references (no grid, no ablations)")
     p.add_argument("--out", default="bench/results")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch systems")
     p.add_argument("--no-plot", action="store_true")
@@ -480,36 +556,92 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
             print("warning: torch was imported before ctranslate2: the CTranslate2 baseline may run slower than "
                   "it can in its own process", file=sys.stderr)
         import ctranslate2  # noqa: F401
+    import concurrent.futures
+
     from .engine import Translator
 
     texts = lambda res: [r.text for r in res]  # noqa: E731
+    T = args.threads
+    # thread settings "INTRAxINTER": one engine with T threads, one with 1, and T engines of 1 thread each
+    # working on parts of every batch at once (CTranslate2's inter_threads); the first is the default
+    settings = list(dict.fromkeys([f"{T}x1", "1x1", f"1x{T}"])) if args.thread_search else [f"{T}x1"]
+    workers = concurrent.futures.ThreadPoolExecutor(max(2, T))
+    loaded: dict = {}
+
+    def engines(model, ct, intra, n):
+        """n Translators of `model` (loaded once per (model, compute type, threads))."""
+        have = loaded.setdefault((str(model), ct, intra), [])
+        while len(have) < n:
+            have.append(Translator(model, intra_threads=intra, compute_type=ct))
+        return have[:n]
+
+    def parallel(fns, xs):
+        """xs cut into len(fns) consecutive parts, translated at once (the engine releases the GIL)."""
+        size = max(1, math.ceil(len(xs) / len(fns)))
+        futs = [workers.submit(f, xs[i * size:(i + 1) * size]) for i, f in enumerate(fns) if xs[i * size:(i + 1) * size]]
+        return [y for f in futs for y in f.result()]
+
+    def engine_at(model, ct, **o):
+        def make(intra, inter):
+            fns = [lambda xs, tr=tr: texts(tr.translate_batch(xs, max_batch_size=len(xs), **o))
+                   for tr in engines(model, ct, intra, inter)]
+            return fns[0] if inter == 1 else (lambda xs: parallel(fns, xs))
+        return make
+
+    def threaded(base, family, make, options, core, twin=None):
+        """One system per thread setting; the default setting keeps the plain name."""
+        out = []
+        for st in settings:
+            intra, inter = (int(x) for x in st.split("x"))
+            first = st == settings[0]
+            out.append(System(base if first else f"{base} @{st}", family, make(intra, inter), {**options, "threads": st},
+                              core, twin if first else None, None if first else base, st))
+        return out
 
     def gmlm(tr, family, label, core, twin=None, **o):
         return System(f"{family} {label}", family, lambda xs: texts(tr.translate_batch(xs, max_batch_size=len(xs), **o)),
-                      o, core, twin)
+                      o, core, twin, None, f"{T}x1")
 
-    grid = [(1, 1), (2, 1), DEFAULT_TK] if args.quick else GRID
-    thresholds = THRESHOLDS[1:2] if args.quick else THRESHOLDS
-    eng = Translator(args.gmlm_model, intra_threads=args.threads, compute_type="float32")
-    systems = [gmlm(eng, "gmlm-engine", f"T={t} K={k}", True if (t, k) in FIXED_CORE else None,
-                    iterations=t, length_beam=k) for t, k in grid]
+    if args.quick:
+        grid, thresholds, lowp_grid = [(1, 1), (2, 1), DEFAULT_TK], THRESHOLDS[1:2], LOWP_GRID[:2]
+    elif args.headline:
+        grid, thresholds, lowp_grid = HEADLINE_GRID, (), HEADLINE_GRID
+    else:
+        grid, thresholds, lowp_grid = GRID, THRESHOLDS, LOWP_GRID
+    eng = engines(args.gmlm_model, "float32", T, 1)[0]
+    systems = []
+    for t, k in grid:
+        if (t, k) == DEFAULT_TK:
+            systems += threaded(f"gmlm-engine T={t} K={k}", "gmlm-engine",
+                                engine_at(args.gmlm_model, "float32", iterations=t, length_beam=k),
+                                dict(iterations=t, length_beam=k), True)
+        else:
+            systems.append(gmlm(eng, "gmlm-engine", f"T={t} K={k}", True if (t, k) in FIXED_CORE else None,
+                                iterations=t, length_beam=k))
     tt, tk = THRESHOLD_TK
     systems += [gmlm(eng, "gmlm-engine", f"threshold={p} T={tt} K={tk}", None, iterations=tt, length_beam=tk,
                      remask="threshold", threshold=p) for p in thresholds]
-    systems += [gmlm(eng, "gmlm-engine", f"T={t} K={k} keep={p}", None, iterations=t, length_beam=k,
-                     length_beam_keep=p) for t, k, p in PRUNED[:1 if args.quick else None]]
-    systems += [gmlm(eng, "gmlm-engine", f"T={t} K={k} no-stutter", False, iterations=t, length_beam=k,
-                     stutter_remask=False) for t, k in STUTTER_OFF[:1 if args.quick else None]]
+    if not args.headline:
+        systems += [gmlm(eng, "gmlm-engine", f"T={t} K={k} keep={p}", None, iterations=t, length_beam=k,
+                         length_beam_keep=p) for t, k, p in PRUNED[:1 if args.quick else None]]
+        systems += [gmlm(eng, "gmlm-engine", f"T={t} K={k} no-stutter", False, iterations=t, length_beam=k,
+                         stutter_remask=False) for t, k in STUTTER_OFF[:1 if args.quick else None]]
     # the engine's low-precision compute types (oneDNN), where this CPU runs them natively
     from . import _core
 
     native = _core.build_info().get("native_compute_types", ["float32"])
-    for ct in ("bfloat16", "int8"):
-        if ct in native:
-            low = Translator(args.gmlm_model, intra_threads=args.threads, compute_type=ct)
-            systems += [gmlm(low, f"gmlm-engine-{ct}", f"T={t} K={k}", True if (t, k) in FIXED_CORE else None,
-                             iterations=t, length_beam=k) for t, k in LOWP_GRID[:2 if args.quick else None]]
-    if args.gmlm_raw_model:
+    lowp = [ct for ct in ("bfloat16", "int8") if ct in native]
+    for ct in lowp:
+        low = engines(args.gmlm_model, ct, T, 1)[0]
+        for t, k in lowp_grid:
+            if (t, k) == DEFAULT_TK:
+                systems += threaded(f"gmlm-engine-{ct} T={t} K={k}", f"gmlm-engine-{ct}",
+                                    engine_at(args.gmlm_model, ct, iterations=t, length_beam=k),
+                                    dict(iterations=t, length_beam=k), True)
+            else:
+                systems.append(gmlm(low, f"gmlm-engine-{ct}", f"T={t} K={k}", True if (t, k) in FIXED_CORE else None,
+                                    iterations=t, length_beam=k))
+    if args.gmlm_raw_model and not args.headline:
         raw = Translator(args.gmlm_raw_model, intra_threads=args.threads, compute_type="float32")
         systems += [gmlm(raw, "gmlm-engine-raw", f"T={t} K={k}", False, iterations=t, length_beam=k)
                     for t, k in RAW[:2 if args.quick else None]]
@@ -528,18 +660,34 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
         max_len = read_model_dir(args.ar_model).config.max_target_len
         ct2_dir = args.ct2_model or export_ctranslate2(args.ar_model, Path(tmp_dir) / "ct2")
         names = {1: "greedy", 4: "beam=4"}
-        # float32 (the exported model) and int8 (CTranslate2's CPU default under compute_type="auto",
-        # weights per output channel, activations per row: how its users run it on a CPU)
-        for family, compute_type in (("ct2-ar", "float32"), ("ct2-ar-int8", "int8")):
-            ct = CT2Translator(ct2_dir, threads=args.threads, compute_type=compute_type)
+        lp = lambda b: args.ar_length_penalty if b > 1 else 1.0  # noqa: E731
+        # the engine's AR decoding of the same model: the same kernels as the GMLM rows, every compute type
+        for ct in ["float32"] + lowp:
+            family = "engine-ar" + ("" if ct == "float32" else f"-{ct}")
             for beam in (1, 4):
-                systems.append(System(f"{family} {names[beam]}", family,
-                                      lambda xs, b=beam, ct=ct: ct.translate_batch(
-                                          xs, beam_size=b, max_batch_size=len(xs), max_decoding_length=max_len,
-                                          length_penalty=args.ar_length_penalty if b > 1 else 1.0),
-                                      {"beam_size": beam, "max_decoding_length": max_len,
-                                       "length_penalty": args.ar_length_penalty if beam > 1 else 1.0,
-                                       "compute_type": ct.compute_type}, True))
+                systems += threaded(f"{family} {names[beam]}", family,
+                                    engine_at(args.ar_model, ct, beam_size=beam, length_penalty=lp(beam)),
+                                    {"beam_size": beam, "length_penalty": lp(beam), "compute_type": ct}, True,
+                                    twin=None if ct != "float32" or args.no_torch else f"torch-ar {names[beam]}")
+        # CTranslate2: float32 (the exported model) and int8 (its CPU default under compute_type="auto",
+        # weights per output channel, activations per row: how its users run it on a CPU)
+        ct2s: dict = {}
+
+        def ct2_at(compute_type, beam):
+            def make(intra, inter):
+                key = (compute_type, intra, inter)
+                if key not in ct2s:
+                    ct2s[key] = CT2Translator(ct2_dir, threads=intra, compute_type=compute_type, inter_threads=inter)
+                ct = ct2s[key]
+                return lambda xs: ct.translate_batch(xs, beam_size=beam, max_batch_size=max(1, math.ceil(len(xs) / inter)),
+                                                     max_decoding_length=max_len, length_penalty=lp(beam))
+            return make
+
+        for family, compute_type in (("ct2-ar", "float32"), ("ct2-ar-int8", "int8")):
+            for beam in (1, 4):
+                systems += threaded(f"{family} {names[beam]}", family, ct2_at(compute_type, beam),
+                                    {"beam_size": beam, "max_decoding_length": max_len, "length_penalty": lp(beam),
+                                     "compute_type": compute_type}, True)
         if not args.no_torch:
             ar = ReferenceTranslator(args.ar_model, threads=args.threads)
             for beam in (1, 4):

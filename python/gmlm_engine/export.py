@@ -96,15 +96,17 @@ def export_ctranslate2(model_dir, out_dir, quantization: str | None = None, forc
 class CT2Translator:
     """CTranslate2 running an exported ar model, with our tokenizer (the AR baseline and teacher)."""
 
-    def __init__(self, ct2_dir, threads: int = 0, device: str = "cpu", compute_type: str = "default"):
-        """compute_type as CTranslate2 takes it: "default" (the exported float32), "int8", "auto" ..."""
+    def __init__(self, ct2_dir, threads: int = 0, device: str = "cpu", compute_type: str = "default",
+                 inter_threads: int = 1):
+        """compute_type as CTranslate2 takes it: "default" (the exported float32), "int8", "auto" ...;
+        threads: intra_threads of each of inter_threads workers (batches run in parallel across workers)."""
         import ctranslate2
 
         from .tokenizer import Tokenizer
 
         self.tok = Tokenizer(Path(ct2_dir) / "spm.model")
-        self.tr = ctranslate2.Translator(str(ct2_dir), device=device, intra_threads=threads, inter_threads=1,
-                                         compute_type=compute_type)
+        self.tr = ctranslate2.Translator(str(ct2_dir), device=device, intra_threads=threads,
+                                         inter_threads=inter_threads, compute_type=compute_type)
         self.compute_type = self.tr.compute_type
 
     def translate_batch(self, source: list[str], beam_size: int = 1, max_batch_size: int = 0,
