@@ -208,3 +208,39 @@ def test_quantisation_kernel_rounds_half_away_from_zero():
     q = np.trunc(v + np.copysign(np.float32(0.5), v))
     np.testing.assert_allclose(y[0], q * s, rtol=1e-6, atol=0)
     assert (y[1] == 0).all()
+
+
+@needs_onednn
+def test_int8_few_rows_kernel_gives_onednns_bits():
+    """int8 GEMMs of 1 or 2 rows run the GEMV kernel (cpu/gemv_s8.h), the others oneDNN: both sum
+    exactly in int32, so a row's result is the same bits whichever path computed it (batch invariance),
+    for every shape the models use (K 256 and 1024, N 256 to 8000, sub-ranges of a weight)."""
+    native("int8")
+    rng = np.random.default_rng(7)
+    for n, k in ((256, 256), (768, 256), (256, 1024), (1024, 256), (8000, 256), (192, 96)):
+        b = rng.standard_normal((n, k)).astype(np.float32)
+        g = core.ops.LowpGemm(b, "int8")
+        a = rng.standard_normal((20, k)).astype(np.float32)
+        whole = g.run(a, 2)                                    # 20 rows: oneDNN
+        for m in (1, 2):
+            for r0 in (0, 5, 18):
+                np.testing.assert_array_equal(g.run(a[r0:r0 + m].copy(), 2), whole[r0:r0 + m])
+
+
+@needs_onednn
+def test_int8_translations_do_not_depend_on_the_few_rows_kernel():
+    """The AR model at batch 1 (every step 1 row: the GEMV kernel) and the GMLM, with the kernel on and
+    off (GMLM_NO_GEMV=1): the same tokens and the same scores, bit for bit."""
+    native("int8")
+    code = ("import json, sys\nfrom gmlm_engine import Translator\nfrom test_engine_common import test_sentences\n"
+            "src = test_sentences(24)\nout = []\n"
+            f"for m, o in (({str(ROOT / 'models' / 'ar-en-de')!r}, dict(beam_size=1)), "
+            f"({str(ROOT / 'models' / 'ar-en-de')!r}, dict(beam_size=2)), ({str(SHIPPED)!r}, dict())):\n"
+            "    tr = Translator(m, compute_type='int8', intra_threads=2)\n"
+            "    out += [(r.tokens, r.score) for r in tr.translate_batch(src, max_batch_size=1, **o)]\n"
+            "print(json.dumps(out))\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                           env={**env, "GMLM_NO_GEMV": off}) for off in ("0", "1")]
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-500:] for r in runs]
+    assert runs[0].stdout == runs[1].stdout

@@ -1,5 +1,7 @@
 #include "cpu/lowp.h"
 
+#include "cpu/gemv_s8.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -69,6 +71,7 @@ struct LowpWeights::Weight {
   std::vector<uint16_t> bf16;     // (N, K) bfloat16
   std::vector<int8_t> s8;         // (N, K) int8
   std::vector<float> scale;       // (N) int8 dequantisation scale per output channel
+  GemvWeight gemv;                // int8, the few-rows path (cpu/gemv_s8.h); empty where unavailable
   mutable std::mutex mutex;       // guards packed
   mutable std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Packed>> packed;  // by (first row, rows)
 };
@@ -275,6 +278,7 @@ void LowpWeights::add(const float* w, int64_t N, int64_t K) {
       for (int64_t k = 0; k < K; ++k)
         lw->s8[n * K + k] = static_cast<int8_t>(std::lrint(std::clamp(w[n * K + k] / s, -127.f, 127.f)));
     }
+    lw->gemv = pack_gemv_s8(lw->s8.data(), N, K);
   } else {
     return;  // float32: nothing to prepare
   }
@@ -322,10 +326,15 @@ void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t 
       std::memset(aq + M * K, 0, static_cast<size_t>((Mp - M) * K));
     }
   }
-  // the product of the padded rows into scratch (f32 or s32, both 4 bytes), then the real rows into C
+  // the product of the padded rows into scratch (f32 or s32, both 4 bytes), then the real rows into C;
+  // int8 with a few rows: the GEMV kernel (the same exact int32 sums, without oneDNN's fixed costs)
   float* acc = thread_scratch(6, static_cast<size_t>(Mp * N));
-  const Packed& wp = packed(w, row, N);
-  execute(primitive({Mp, N, K, static_cast<int>(w.type)}, wp.desc), a, wp, acc);
+  if (!bf16 && M <= kGemvMaxRows && !w.gemv.packed.empty() && row % 64 == 0 && N % 64 == 0) {
+    gemv_s8(w.gemv, static_cast<const int8_t*>(a), K, M, K, row, N, reinterpret_cast<int32_t*>(acc), N);
+  } else {
+    const Packed& wp = packed(w, row, N);
+    execute(primitive({Mp, N, K, static_cast<int>(w.type)}, wp.desc), a, wp, acc);
+  }
   const float* ws = w.scale.data() + row;
   for (int64_t m = 0; m < M; ++m) {
     float* c = C + m * ldc;
