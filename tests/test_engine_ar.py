@@ -145,3 +145,50 @@ def test_ar_model_through_the_scheduler():
             s.submit(["A dog."], iterations=4)
     finally:
         s.close()
+
+
+# --- AR reranking of a GMLM's length candidates (docs/decoding.md, "AR reranking") ---------------------
+@pytest.mark.parametrize("opts", [dict(iterations=4, length_beam=3), dict(iterations=2, length_beam=5, length_beam_keep=2),
+                                  dict(iterations=3, length_beam=4, stutter_remask=False)],
+                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_rerank_parity_with_the_reference(opts):
+    ref = ReferenceTranslator(TINY_GMLM, rerank_model=TINY_AR)
+    eng = Translator(TINY_GMLM, compute_type="float32", intra_threads=2, rerank_model=TINY_AR)
+    src = test_sentences(16)
+    a, b = ref.translate_batch(src, rerank=True, **opts), eng.translate_batch(src, rerank=True, **opts)
+    assert mismatches(a, b, tol=1e-4) == []
+    plain = eng.translate_batch(src, **opts)
+    assert [r.length_candidates for r in b] == [r.length_candidates for r in plain]
+
+
+def test_rerank_picks_the_candidate_the_ar_model_prefers():
+    eng = Translator(TINY_GMLM, compute_type="float32", rerank_model=TINY_AR)
+    ar = eng.reranker
+    src = test_sentences(12)
+    outs = eng._decode(encode_sources(eng.tokenizer, eng.cfg, src), validate_options(
+        "gmlm", eng.cfg.max_target_len, iterations=3, length_beam=4, rerank=True))
+    srcs = encode_sources(ar.tokenizer, ar.cfg, src)
+    res = eng.translate_batch(src, iterations=3, length_beam=4, rerank=True)
+    for s, out, r in zip(srcs, outs, res):
+        scores = ar._score([s] * len(out[5]), [c[0] for c in out[5]])
+        best = max(range(len(scores)), key=lambda k: (scores[k], -k))
+        assert r.tokens == eng.tokenizer.pieces(out[5][best][0])
+    # the AR score is the mean teacher-forced log-probability: an AR model's own greedy output (ended by
+    # eos) scores what greedy search reported for it
+    shipped = Translator(SHIPPED_AR, compute_type="float32")
+    g = shipped.translate_batch(src)
+    ids = [[shipped.tokenizer.sp.PieceToId(p) for p in r.tokens] for r in g]
+    assert all(len(x) < shipped.cfg.max_target_len for x in ids)
+    got = shipped._score(encode_sources(shipped.tokenizer, shipped.cfg, src), ids)
+    assert got == pytest.approx([r.score for r in g], abs=1e-5)
+
+
+def test_rerank_options_are_checked():
+    with pytest.raises(ValueError, match="rerank needs an AR model"):
+        Translator(TINY_GMLM).translate_batch(["A man."], rerank=True)
+    with pytest.raises(ValueError, match="rerank must be a bool"):
+        Translator(TINY_GMLM, rerank_model=TINY_AR).translate_batch(["A man."], rerank=1)
+    with pytest.raises(ValueError, match="gmlm model and an ar rerank_model"):
+        Translator(TINY_GMLM, rerank_model=TINY_GMLM)
+    with pytest.raises(ValueError, match="rerank applies to gmlm models"):
+        Translator(TINY_AR).translate_batch(["A man."], rerank=True)

@@ -106,7 +106,8 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
 RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std::string& remask,
                              std::optional<double> threshold, bool stutter_remask, const std::string& init,
                              bool sampling, uint64_t seed, bool return_history, int32_t first_random_id,
-                             int64_t length_beam_keep, bool early_stop, int64_t length_offset) {
+                             int64_t length_beam_keep, bool early_stop, int64_t length_offset,
+                             bool return_candidates = false) {
   RefineOptions o;
   GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
   GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
@@ -127,6 +128,7 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
   o.sampling = sampling;
   o.seed = seed;
   o.return_history = return_history;
+  o.return_candidates = return_candidates;
   o.first_random_id = first_random_id;
   return o;
 }
@@ -164,8 +166,13 @@ ArOptions ar_options_from_dict(const py::dict& d) {
   return o;
 }
 
-py::tuple result_tuple(const RefineResult& r) {
-  return py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates);
+// (ids, score, passes, history, length_candidates), and with return_candidates a 6th element: the
+// candidates [(ids, score, passes)] that were scored.
+py::tuple result_tuple(const RefineResult& r, bool candidates = false) {
+  if (!candidates) return py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates);
+  py::list cands;
+  for (const auto& c : r.candidates) cands.append(py::make_tuple(c.ids, c.score, c.passes));
+  return py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates, cands);
 }
 
 py::array_t<float> to_numpy(const float* data, int64_t rows, int64_t cols) {
@@ -208,10 +215,11 @@ class Engine {
   py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop, int64_t length_offset) {
+                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop, int64_t length_offset,
+                     bool return_candidates) {
     const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
                                            seed, return_history, first_random_id, length_beam_keep, early_stop,
-                                           length_offset);
+                                           length_offset, return_candidates);
     auto src = id_lists(sources, "source", model_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -230,8 +238,26 @@ class Engine {
       Profiler::install(nullptr);
     }
     py::list out;
-    for (auto& r : res) out.append(result_tuple(r));
+    for (auto& r : res) out.append(result_tuple(r, return_candidates));
     return out;
+  }
+
+  // Teacher-forced AR scores of targets given sources (ar_score, decoding/ar.h).
+  std::vector<double> score_ar(const std::vector<std::vector<int64_t>>& sources,
+                               const std::vector<std::vector<int64_t>>& targets) {
+    auto src = id_lists(sources, "source", model_->config().vocab_size);
+    GMLM_CHECK_ARG(targets.size() == sources.size(), "score_ar: ", sources.size(), " sources but ", targets.size(),
+                   " targets");
+    std::vector<std::vector<int32_t>> tgt(targets.size());
+    for (size_t i = 0; i < targets.size(); ++i)
+      for (int64_t x : targets[i]) {
+        GMLM_CHECK_ARG(x >= 0 && x < model_->config().vocab_size, "target ", i, ": token id ", x, " is outside the vocabulary");
+        tgt[i].push_back(static_cast<int32_t>(x));
+      }
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    LowpScope lowp(lowp_.get());
+    return ar_score(*model_, src, tgt, ws_, *pool_);
   }
 
   // AR decoding (greedy or beam search) of one batch of encoder inputs; results as translate().
@@ -573,9 +599,13 @@ void register_engine(py::module_& m) {
       .def("translate", &Engine::translate, py::arg("sources"), py::arg("iterations"), py::arg("length_beam"),
            py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"), py::arg("sampling"),
            py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"), py::arg("length_beam_keep") = 0,
-           py::arg("early_stop") = false, py::arg("length_offset") = 0,
+           py::arg("early_stop") = false, py::arg("length_offset") = 0, py::arg("return_candidates") = false,
            "Refinement decoding of one batch of encoder inputs (lists of ids). Returns, per source, a tuple\n"
-           "(ids, score, passes, history, length_candidates). The GIL is released while decoding.")
+           "(ids, score, passes, history, length_candidates), with return_candidates a 6th element: the\n"
+           "scored candidates [(ids, score, passes)]. The GIL is released while decoding.")
+      .def("score_ar", &Engine::score_ar, py::arg("sources"), py::arg("targets"),
+           "ar models: the teacher-forced mean log-probability of each target (its tokens and eos) given its\n"
+           "source (encoder input ids). The GIL is released.")
       .def("translate_ar", &Engine::translate_ar, py::arg("sources"), py::arg("beam_size") = 1,
            py::arg("length_penalty") = 1.0,
            "AR decoding (greedy for beam_size 1, else beam search) of one batch of encoder inputs of an ar\n"

@@ -182,7 +182,32 @@ std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, Threa
     pool.parallel_for(n_beam, [&](int64_t r, int) { log_softmax_row(logits_.data<float>() + r * V, V); });
   }
 
-  // 3. selection per request
+  // 3a. beam requests: the 2 x beam best continuations of each, in parallel (requests are independent)
+  std::vector<std::vector<Cand>> tops(live_.size());
+  {
+    std::vector<size_t> beams;
+    for (size_t q = 0; q < live_.size(); ++q)
+      if (live_[q].o.beam_size > 1) beams.push_back(q);
+    pool.parallel_for(static_cast<int64_t>(beams.size()), [&](int64_t i, int) {
+      const size_t q = beams[i];
+      const Request& r = live_[q];
+      const size_t want = static_cast<size_t>(2 * r.o.beam_size);
+      std::vector<Cand>& top = tops[q];  // best first
+      top.reserve(want + 1);
+      const float* lp = logits_.data<float>() + (first_row[q] - n_greedy) * V;
+      for (int64_t h = 0; h < static_cast<int64_t>(r.hyps.size()); ++h) {
+        const double base = r.hyps[h].score;
+        for (int64_t v = 0; v < V; ++v) {
+          const Cand c{base + static_cast<double>(lp[h * V + v]), h * V + v};
+          if (top.size() == want && !(c < top.back())) continue;
+          top.insert(std::upper_bound(top.begin(), top.end(), c), c);
+          if (top.size() > want) top.pop_back();
+        }
+      }
+    });
+  }
+
+  // 3b. selection per request
   std::vector<Request> still;
   still.reserve(live_.size());
   for (size_t q = 0; q < live_.size(); ++q) {
@@ -200,19 +225,7 @@ std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, Threa
       }
     } else {
       const int64_t beam = r.o.beam_size, nh = static_cast<int64_t>(r.hyps.size());
-      const size_t want = static_cast<size_t>(2 * beam);
-      std::vector<Cand> top;  // the 2 x beam best continuations, best first
-      top.reserve(want + 1);
-      const float* lp = logits_.data<float>() + (first_row[q] - n_greedy) * V;
-      for (int64_t h = 0; h < nh; ++h) {
-        const double base = r.hyps[h].score;
-        for (int64_t v = 0; v < V; ++v) {
-          const Cand c{base + static_cast<double>(lp[h * V + v]), h * V + v};
-          if (top.size() == want && !(c < top.back())) continue;
-          top.insert(std::upper_bound(top.begin(), top.end(), c), c);
-          if (top.size() > want) top.pop_back();
-        }
-      }
+      const std::vector<Cand>& top = tops[q];
       std::vector<Hyp> next;
       std::vector<int64_t> parent;
       for (const Cand& c : top) {
@@ -273,6 +286,53 @@ std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, Threa
   }
   live_ = std::move(still);
   return done;
+}
+
+std::vector<double> ar_score(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
+                             const std::vector<std::vector<int32_t>>& targets, Workspace& ws, ThreadPool& pool) {
+  const T5Config& cfg = model.config();
+  GMLM_CHECK_ARG(!cfg.gmlm, "AR scoring needs an ar model; this is a gmlm model");
+  GMLM_CHECK_ARG(sources.size() == targets.size(), "ar_score: ", sources.size(), " sources but ", targets.size(),
+                 " targets");
+  const int64_t n = static_cast<int64_t>(targets.size()), T = cfg.max_target_len, V = cfg.vocab_size;
+  std::vector<double> sum(n, 0.0);
+  if (n == 0) return sum;
+  EncoderOutput enc;
+  model.encode(sources, enc, ws, pool);
+  SelfCache cache;
+  cache.reset(cfg.num_decoder_layers, model.self_cache_width(), T);
+  cache.reserve(n);
+  std::vector<int64_t> steps(n);   // positions scored: the tokens, then eos when there is room
+  for (int64_t i = 0; i < n; ++i) {
+    for (int32_t t : targets[i]) GMLM_CHECK_ARG(t >= 0 && t < V, "target ", i, ": token id ", t, " outside the vocabulary");
+    steps[i] = std::min<int64_t>(static_cast<int64_t>(targets[i].size()) + 1, T);
+  }
+  Tensor states, logits;
+  for (int64_t t = 0; t < T; ++t) {
+    StepInput in;
+    std::vector<int64_t> row_of;
+    for (int64_t i = 0; i < n; ++i) {
+      if (t >= steps[i]) continue;
+      in.ids.push_back(t == 0 ? cfg.decoder_start_token_id : targets[i][t - 1]);
+      in.pos.push_back(static_cast<int32_t>(t));
+      in.slot.push_back(static_cast<int32_t>(i));
+      in.source.push_back(i);
+      row_of.push_back(i);
+    }
+    if (row_of.empty()) break;
+    model.decode_step(in, enc, cache, ws, pool, states);
+    const int64_t m = static_cast<int64_t>(row_of.size());
+    logits.resize({m, V});
+    ops::Gemm()(mat(states), model.output_embedding(), mat(logits), pool);
+    pool.parallel_for(m, [&](int64_t r, int) { log_softmax_row(logits.data<float>() + r * V, V); });
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t i = row_of[r];
+      const int32_t want = t < static_cast<int64_t>(targets[i].size()) ? targets[i][t] : cfg.eos_id;
+      sum[i] += static_cast<double>(logits.data<float>()[r * V + want]);
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) sum[i] /= static_cast<double>(steps[i]);
+  return sum;
 }
 
 std::vector<RefineResult> ar_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,

@@ -79,6 +79,12 @@ class ArBatch {
   Tensor states_, logits_;
 };
 
+// Teacher-forced scores of targets[i] given sources[i] (encoder inputs): the mean of the float32
+// log-probabilities of its tokens and of eos (sum in float64, / (len + 1)); a target of max_target_len
+// tokens or more is scored on its first max_target_len tokens, without eos (/ max_target_len).
+std::vector<double> ar_score(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
+                             const std::vector<std::vector<int32_t>>& targets, Workspace& ws, ThreadPool& pool);
+
 // Decode one batch of non-empty encoder inputs with the same options (a loop over ArBatch).
 std::vector<RefineResult> ar_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
                                    const ArOptions& opts, Workspace& ws, ThreadPool& pool);

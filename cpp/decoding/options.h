@@ -20,6 +20,7 @@ struct RefineOptions {
   bool sampling = false;
   uint64_t seed = 0;
   bool return_history = false;
+  bool return_candidates = false;  // every scored candidate's output in RefineResult::candidates (AR reranking)
   int32_t first_random_id = 5;    // random init draws ids in [first_random_id, V)
 };
 
@@ -29,6 +30,13 @@ struct RefineResult {
   int64_t passes = 0;        // decoder passes of the winning candidate
   std::vector<std::vector<int32_t>> history;  // tokens after each pass (return_history)
   std::vector<int32_t> length_candidates;
+  // return_candidates: each candidate that was not pruned, in candidate order: its output, score, passes
+  struct Candidate {
+    std::vector<int32_t> ids;
+    double score = 0.0;
+    int64_t passes = 0;
+  };
+  std::vector<Candidate> candidates;
 };
 
 }  // namespace gmlm

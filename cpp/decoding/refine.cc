@@ -110,11 +110,13 @@ int64_t RefineBatch::live_rows() const {
 int64_t RefineBatch::best_candidate(const Request& r, RefineResult* out) const {
   // 4. score the candidates that were not pruned, keep the best (ties: the lower candidate index)
   RefineResult& res = *out;
+  res.candidates.clear();
   int64_t best = -1;
   for (const Candidate& c : r.cands) {
     if (c.pruned) continue;
     std::vector<int32_t> ids;
     const double s = candidate_output(c, r.o.stutter_remask, &ids);
+    if (r.o.return_candidates) res.candidates.push_back({ids, s, c.passes});
     if (best < 0 || s > res.score) {
       best = c.k;
       res.score = s;

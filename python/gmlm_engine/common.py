@@ -43,7 +43,7 @@ DEFAULT_LENGTH_OFFSET = 1
 # Refinement options and their defaults: an ar model accepts them only at these values.
 GMLM_ONLY = dict(iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM, length_beam_keep=None,
                  length_offset=DEFAULT_LENGTH_OFFSET, remask="linear", threshold=None, stutter_remask=True,
-                 early_stop=False, init="mask", sampling=False, return_history=False)
+                 early_stop=False, init="mask", sampling=False, return_history=False, rerank=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class DecodeOptions:
     max_batch_size: int = 0
     batch_type: str = "examples"
     return_history: bool = False
+    rerank: bool = False          # gmlm: the K candidates ranked by an AR model's mean log-probability
 
 
 def _int_option(name, v, lo, hi=None):
@@ -80,7 +81,7 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
                      length_beam=DEFAULT_LENGTH_BEAM, length_beam_keep=None, length_offset=DEFAULT_LENGTH_OFFSET, remask="linear",
                      threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                      beam_size=1, length_penalty=1.0, max_batch_size=0, batch_type="examples",
-                     return_history=False) -> DecodeOptions:
+                     return_history=False, rerank=False) -> DecodeOptions:
     """Check every decoding option; raise ValueError naming the bad one."""
     iterations = _int_option("iterations", iterations, 1, 1000)
     length_beam = _int_option("length_beam", length_beam, 1, max_target_len)
@@ -107,7 +108,7 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
         seed = 0
     seed = _int_option("seed", seed, 0, 2**63 - 1)
     for name, v in (("stutter_remask", stutter_remask), ("early_stop", early_stop), ("sampling", sampling),
-                    ("return_history", return_history)):
+                    ("return_history", return_history), ("rerank", rerank)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name} must be a bool, got {v!r}")
     if objective == "gmlm" and beam_size != 1:
@@ -121,14 +122,15 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
     if objective == "ar":   # refinement options have no meaning for an ar model: say so, never ignore them
         given = dict(iterations=iterations, length_beam=length_beam, length_beam_keep=length_beam_keep,
                      length_offset=length_offset, remask=remask, threshold=threshold, stutter_remask=stutter_remask,
-                     early_stop=early_stop, init=init, sampling=sampling, return_history=return_history)
+                     early_stop=early_stop, init=init, sampling=sampling, return_history=return_history,
+                     rerank=rerank)
         for name, default in GMLM_ONLY.items():
             if given[name] != default and not (name == "length_beam_keep" and given[name] == length_beam):
                 raise ValueError(f"{name} applies to gmlm models; an ar model takes beam_size and length_penalty")
     return DecodeOptions(iterations, length_beam, length_beam_keep, length_offset, remask, threshold, bool(stutter_remask),
                          bool(early_stop), init,
                          bool(sampling), seed, beam_size, length_penalty, max_batch_size, batch_type,
-                         bool(return_history))
+                         bool(return_history), bool(rerank))
 
 
 def position(i: int, offset: int = 0, unit: str = "source") -> str:
@@ -361,6 +363,35 @@ class TranslatorFrontEnd:
         """One batch of non-empty encoder inputs -> (ids, score, passes, history, length_candidates) each."""
         raise NotImplementedError
 
+    def _score(self, srcs: list[list[int]], tgts: list[list[int]]) -> list[float]:
+        """ar backends: teacher-forced mean log-probability of each target (its tokens and eos)."""
+        raise NotImplementedError
+
+    def _check_reranker(self, ar):
+        """The AR model of rerank_model: an ar model with the same tokenizer as this gmlm model."""
+        from .config import ModelError
+
+        if self.cfg.objective != "gmlm" or ar.cfg.objective != "ar":
+            raise ValueError("rerank_model: AR reranking needs a gmlm model and an ar rerank_model")
+        if ar.tokenizer.sp.serialized_model_proto() != self.tokenizer.sp.serialized_model_proto():
+            raise ModelError(f"{ar.files.path}: its spm.model is not the gmlm model's; the reranker must share the "
+                             "vocabulary")
+        return ar
+
+    def _rerank(self, texts: list[str], outs: list[tuple]) -> list[tuple]:
+        """AR reranking (docs/decoding.md): each sentence's scored candidates ranked by the AR model's
+        mean log-probability (ties: the lower candidate index); the winner's output, GMLM score and passes."""
+        ar = self.reranker
+        with ar._tokenizer():
+            srcs = encode_sources(ar.tokenizer, ar.cfg, texts)
+        pairs = [(b, c) for b, out in enumerate(outs) for c in out[5]]
+        scores = ar._score([srcs[b] for b, _ in pairs], [c[0] for _, c in pairs]) if pairs else []
+        best: dict[int, tuple] = {}
+        for (b, cand), s in zip(pairs, scores):
+            if b not in best or s > best[b][0]:
+                best[b] = (s, cand)
+        return [(best[b][1][0], best[b][1][1], best[b][1][2], out[3], out[4]) for b, out in enumerate(outs)]
+
     def _tokenizer(self):
         return self._lock if self._lock is not None else contextlib.nullcontext()
 
@@ -369,19 +400,22 @@ class TranslatorFrontEnd:
                         length_offset=DEFAULT_LENGTH_OFFSET, remask="linear",
                         threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                         beam_size=1,
-                        length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False) -> list[TranslationResult]:
+                        length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,
+                        rerank=False) -> list[TranslationResult]:
         """Translate a list of strings (docs/decoding.md; README "Python API" lists the options)."""
         return self._translate(source, 0, "source", dict(
             iterations=iterations, length_beam=length_beam, length_beam_keep=length_beam_keep,
             length_offset=length_offset, remask=remask, threshold=threshold, stutter_remask=stutter_remask,
             early_stop=early_stop, init=init, sampling=sampling, seed=seed, beam_size=beam_size,
             length_penalty=length_penalty, max_batch_size=max_batch_size, batch_type=batch_type,
-            return_history=return_history))
+            return_history=return_history, rerank=rerank))
 
     def _translate(self, source, offset: int, unit: str, options: dict) -> list[TranslationResult]:
         """translate_batch on a part of the caller's input that starts at `offset`: errors name the
         input's position in the caller's terms (source[n], or line n of a file)."""
         opts = validate_options(self.cfg.objective, self.cfg.max_target_len, **options)
+        if opts.rerank and getattr(self, "reranker", None) is None:
+            raise ValueError("rerank needs an AR model: create the translator with rerank_model=DIR")
         source = check_sources(source, offset, unit)
         with self._tokenizer():
             enc_ids = encode_sources(self.tokenizer, self.cfg, source)
@@ -394,6 +428,8 @@ class TranslatorFrontEnd:
         for batch in plan_batches(lengths, opts.max_batch_size, opts.batch_type, self.default_batch):
             idx = [todo[b] for b in batch]
             outs = self._decode([enc_ids[i] for i in idx], opts)
+            if opts.rerank:
+                outs = self._rerank([source[i] for i in idx], outs)
             with self._tokenizer():
                 for i, (ids, score, passes, hist, cands) in zip(idx, outs):
                     results[i] = TranslationResult(

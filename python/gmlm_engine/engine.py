@@ -103,7 +103,7 @@ def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
                 remask=opts.remask, threshold=opts.threshold, stutter_remask=opts.stutter_remask,
                 early_stop=opts.early_stop, init=opts.init,
                 sampling=opts.sampling, seed=opts.seed, return_history=opts.return_history,
-                first_random_id=NUM_SPECIAL)
+                first_random_id=NUM_SPECIAL, **({"return_candidates": True} if opts.rerank else {}))
 
 
 class Translator(TranslatorFrontEnd):
@@ -121,7 +121,7 @@ class Translator(TranslatorFrontEnd):
     """
 
     def __init__(self, model: str | os.PathLike = "default", device: str = "cpu", compute_type: str = "auto",
-                 intra_threads: int = 0):
+                 intra_threads: int = 0, rerank_model: str | os.PathLike | None = None):
         kind, index = _parse_device(device)
         if kind == "cuda":
             status = cuda_status()
@@ -159,6 +159,10 @@ class Translator(TranslatorFrontEnd):
             raise ModelError(f"{self.files.path}: {e}") from None
         self._lock = threading.Lock()  # the tokenizer is not documented as thread-safe
         self.default_batch = DEFAULT_BATCH
+        self.reranker = None
+        if rerank_model is not None:   # the AR model for rerank=True, on the same device and threads
+            self.reranker = self._check_reranker(Translator(rerank_model, device="cpu", compute_type=compute_type,
+                                                            intra_threads=intra_threads))
 
     @property
     def intra_threads(self) -> int:
@@ -169,6 +173,9 @@ class Translator(TranslatorFrontEnd):
         if self.cfg.objective == "ar":
             return self._engine.translate_ar(srcs, **engine_options(opts, "ar"))
         return self._engine.translate(srcs, **engine_options(opts))
+
+    def _score(self, srcs, tgts):
+        return self._engine.score_ar(srcs, tgts)
 
     # --- introspection (tests and benchmarks) -------------------------------------------------
     def set_profiling(self, enabled: bool = True) -> None:

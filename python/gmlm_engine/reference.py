@@ -48,7 +48,7 @@ def most_confident(c: torch.Tensor) -> torch.Tensor:
 class ReferenceTranslator(TranslatorFrontEnd):
     """Same translate_batch signature as gmlm_engine.Translator."""
 
-    def __init__(self, model="default", device: str = "cpu", threads: int = 0):
+    def __init__(self, model="default", device: str = "cpu", threads: int = 0, rerank_model=None):
         if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if threads:
@@ -57,6 +57,9 @@ class ReferenceTranslator(TranslatorFrontEnd):
         self.model, self.files = load_torch_model(model, self.device)
         self.cfg = self.model.cfg
         self.tokenizer = load_model_tokenizer(self.files)
+        self.reranker = None
+        if rerank_model is not None:
+            self.reranker = self._check_reranker(ReferenceTranslator(rerank_model, device=device))
 
     @classmethod
     def from_model(cls, model, tokenizer, device="cpu") -> "ReferenceTranslator":
@@ -174,17 +177,41 @@ class ReferenceTranslator(TranslatorFrontEnd):
         # score candidates, pick the best per sentence (ties: lower candidate index)
         outs = []
         for b in range(B):
-            best, best_s, best_ids = 0, None, None
+            best, best_s, best_ids, cands = 0, None, None, []
             for k in range(K):
                 if pruned[b * K + k]:
                     continue
                 ids, s = self._output(tokens, conf, lengths, b * K + k, o)
+                cands.append((ids, s, int(passes[b * K + k])))
                 if best_s is None or s > best_s:
                     best, best_s, best_ids = k, s, ids
             r = b * K + best
             hist = [hh[r, :int(lengths[r])].tolist() for hh in history[:int(passes[r])]] if history else []
-            outs.append((best_ids, best_s, int(passes[r]), hist, lengths[b * K:(b + 1) * K].tolist()))
+            out = (best_ids, best_s, int(passes[r]), hist, lengths[b * K:(b + 1) * K].tolist())
+            outs.append(out + (cands,) if o.rerank else out)
         return outs
+
+    @torch.inference_mode()
+    def _score(self, srcs: list[list[int]], tgts: list[list[int]]) -> list[float]:
+        """ar models, teacher forced: the mean of the log-probabilities of each target's tokens and of
+        eos given its source (docs/decoding.md, "AR reranking")."""
+        cfg, m, dev = self.cfg, self.model, self.device
+        out = []
+        for s, y in zip(srcs, tgts):
+            src = torch.tensor([s], device=dev)
+            src_mask = torch.ones_like(src, dtype=torch.bool)
+            enc = m.encode(src, src_mask)
+            ckv = m.cross_kv(enc)
+            want = (list(y) + [cfg.eos_id])[:cfg.max_target_len]
+            inp = [cfg.decoder_start_token_id] + want[:-1]
+            cache = m.new_self_cache(1, cfg.max_target_len + 1, dev)
+            total = 0.0
+            for t, tok in enumerate(inp):
+                h = m.decode_step(torch.tensor([tok], device=dev), t, cache, ckv, src_mask)
+                logp = F.log_softmax(m.vocab_logits(h).float(), dim=-1)
+                total += float(logp[0, want[t]])
+            out.append(total / len(want))
+        return out
 
     @staticmethod
     def _output(tokens, conf, lengths, r, o) -> tuple[list[int], float]:

@@ -116,6 +116,8 @@ class Scheduler:
         opts = validate_options(self.tr.cfg.objective, self.tr.cfg.max_target_len, **options)
         if opts.max_batch_size or opts.batch_type != "examples":
             raise ValueError("max_batch_size and batch_type do not apply to a scheduler (it batches by itself)")
+        if opts.rerank:
+            raise ValueError("rerank is not available in the scheduler (use translate_batch)")
         texts = check_sources(texts)
         ar = self.tr.cfg.objective == "ar"
         k = opts.beam_size if ar else opts.length_beam    # candidates (hypotheses) per text
