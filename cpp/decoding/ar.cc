@@ -96,6 +96,12 @@ bool ArBatch::cancel(int64_t id) {
   return true;
 }
 
+void ArBatch::reserve(int64_t hypotheses) {
+  const int64_t old = cache_.slots;
+  cache_.reserve(hypotheses);
+  for (int64_t s = cache_.slots - 1; s >= old; --s) free_slots_.push_back(static_cast<int32_t>(s));
+}
+
 int64_t ArBatch::live_rows() const {
   int64_t n = 0;
   for (const Request& r : live_) n += static_cast<int64_t>(r.hyps.size());
@@ -338,6 +344,7 @@ std::vector<double> ar_score(const T5Model& model, const std::vector<std::vector
 std::vector<RefineResult> ar_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
                                    const ArOptions& opts, Workspace& ws, ThreadPool& pool) {
   ArBatch batch(model);
+  batch.reserve(static_cast<int64_t>(sources.size()) * (opts.beam_size > 1 ? 2 * opts.beam_size : 1));
   const std::vector<int64_t> ids = batch.add(sources, std::vector<ArOptions>(sources.size(), opts), ws, pool);
   std::vector<RefineResult> results(sources.size());
   while (batch.requests() > 0)

@@ -45,6 +45,9 @@ class ArBatch {
 
   int64_t requests() const { return static_cast<int64_t>(live_.size()); }
   int64_t live_rows() const;  // hypotheses of the next step
+  // Room for this many hypotheses' caches at once, allocated now (beam search holds up to 2 x beam_size
+  // per request while children take over their parents' slots).
+  void reserve(int64_t hypotheses);
 
  private:
   struct Hyp {

@@ -449,24 +449,29 @@ void SelfCache::reset(int64_t num_layers, int64_t width, int64_t max_len_) {
   max_len = max_len_;
   width_ = width;
   slots = 0;
-  data_.assign(num_layers, {});
+  data_.clear();
+  data_.resize(static_cast<size_t>(num_layers));
 }
 
 void SelfCache::reserve(int64_t n) {
   if (n <= slots) return;
-  int64_t grow = std::max<int64_t>(n, slots * 2);
-  for (auto& d : data_) d.resize(static_cast<size_t>(grow * max_len * width_));   // keeps the rows already written
+  const int64_t grow = std::max<int64_t>(n, slots * 2), per_slot = max_len * width_;
+  for (auto& d : data_) {
+    std::unique_ptr<float[]> bigger(new float[static_cast<size_t>(grow * per_slot)]);   // not zeroed
+    if (slots > 0) std::memcpy(bigger.get(), d.get(), sizeof(float) * slots * per_slot);  // keeps what was written
+    d = std::move(bigger);
+  }
   slots = grow;
 }
 
 Mat SelfCache::layer(int64_t l) {
-  return {data_[l].data(), slots * max_len, width_, width_};
+  return {data_[l].get(), slots * max_len, width_, width_};
 }
 
 void SelfCache::copy_slot(int64_t from, int64_t to, int64_t rows) {
   if (from == to) return;
   for (auto& d : data_)
-    std::memcpy(d.data() + to * max_len * width_, d.data() + from * max_len * width_, sizeof(float) * rows * width_);
+    std::memcpy(d.get() + to * max_len * width_, d.get() + from * max_len * width_, sizeof(float) * rows * width_);
 }
 
 }  // namespace gmlm

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,7 +71,8 @@ struct StepInput {
 
 // The self-attention keys and values of ar hypotheses: per decoder layer, `slots` blocks of max_len
 // rows of [K | V] (2I floats). A hypothesis owns a slot; beam search copies a parent's rows into its
-// children's slots.
+// children's slots. The memory is not zeroed (a step reads only the rows its hypothesis wrote), so a
+// slot's pages are touched only as far as its hypothesis gets.
 class SelfCache {
  public:
   void reset(int64_t num_layers, int64_t width, int64_t max_len);
@@ -82,7 +84,7 @@ class SelfCache {
 
  private:
   int64_t width_ = 0;
-  std::vector<std::vector<float>> data_;
+  std::vector<std::unique_ptr<float[]>> data_;
 };
 
 // Activation buffers, grown to their high-water mark and reused across passes.
