@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the engine with AddressSanitizer + UndefinedBehaviorSanitizer (-DGMLM_SANITIZE=ON) into its
-# own build directory and run the engine's parity and bad-input tests against that build.
+# own build directory and run the engine's parity, AR and bad-input tests against that build.
 #
 #   tests/run_sanitized.sh [extra pytest args]       (from any directory; uses `python` on PATH)
 #
@@ -54,4 +54,4 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 export PYTHONPATH="$plugin${PYTHONPATH:+:$PYTHONPATH}"
 
 "$py" -m pytest -q -s -m "not slow" -p no:cacheprovider -p gmlm_sanitized_core \
-    tests/test_engine_parity.py tests/test_engine_api.py tests/test_engine_ops.py "$@"
+    tests/test_engine_parity.py tests/test_engine_api.py tests/test_engine_ops.py tests/test_engine_ar.py "$@"

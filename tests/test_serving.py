@@ -196,7 +196,7 @@ def _start(*extra):
 
 @pytest.fixture(scope="module")
 def server():
-    proc, url = _start("--max-texts", "8", "--max-chars", "300", "--header-timeout", "2")
+    proc, url = _start("--max-texts", "8", "--max-chars", "300", "--header-timeout", "2", "--max-cost", "50000")
     yield url
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
@@ -269,11 +269,15 @@ def test_stream_health_metrics_openapi(server, tr, sentences):
 
 
 def test_a_client_that_disconnects_frees_its_rows(server, sentences):
+    drafts = 0
     with httpx.stream("POST", server + "/v1/translate/stream",
                       json={"text": sentences[:8], "iterations": 1000, "length_beam": 5}, timeout=60) as r:
+        assert r.status_code == 200
         for line in r.iter_lines():
             if line.startswith("data: "):
+                drafts += 1
                 break                                               # leave after the first draft
+    assert drafts == 1
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and httpx.get(server + "/health").json()["live_requests"]:
         time.sleep(0.1)
@@ -415,7 +419,7 @@ def test_body_limits_and_error_format(server):
             yield b"a" * 100_000
     r = httpx.post(server + "/v1/translate", content=chunks(), headers={"content-type": "application/json"}, timeout=30)
     assert r.status_code == 413 and "exceeds" in r.json()["error"]
-    r = httpx.post(server + "/v1/translate", json={"text": ["A dog."] * 8, "length_beam": 40, "iterations": 100},
+    r = httpx.post(server + "/v1/translate", json={"text": ["A dog."] * 8, "length_beam": 40, "iterations": 1000},
                    timeout=30)
     assert r.status_code == 413 and "candidate passes" in r.json()["error"]
     for body, ctype in ((b'{"text": ["\xff\xfe"]}', "application/json"),
@@ -508,3 +512,22 @@ def test_ar_model_served():
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_stream_disconnects_leave_no_pending_tasks(sentences):
+    """Clients that leave a stream mid-way: no "Task was destroyed but it is pending!" in the server's log."""
+    proc, url = _start("--log-level", "info")
+    try:
+        for _ in range(5):
+            with httpx.stream("POST", url + "/v1/translate/stream",
+                              json={"text": sentences[:4], "iterations": 200}, timeout=60) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        break
+        time.sleep(1.0)
+        assert httpx.get(url + "/health").json()["live_requests"] == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    err = proc.stderr.read()
+    assert "was destroyed but it is pending" not in err and "Traceback" not in err, err[-2000:]

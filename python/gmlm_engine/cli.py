@@ -38,7 +38,7 @@ def _options(args, objective: str) -> dict:
                 remask=args.remask, threshold=args.threshold, stutter_remask=args.stutter_remask,
                 early_stop=args.early_stop, init=args.init,
                 sampling=args.sampling, seed=args.seed, max_batch_size=args.max_batch_size,
-                batch_type=args.batch_type)
+                batch_type=args.batch_type, rerank=getattr(args, "rerank_model", None) is not None)
     if args.length_offset is not None:
         opts["length_offset"] = args.length_offset
     return opts
@@ -53,6 +53,9 @@ def _model_args(p):
     p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
                    help="the compiled engine's GEMM precision (auto: int8, else bfloat16, else float32, by what "
                         "this CPU runs natively); the torch reference decoder is float32 only")
+    p.add_argument("--rerank-model", default=None, metavar="AR_DIR",
+                   help="gmlm models: rank the length candidates by this ar model's mean log-probability "
+                        "(rerank=True, docs/decoding.md)")
 
 
 def _translator(args):
@@ -62,12 +65,13 @@ def _translator(args):
 
         if args.compute_type not in ("auto", "float32"):
             raise ValueError(f"--compute-type {args.compute_type}: the torch reference decoder computes in float32 only")
-        return ReferenceTranslator(args.model, threads=args.threads)
+        return ReferenceTranslator(args.model, threads=args.threads, rerank_model=args.rerank_model)
     try:
         from .engine import Translator
     except ImportError as e:
         raise RuntimeError(f"the compiled engine is not available ({e}); use --engine torch") from None
-    return Translator(args.model, device="cpu", intra_threads=args.threads, compute_type=args.compute_type)
+    return Translator(args.model, device="cpu", intra_threads=args.threads, compute_type=args.compute_type,
+                      rerank_model=args.rerank_model)
 
 
 def cmd_translate(args) -> int:
