@@ -350,3 +350,19 @@ def test_warning_free_normal_use(tiny):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tiny.translate_batch(["A man rides a bike."])
+
+
+def test_type_stub_matches_the_module():
+    """_core.pyi names every public function, class and method of the compiled module (and no others),
+    so it cannot go stale silently."""
+    import ast
+
+    from gmlm_engine import _core
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "python" / "gmlm_engine" / "_core.pyi").read_text())
+    stub = {n.name: n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    for name in ("Engine", "Batch"):
+        have = {m for m in dir(getattr(_core, name)) if not m.startswith("_")}
+        declared = {n.name for n in stub[name].body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+        assert have == declared, (name, have ^ declared)
+    assert {"build_info", "cuda_status"} <= set(stub)
