@@ -42,10 +42,10 @@ def test_every_input_translates_as_it_would_alone(engine, texts, opts, max_batch
         alone = engine.translate_batch([text], **opts)[0]
         assert _key(r) == _key(alone)
         assert abs(r.score - alone.score) <= 1e-5
-        if not engine.tokenizer.encode([text])[0]:
+        if not engine.tokenizer.translatable(engine.tokenizer.encode([text])[0]):   # nothing to translate
             assert (r.text, r.tokens, r.iterations) == ("", [], 0)
         else:
-            assert 1 <= r.iterations <= opts["iterations"]
+            assert 1 <= r.iterations <= opts["iterations"] and r.tokens and r.length_candidates
 
 
 @settings(max_examples=300, **SETTINGS)

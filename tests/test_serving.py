@@ -352,8 +352,9 @@ def test_cost_limit_and_fair_admission(tr, sentences):
         peak = []
         while not sched.live_requests:
             time.sleep(0.001)
-        before = sched.stats["passes"]
-        small = sched.submit(["A dog runs."], length_beam=2, iterations=4)
+        with sched._cv:            # no admission between reading the count and queueing (a pass may be running)
+            before = sched.stats["passes"]
+            small = sched.submit(["A dog runs."], length_beam=2, iterations=4)
         at_end = []
         small.add_done_callback(lambda f: at_end.append(sched.stats["passes"]))   # on the scheduler thread
         while not small.done():
