@@ -192,3 +192,18 @@ def test_rerank_options_are_checked():
         Translator(TINY_GMLM, rerank_model=TINY_GMLM)
     with pytest.raises(ValueError, match="rerank applies to gmlm models"):
         Translator(TINY_AR).translate_batch(["A man."], rerank=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("opts", [dict(beam_size=1), dict(beam_size=4, length_penalty=1.0)],
+                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_shipped_ar_model_parity_on_test2016(multi30k, opts):
+    """The engine's float32 AR decoding gives the reference's tokens on all 1000 test2016 sentences."""
+    from gmlm_engine.data import load_split
+
+    src = load_split(multi30k, "test2016")[0]
+    torch.set_num_threads(2)
+    a = ReferenceTranslator(SHIPPED_AR).translate_batch(src, **opts)
+    b = Translator(SHIPPED_AR, intra_threads=2, compute_type="float32").translate_batch(src, **opts)
+    bad = [i for i, (x, y) in enumerate(zip(a, b)) if x.tokens != y.tokens]
+    assert bad == [], bad[:10]
