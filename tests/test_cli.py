@@ -54,3 +54,15 @@ def test_ar_models_translate_in_the_compiled_engine(monkeypatch, capsys):
 def test_missing_model_directory_is_a_clean_error(capsys, tmp_path):
     assert main(["translate", "--model", str(tmp_path / "nope"), "-i", str(tmp_path / "x")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_repetition_measure():
+    from gmlm_engine.evaluate import repeats, repetition_rate, score
+
+    assert repeats("Kinder spielen Fußball in einem Park Fußball.")          # a 5+-letter word twice
+    assert repeats("Ein Mann auf einer Bank auf einer Bank.")               # a bigram twice
+    assert not repeats("Ein Mann fährt mit einem Fahrrad die Straße entlang.")
+    assert repeats("Ein Hund und ein Hund.")
+    assert not repeats("Der Mann und die Frau.")                            # short words may recur
+    assert repetition_rate(["a b a b", "x y", "", "Straße Straße"]) == 50.0
+    assert score(["Ein Hund und ein Hund."], ["Ein Hund."])["repetition"] == 100.0

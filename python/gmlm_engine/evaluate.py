@@ -6,6 +6,24 @@ import sys
 import time
 
 
+def repeats(text: str) -> bool:
+    """Whether an output repeats itself: a word bigram that occurs twice, or a word of 5 or more letters
+    that occurs twice (words: runs of letters and digits, lower-cased). The GMLM's characteristic error
+    ("... in einem Park Fußball.") and AR's rare-word loops both count; references do it rarely."""
+    import re
+    from collections import Counter
+
+    words = re.findall(r"\w+", text.lower())
+    bigrams = Counter(zip(words, words[1:]))
+    long = Counter(w for w in words if len(w) >= 5)
+    return any(n >= 2 for n in bigrams.values()) or any(n >= 2 for n in long.values())
+
+
+def repetition_rate(hyp: list[str]) -> float:
+    """Percent of outputs that repeat themselves (see `repeats`)."""
+    return round(100.0 * sum(repeats(h) for h in hyp) / max(len(hyp), 1), 1)
+
+
 def score(hyp: list[str], ref: list[str]) -> dict:
     from sacrebleu.metrics import BLEU, CHRF
 
@@ -15,6 +33,7 @@ def score(hyp: list[str], ref: list[str]) -> dict:
     b = bleu.corpus_score(hyp, [ref])
     return {"bleu": round(b.score, 2), "chrf": round(chrf.corpus_score(hyp, [ref]).score, 2),
             "len_ratio": round(b.sys_len / max(b.ref_len, 1), 3),    # < 1: BLEU's brevity penalty applies
+            "repetition": repetition_rate(hyp),                       # percent of outputs that repeat themselves
             "bleu_signature": str(bleu.get_signature())}
 
 
@@ -48,7 +67,7 @@ def run(args, translator, options: dict) -> int:
     row = {"model": str(args.model), "engine": args.engine, "data": name, "sentences": len(src),
            **score(hyp, ref), "seconds": round(secs, 2), "sent/s": round(len(src) / secs, 1),
            "options": options}
-    print(format_table([row], ["model", "engine", "data", "sentences", "bleu", "chrf", "sent/s"]))
+    print(format_table([row], ["model", "engine", "data", "sentences", "bleu", "chrf", "repetition", "sent/s"]))
     print(f"sacreBLEU: {row['bleu_signature']}", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:
