@@ -17,7 +17,7 @@ from gmlm_engine.engine import Translator, engine_options  # noqa: E402
 from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
 
 from conftest import TINY_AR, TINY_GMLM  # noqa: E402
-from test_engine_common import make_random_model, mismatches, test_sentences  # noqa: E402
+from test_engine_common import make_random_model, mismatches, test_sentences, torch_one_thread  # noqa: E402,F401
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
 
@@ -31,14 +31,6 @@ SHAPES = {
 # One list of AR option sets for every parity test (greedy; beam 2, 4, 5; length penalties 0 to 2).
 AR_OPTION_SETS = [dict(beam_size=1), dict(beam_size=4), dict(beam_size=4, length_penalty=2.0),
                   dict(beam_size=2, length_penalty=0.0), dict(beam_size=5, length_penalty=1.5)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def torch_one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,16 @@ def test_sentences(n: int) -> list[str]:
 test_sentences.__test__ = False  # not a test
 
 
+@pytest.fixture(scope="module", autouse=True)
+def torch_one_thread():
+    """Autouse in the modules that import it: the reference is much faster single-threaded on these small models (and unaffected by
+    other processes on a busy machine); restored afterwards for the other test modules."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def make_random_model(out_dir, seed: int = 0, **overrides) -> Path:
     """A random gmlm model directory with the fixture's vocabulary. The default T5 initialisation
     gives a near-identity model (each position predicts its own input token); here the attention

@@ -18,8 +18,8 @@ core = pytest.importorskip("gmlm_engine._core")
 from gmlm_engine.engine import Translator  # noqa: E402
 from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
 
-from test_engine_common import (TINY, decision_margin, make_random_model, mismatches, parity_mismatches,
-                                test_sentences)  # noqa: E402
+from test_engine_common import (TINY, decision_margin, make_random_model, mismatches, parity_mismatches,  # noqa: F401
+                                test_sentences, torch_one_thread)  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
 
@@ -58,16 +58,6 @@ OPTION_SETS = [
     dict(iterations=4, length_beam=5, length_beam_keep=2, length_offset=-3, sampling=True, seed=4),
 ]
 N_QUICK = 64
-
-
-@pytest.fixture(scope="module", autouse=True)
-def torch_one_thread():
-    """The reference is much faster single-threaded on these small models (and unaffected by
-    other processes on a busy machine); restored afterwards for the other test modules."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

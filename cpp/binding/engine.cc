@@ -208,6 +208,28 @@ class Engine {
     }
   }
 
+  // f(workspace, pool) under the engine's lock with its low-precision weights installed (also for Batch).
+  template <typename F>
+  auto locked(F&& f) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    LowpScope lowp(lowp_.get());
+    return f(ws_, *pool_);
+  }
+  // locked(f) with the profiler installed while profiling, the call's wall time counted.
+  template <typename F>
+  auto profiled(F&& f) {
+    return locked([&](Workspace& ws, ThreadPool& pool) {
+      struct Installed {
+        explicit Installed(Profiler* p) { Profiler::install(p); }
+        ~Installed() { Profiler::install(nullptr); }
+      } installed(profiling_ ? &profile_ : nullptr);
+      const auto t0 = std::chrono::steady_clock::now();
+      auto out = f(ws, pool);
+      if (profiling_) profile_.total_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return out;
+    });
+  }
+
   std::string compute_type() const {
     return cpu::compute_type_name(lowp_ ? lowp_->type() : cpu::ComputeType::float32);
   }
@@ -224,18 +246,7 @@ class Engine {
     std::vector<RefineResult> res;
     {
       py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      LowpScope lowp(lowp_.get());
-      Profiler::install(profiling_ ? &profile_ : nullptr);
-      const auto t0 = std::chrono::steady_clock::now();
-      try {
-        res = refine_batch(*model_, src, o, ws_, *pool_);
-      } catch (...) {
-        Profiler::install(nullptr);
-        throw;
-      }
-      if (profiling_) profile_.total_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      Profiler::install(nullptr);
+      res = profiled([&](Workspace& ws, ThreadPool& pool) { return refine_batch(*model_, src, o, ws, pool); });
     }
     py::list out;
     for (auto& r : res) out.append(result_tuple(r, return_candidates));
@@ -255,9 +266,7 @@ class Engine {
         tgt[i].push_back(static_cast<int32_t>(x));
       }
     py::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(mutex_);
-    LowpScope lowp(lowp_.get());
-    return ar_score(*model_, src, tgt, ws_, *pool_);
+    return locked([&](Workspace& ws, ThreadPool& pool) { return ar_score(*model_, src, tgt, ws, pool); });
   }
 
   // AR decoding (greedy or beam search) of one batch of encoder inputs; results as translate().
@@ -269,18 +278,7 @@ class Engine {
     std::vector<RefineResult> res;
     {
       py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      LowpScope lowp(lowp_.get());
-      Profiler::install(profiling_ ? &profile_ : nullptr);
-      const auto t0 = std::chrono::steady_clock::now();
-      try {
-        res = ar_batch(*model_, src, o, ws_, *pool_);
-      } catch (...) {
-        Profiler::install(nullptr);
-        throw;
-      }
-      if (profiling_) profile_.total_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      Profiler::install(nullptr);
+      res = profiled([&](Workspace& ws, ThreadPool& pool) { return ar_batch(*model_, src, o, ws, pool); });
     }
     py::list out;
     for (auto& r : res) out.append(result_tuple(r));
@@ -357,14 +355,7 @@ class Engine {
 
   int num_threads() const { return pool_->num_threads(); }
 
-  // For Batch: the model, and the pool and workspace under the engine's lock.
   const T5Model& model() const { return *model_; }
-  template <typename F>
-  auto locked(F&& f) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    LowpScope lowp(lowp_.get());
-    return f(ws_, *pool_);
-  }
 
   void set_profiling(bool on) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -412,9 +403,9 @@ class Batch {
  public:
   explicit Batch(Engine& engine) : engine_(engine) {
     if (engine.model().config().gmlm)
-      refine_ = std::make_unique<RefineBatch>(engine.model());
+      batch_.reset(refine_ = new RefineBatch(engine.model()));
     else
-      ar_ = std::make_unique<ArBatch>(engine.model());
+      batch_.reset(ar_ = new ArBatch(engine.model()));
   }
 
   std::vector<int64_t> add(const std::vector<std::vector<int64_t>>& sources, const std::vector<py::dict>& options) {
@@ -443,8 +434,7 @@ class Batch {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
       Publish publish{*this};
-      done = engine_.locked(
-          [&](Workspace& ws, ThreadPool& pool) { return refine_ ? refine_->step(ws, pool) : ar_->step(ws, pool); });
+      done = engine_.locked([&](Workspace& ws, ThreadPool& pool) { return batch_->step(ws, pool); });
     }
     py::list out;
     for (auto& [id, r] : done) out.append(py::make_tuple(id, result_tuple(r)));
@@ -457,7 +447,7 @@ class Batch {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
-      found = refine_ ? refine_->current(id, &r) : ar_->current(id, &r);
+      found = batch_->current(id, &r);
     }
     if (!found) return py::none();
     return result_tuple(r);
@@ -467,7 +457,7 @@ class Batch {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
     Publish publish{*this};
-    return refine_ ? refine_->cancel(id) : ar_->cancel(id);
+    return batch_->cancel(id);
   }
   int64_t requests() const { return requests_.load(std::memory_order_acquire); }
   int64_t live_rows() const { return live_rows_.load(std::memory_order_acquire); }
@@ -477,14 +467,15 @@ class Batch {
   struct Publish {
     Batch& b;
     ~Publish() {
-      b.requests_.store(b.refine_ ? b.refine_->requests() : b.ar_->requests(), std::memory_order_release);
-      b.live_rows_.store(b.refine_ ? b.refine_->live_rows() : b.ar_->live_rows(), std::memory_order_release);
+      b.requests_.store(b.batch_->requests(), std::memory_order_release);
+      b.live_rows_.store(b.batch_->live_rows(), std::memory_order_release);
     }
   };
 
   Engine& engine_;
-  std::unique_ptr<RefineBatch> refine_;  // gmlm models
-  std::unique_ptr<ArBatch> ar_;          // ar models
+  std::unique_ptr<ResumableBatch> batch_;
+  RefineBatch* refine_ = nullptr;  // batch_ for a gmlm model (add takes its options)
+  ArBatch* ar_ = nullptr;          // batch_ for an ar model
   std::mutex mutex_;  // guards the batch
   std::atomic<int64_t> requests_{0}, live_rows_{0};
 };

@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "core/profiler.h"
-#include "decoding/encoder_rows.h"
 #include "ops/gemm.h"
 #include "ops/vocab_argmax.h"
 
@@ -39,7 +38,7 @@ struct Cand {
 
 }  // namespace
 
-ArBatch::ArBatch(const T5Model& model) : model_(model) {
+ArBatch::ArBatch(const T5Model& model) : ResumableBatch(model) {
   const T5Config& cfg = model.config();
   GMLM_CHECK_ARG(!cfg.gmlm, "AR decoding needs an ar model; this is a gmlm model");
   cache_.reset(cfg.num_decoder_layers, model.self_cache_width(), cfg.max_target_len);
@@ -56,11 +55,10 @@ int32_t ArBatch::take_slot() {
   return s;
 }
 
-void ArBatch::rebuild_encoder_rows(const EncoderOutput* fresh) {
-  std::vector<int64_t*> sources;
-  for (Request& r : live_) sources.push_back(&r.source);
-  merge_encoder_rows(enc_, sources, fresh);
-  compact_ = false;
+std::vector<int64_t*> ArBatch::live_sources() {
+  std::vector<int64_t*> s;
+  for (Request& r : live_) s.push_back(&r.source);
+  return s;
 }
 
 std::vector<int64_t> ArBatch::add(const std::vector<std::vector<int32_t>>& sources, const std::vector<ArOptions>& opts,
@@ -70,9 +68,8 @@ std::vector<int64_t> ArBatch::add(const std::vector<std::vector<int32_t>>& sourc
   std::vector<int64_t> ids;
   if (sources.empty()) return ids;
   EncoderOutput fresh;
-  model_.encode(sources, fresh, ws, pool);
-  rebuild_encoder_rows(&fresh);  // live requests' rows first, then the newcomers' in order
-  const int64_t base = static_cast<int64_t>(enc_.begin.size()) - static_cast<int64_t>(sources.size());
+  // the live requests' rows first, then the newcomers (in order)
+  const int64_t base = join(sources, &fresh, ws, pool);
   for (size_t b = 0; b < sources.size(); ++b) {
     Request r;
     r.id = next_id_++;
@@ -88,11 +85,11 @@ std::vector<int64_t> ArBatch::add(const std::vector<std::vector<int32_t>>& sourc
 }
 
 bool ArBatch::cancel(int64_t id) {
-  auto it = std::find_if(live_.begin(), live_.end(), [&](const Request& r) { return r.id == id; });
+  auto it = find_request(live_, id);
   if (it == live_.end()) return false;
   for (const Hyp& h : it->hyps) free_slots_.push_back(h.slot);
   live_.erase(it);
-  compact_ = true;
+  left_ = true;
   return true;
 }
 
@@ -109,18 +106,15 @@ int64_t ArBatch::live_rows() const {
 }
 
 bool ArBatch::current(int64_t id, RefineResult* out) const {
-  for (const Request& r : live_)
-    if (r.id == id) {
-      if (r.step == 0) return false;
-      const Hyp& h = r.hyps.front();  // the best live hypothesis (ranked first)
-      out->ids = h.tokens;
-      out->score = h.score / static_cast<double>(h.tokens.size() + 1);
-      out->passes = r.step;
-      out->history.clear();
-      out->length_candidates.clear();
-      return true;
-    }
-  return false;
+  auto it = find_request(live_, id);
+  if (it == live_.end() || it->step == 0) return false;
+  const Hyp& h = it->hyps.front();  // the best live hypothesis (ranked first)
+  out->ids = h.tokens;
+  out->score = h.score / static_cast<double>(h.tokens.size() + 1);
+  out->passes = it->step;
+  out->history.clear();
+  out->length_candidates.clear();
+  return true;
 }
 
 RefineResult ArBatch::result(Request& r) const {
@@ -149,7 +143,7 @@ RefineResult ArBatch::result(Request& r) const {
 std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, ThreadPool& pool) {
   std::vector<std::pair<int64_t, RefineResult>> done;
   if (live_.empty()) return done;
-  if (compact_) rebuild_encoder_rows(nullptr);
+  compact();
   const T5Config& cfg = model_.config();
   const int64_t V = cfg.vocab_size, T = cfg.max_target_len;
 
@@ -284,7 +278,7 @@ std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, Threa
     if (ended) {
       done.emplace_back(r.id, result(r));
       for (const Hyp& h : r.hyps) free_slots_.push_back(h.slot);
-      compact_ = true;
+      left_ = true;
     } else {
       ++r.step;
       still.push_back(std::move(r));

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "decoding/batch.h"
 #include "decoding/options.h"
 #include "models/t5_model.h"
 
@@ -28,7 +29,7 @@ struct ArOptions {
   double length_penalty = 1.0;  // beam search: finished score = log-prob sum / (length + 1)^length_penalty
 };
 
-class ArBatch {
+class ArBatch : public ResumableBatch {
  public:
   explicit ArBatch(const T5Model& model);
 
@@ -36,15 +37,13 @@ class ArBatch {
   // inputs: pieces + [</s>]) and adds one request each. Returns the requests' ids.
   std::vector<int64_t> add(const std::vector<std::vector<int32_t>>& sources, const std::vector<ArOptions>& opts,
                            Workspace& ws, ThreadPool& pool);
-  // One decoder step over every live hypothesis; returns the requests that finished in it
-  // (RefineResult: ids, score, passes = steps run = len(ids) + 1, no history or length candidates).
-  std::vector<std::pair<int64_t, RefineResult>> step(Workspace& ws, ThreadPool& pool);
-  bool cancel(int64_t id);
-  // The best live hypothesis so far (its tokens and mean log-prob); false if unknown or before a step.
-  bool current(int64_t id, RefineResult* out) const;
-
-  int64_t requests() const { return static_cast<int64_t>(live_.size()); }
-  int64_t live_rows() const;  // hypotheses of the next step
+  // One decoder step over every live hypothesis (ResumableBatch). Results: ids, score, passes =
+  // steps run = len(ids) + 1, no history or length candidates; current: the best live hypothesis.
+  std::vector<std::pair<int64_t, RefineResult>> step(Workspace& ws, ThreadPool& pool) override;
+  bool cancel(int64_t id) override;
+  bool current(int64_t id, RefineResult* out) const override;
+  int64_t requests() const override { return static_cast<int64_t>(live_.size()); }
+  int64_t live_rows() const override;  // hypotheses of the next step
   // Room for this many hypotheses' caches at once, allocated now (beam search holds up to 2 x beam_size
   // per request while children take over their parents' slots).
   void reserve(int64_t hypotheses);
@@ -69,16 +68,12 @@ class ArBatch {
   };
 
   int32_t take_slot();
-  void rebuild_encoder_rows(const EncoderOutput* fresh);
   RefineResult result(Request& r) const;
+  std::vector<int64_t*> live_sources() override;
 
-  const T5Model& model_;
-  EncoderOutput enc_;
   SelfCache cache_;
   std::vector<int32_t> free_slots_;
   std::vector<Request> live_;
-  bool compact_ = false;
-  int64_t next_id_ = 0;
   Tensor states_, logits_;
 };
 

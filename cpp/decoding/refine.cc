@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "core/profiler.h"
-#include "decoding/encoder_rows.h"
 #include "decoding/rng.h"
 #include "ops/select.h"
 #include "ops/vocab_argmax.h"
@@ -41,11 +40,10 @@ void check_options(const RefineOptions& o, const T5Config& cfg) {
 
 }  // namespace
 
-void RefineBatch::rebuild_encoder_rows(const EncoderOutput* fresh) {
-  std::vector<int64_t*> sources;
-  for (Request& r : live_) sources.push_back(&r.source);
-  merge_encoder_rows(enc_, sources, fresh);
-  compact_ = false;
+std::vector<int64_t*> RefineBatch::live_sources() {
+  std::vector<int64_t*> s;
+  for (Request& r : live_) s.push_back(&r.source);
+  return s;
 }
 
 std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& sources,
@@ -58,11 +56,10 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
 
   // 1. encoder, cross-attention K/V, length candidates of the newcomers
   EncoderOutput fresh;
-  model_.encode(sources, fresh, ws, pool);
+  // the live requests' rows first, then the newcomers (in order)
+  const int64_t base = join(sources, &fresh, ws, pool);
   Tensor len_logits;
   model_.length_logits(fresh, len_logits, ws, pool);
-  rebuild_encoder_rows(&fresh);  // live requests' rows first, then the newcomers' in order
-  const int64_t base = static_cast<int64_t>(enc_.begin.size()) - static_cast<int64_t>(sources.size());
   for (size_t b = 0; b < sources.size(); ++b) {
     Request r;
     r.id = next_id_++;
@@ -92,10 +89,10 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
 }
 
 bool RefineBatch::cancel(int64_t id) {
-  auto it = std::find_if(live_.begin(), live_.end(), [&](const Request& r) { return r.id == id; });
+  auto it = find_request(live_, id);
   if (it == live_.end()) return false;
   live_.erase(it);
-  compact_ = true;
+  left_ = true;
   return true;
 }
 
@@ -129,19 +126,16 @@ int64_t RefineBatch::best_candidate(const Request& r, RefineResult* out) const {
 }
 
 bool RefineBatch::current(int64_t id, RefineResult* out) const {
-  for (const Request& r : live_)
-    if (r.id == id) {
-      if (r.t == 0) return false;
-      best_candidate(r, out);
-      return true;
-    }
-  return false;
+  auto it = find_request(live_, id);
+  if (it == live_.end() || it->t == 0) return false;
+  best_candidate(*it, out);
+  return true;
 }
 
 std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, ThreadPool& pool) {
   std::vector<std::pair<int64_t, RefineResult>> finished;
   if (live_.empty()) return finished;
-  if (compact_) rebuild_encoder_rows(nullptr);
+  compact();
   const T5Config& cfg = model_.config();
   const int64_t V = cfg.vocab_size;
 
@@ -261,7 +255,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
                   return std::all_of(r.cands.begin(), r.cands.end(), [](const Candidate& c) { return c.done; });
                 }),
                 live_.end());
-    compact_ = true;
+    left_ = true;
   }
   return finished;
 }

@@ -15,30 +15,26 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "decoding/batch.h"
 #include "decoding/options.h"
 #include "models/t5_model.h"
 
 namespace gmlm {
 
-class RefineBatch {
+class RefineBatch : public ResumableBatch {
  public:
-  explicit RefineBatch(const T5Model& model) : model_(model) {}
+  explicit RefineBatch(const T5Model& model) : ResumableBatch(model) {}
 
   // Checks the options (ValueError naming the bad one), encodes the sources (non-empty encoder
   // inputs: [<len>] + pieces + [</s>]) and adds one request each. Returns the requests' ids.
   std::vector<int64_t> add(const std::vector<std::vector<int32_t>>& sources, const std::vector<RefineOptions>& opts,
                            Workspace& ws, ThreadPool& pool);
-  // One decoder pass over every live candidate; returns the requests that finished in it.
-  std::vector<std::pair<int64_t, RefineResult>> step(Workspace& ws, ThreadPool& pool);
-  // Drops a request (its client left): it runs no further pass and returns no result. False if unknown.
-  bool cancel(int64_t id);
-
-  // The output a live request would have if it stopped now (its best candidate so far); false if
-  // unknown or before its first pass. For streaming drafts.
-  bool current(int64_t id, RefineResult* out) const;
-
-  int64_t requests() const { return static_cast<int64_t>(live_.size()); }
-  int64_t live_rows() const;  // decoder rows (target positions) of the next pass
+  // One decoder pass over every live candidate (ResumableBatch; current: the best candidate so far).
+  std::vector<std::pair<int64_t, RefineResult>> step(Workspace& ws, ThreadPool& pool) override;
+  bool cancel(int64_t id) override;
+  bool current(int64_t id, RefineResult* out) const override;
+  int64_t requests() const override { return static_cast<int64_t>(live_.size()); }
+  int64_t live_rows() const override;  // decoder rows (target positions) of the next pass
 
  private:
   struct Candidate {
@@ -64,13 +60,9 @@ class RefineBatch {
 
   // The best candidate's index; its output, score, passes and the length candidates into *out.
   int64_t best_candidate(const Request& r, RefineResult* out) const;
-  void rebuild_encoder_rows(const EncoderOutput* fresh);  // enc_ = live requests' rows (+ fresh)
+  std::vector<int64_t*> live_sources() override;
 
-  const T5Model& model_;
-  EncoderOutput enc_;
   std::vector<Request> live_;  // in arrival order
-  bool compact_ = false;       // some requests left: enc_ holds rows nobody uses
-  int64_t next_id_ = 0;
 };
 
 // Decode one batch of non-empty encoder inputs with the same options (a loop over RefineBatch).

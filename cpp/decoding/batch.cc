@@ -1,4 +1,4 @@
-#include "decoding/encoder_rows.h"
+#include "decoding/batch.h"
 
 #include <cstring>
 
@@ -12,19 +12,32 @@ void copy_rows(const Tensor& from, int64_t begin, int64_t len, Tensor& to, int64
 }
 }  // namespace
 
-void merge_encoder_rows(EncoderOutput& enc, const std::vector<int64_t*>& sources, const EncoderOutput* fresh) {
+int64_t ResumableBatch::join(const std::vector<std::vector<int32_t>>& sources, EncoderOutput* fresh, Workspace& ws,
+                             ThreadPool& pool) {
+  model_.encode(sources, *fresh, ws, pool);
+  merge(fresh);
+  return static_cast<int64_t>(enc_.begin.size()) - static_cast<int64_t>(sources.size());
+}
+
+void ResumableBatch::compact() {
+  if (left_) merge(nullptr);
+}
+
+// enc_ := the rows of the live requests' sources (renumbered), then fresh's rows (if any).
+void ResumableBatch::merge(const EncoderOutput* fresh) {
+  const std::vector<int64_t*> sources = live_sources();
   int64_t rows = 0;
-  for (const int64_t* s : sources) rows += enc.len[*s];
+  for (const int64_t* s : sources) rows += enc_.len[*s];
   if (fresh) rows += fresh->rows;
   EncoderOutput out;
-  const int64_t D = fresh ? fresh->states.dim(1) : enc.states.dim(1);
-  const int64_t kvw = fresh ? fresh->cross_kv.dim(1) : enc.cross_kv.dim(1);
+  const int64_t D = fresh ? fresh->states.dim(1) : enc_.states.dim(1);
+  const int64_t kvw = fresh ? fresh->cross_kv.dim(1) : enc_.cross_kv.dim(1);
   out.states = Tensor({rows, D});
   out.cross_kv = Tensor({rows, kvw});
   for (int64_t* s : sources) {
-    const int64_t b = enc.begin[*s], n = enc.len[*s];
-    copy_rows(enc.states, b, n, out.states, out.rows);
-    copy_rows(enc.cross_kv, b, n, out.cross_kv, out.rows);
+    const int64_t b = enc_.begin[*s], n = enc_.len[*s];
+    copy_rows(enc_.states, b, n, out.states, out.rows);
+    copy_rows(enc_.cross_kv, b, n, out.cross_kv, out.rows);
     *s = static_cast<int64_t>(out.begin.size());
     out.begin.push_back(out.rows);
     out.len.push_back(n);
@@ -39,7 +52,8 @@ void merge_encoder_rows(EncoderOutput& enc, const std::vector<int64_t*>& sources
     }
     out.rows += fresh->rows;
   }
-  enc = std::move(out);
+  enc_ = std::move(out);
+  left_ = false;
 }
 
 }  // namespace gmlm
