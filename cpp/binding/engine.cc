@@ -453,6 +453,25 @@ class Batch {
     return result_tuple(r);
   }
 
+  // (best, [(tokens, log-probs, masked, score, passes, done, pruned)]) or None (ResumableBatch::snapshot).
+  py::object snapshot(int64_t id) {
+    std::vector<CandidateState> cands;
+    int64_t best = 0;
+    bool found;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      found = batch_->snapshot(id, &cands, &best);
+    }
+    if (!found) return py::none();
+    py::list out;
+    for (const CandidateState& c : cands) {
+      std::vector<bool> masked(c.masked.begin(), c.masked.end());
+      out.append(py::make_tuple(c.tokens, c.conf, masked, c.score, c.passes, c.done, c.pruned));
+    }
+    return py::make_tuple(best, out);
+  }
+
   bool cancel(int64_t id) {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
@@ -627,6 +646,11 @@ void register_engine(py::module_& m) {
            "length_candidates))] for the requests that finished. The GIL is released.")
       .def("current", &Batch::current, py::arg("id"),
            "The result a live request would have if it stopped now (None before its first pass).")
+      .def("snapshot", &Batch::snapshot, py::arg("id"),
+           "Every candidate of a live request, or of one that finished in the latest step, as that step left it:\n"
+           "(best, [(tokens, log_probs, masked, score, passes, done, pruned)]), best the index current() reports;\n"
+           "None if unknown or before its first pass. An ar request: its live hypotheses, best first (no\n"
+           "log-probs or masks), or once finished its result.")
       .def("cancel", &Batch::cancel, py::arg("id"), "Drop a live request; False if unknown.")
       .def_property_readonly("requests", &Batch::requests, "Live requests.")
       .def_property_readonly("live_rows", &Batch::live_rows, "Decoder rows of the next pass.");

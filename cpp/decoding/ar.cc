@@ -117,6 +117,21 @@ bool ArBatch::current(int64_t id, RefineResult* out) const {
   return true;
 }
 
+bool ArBatch::snapshot(int64_t id, std::vector<CandidateState>* out, int64_t* best) const {
+  *best = 0;
+  out->clear();
+  for (const auto& [fid, state] : finished_)
+    if (fid == id) {
+      out->push_back(state);
+      return true;
+    }
+  auto it = find_request(live_, id);
+  if (it == live_.end() || it->step == 0) return false;
+  for (const Hyp& h : it->hyps)
+    out->push_back({h.tokens, {}, {}, h.score / static_cast<double>(h.tokens.size() + 1), it->step, false, false});
+  return true;
+}
+
 RefineResult ArBatch::result(Request& r) const {
   const T5Config& cfg = model_.config();
   RefineResult res;
@@ -142,6 +157,7 @@ RefineResult ArBatch::result(Request& r) const {
 
 std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, ThreadPool& pool) {
   std::vector<std::pair<int64_t, RefineResult>> done;
+  finished_.clear();
   if (live_.empty()) return done;
   compact();
   const T5Config& cfg = model_.config();
@@ -277,6 +293,8 @@ std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, Threa
     }
     if (ended) {
       done.emplace_back(r.id, result(r));
+      const RefineResult& res = done.back().second;
+      finished_.emplace_back(r.id, CandidateState{res.ids, {}, {}, res.score, r.step + 1, true, false});
       for (const Hyp& h : r.hyps) free_slots_.push_back(h.slot);
       left_ = true;
     } else {

@@ -42,6 +42,8 @@ class ArBatch : public ResumableBatch {
   std::vector<std::pair<int64_t, RefineResult>> step(Workspace& ws, ThreadPool& pool) override;
   bool cancel(int64_t id) override;
   bool current(int64_t id, RefineResult* out) const override;
+  // The live hypotheses, best first (no confidences or masks); a finished request: its result.
+  bool snapshot(int64_t id, std::vector<CandidateState>* out, int64_t* best) const override;
   int64_t requests() const override { return static_cast<int64_t>(live_.size()); }
   int64_t live_rows() const override;  // hypotheses of the next step
   // Room for this many hypotheses' caches at once, allocated now (beam search holds up to 2 x beam_size
@@ -74,6 +76,7 @@ class ArBatch : public ResumableBatch {
   SelfCache cache_;
   std::vector<int32_t> free_slots_;
   std::vector<Request> live_;
+  std::vector<std::pair<int64_t, CandidateState>> finished_;  // the requests that ended in the latest step
   Tensor states_, logits_;
 };
 

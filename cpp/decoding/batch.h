@@ -15,6 +15,18 @@
 
 namespace gmlm {
 
+// One candidate (gmlm: a length candidate; ar: a live beam hypothesis) after its request's latest pass
+// or step, for watching a request decode (the server's stream).
+struct CandidateState {
+  std::vector<int32_t> tokens;  // gmlm: every position, re-masked ones hold their last prediction
+  std::vector<float> conf;      // gmlm: log-probability of each token; ar: empty
+  std::vector<uint8_t> masked;  // gmlm: 1 where the next pass predicts again; ar: empty
+  double score = 0.0;           // gmlm: mean log-probability (docs step 4); ar: log-prob sum / (length + 1)
+  int64_t passes = 0;
+  bool done = false;    // runs no further passes
+  bool pruned = false;  // gmlm: dropped by length-candidate pruning (not scored)
+};
+
 class ResumableBatch {
  public:
   virtual ~ResumableBatch() = default;
@@ -24,6 +36,9 @@ class ResumableBatch {
   virtual bool cancel(int64_t id) = 0;
   // The output a live request would have if it stopped now; false if unknown or before its first pass.
   virtual bool current(int64_t id, RefineResult* out) const = 0;
+  // Every candidate of a live request, or of one that finished in the latest step(), as that step left
+  // it; *best: the candidate current() reports. False if unknown or before its first pass.
+  virtual bool snapshot(int64_t id, std::vector<CandidateState>* out, int64_t* best) const = 0;
   virtual int64_t requests() const = 0;
   virtual int64_t live_rows() const = 0;  // decoder rows of the next pass or step
 

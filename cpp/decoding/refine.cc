@@ -132,8 +132,35 @@ bool RefineBatch::current(int64_t id, RefineResult* out) const {
   return true;
 }
 
+void RefineBatch::snapshot(const Request& r, std::vector<CandidateState>* out, int64_t* best) const {
+  RefineResult res;
+  *best = best_candidate(r, &res);
+  out->clear();
+  std::vector<int32_t> ids;
+  for (const Candidate& c : r.cands) {
+    // a done candidate predicts nothing again (its mask is the one its last pass ran with)
+    std::vector<uint8_t> masked = c.done ? std::vector<uint8_t>(c.len, 0) : c.masked;
+    out->push_back({c.tokens, c.conf, std::move(masked), candidate_output(c, r.o.stutter_remask, &ids), c.passes,
+                    c.done, c.pruned});
+  }
+}
+
+bool RefineBatch::snapshot(int64_t id, std::vector<CandidateState>* out, int64_t* best) const {
+  for (const auto& [fid, state] : finished_)
+    if (fid == id) {
+      *out = state.first;
+      *best = state.second;
+      return true;
+    }
+  auto it = find_request(live_, id);
+  if (it == live_.end() || it->t == 0) return false;
+  snapshot(*it, out, best);
+  return true;
+}
+
 std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, ThreadPool& pool) {
   std::vector<std::pair<int64_t, RefineResult>> finished;
+  finished_.clear();
   if (live_.empty()) return finished;
   compact();
   const T5Config& cfg = model_.config();
@@ -245,6 +272,8 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
     }
     r.t += 1;
     if (all_done) {
+      finished_.emplace_back(r.id, std::pair<std::vector<CandidateState>, int64_t>{});
+      snapshot(r, &finished_.back().second.first, &finished_.back().second.second);
       RefineResult res;
       res.history = std::move(r.cands[best_candidate(r, &res)].history);
       finished.push_back({r.id, std::move(res)});

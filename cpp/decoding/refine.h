@@ -33,6 +33,7 @@ class RefineBatch : public ResumableBatch {
   std::vector<std::pair<int64_t, RefineResult>> step(Workspace& ws, ThreadPool& pool) override;
   bool cancel(int64_t id) override;
   bool current(int64_t id, RefineResult* out) const override;
+  bool snapshot(int64_t id, std::vector<CandidateState>* out, int64_t* best) const override;
   int64_t requests() const override { return static_cast<int64_t>(live_.size()); }
   int64_t live_rows() const override;  // decoder rows (target positions) of the next pass
 
@@ -60,9 +61,12 @@ class RefineBatch : public ResumableBatch {
 
   // The best candidate's index; its output, score, passes and the length candidates into *out.
   int64_t best_candidate(const Request& r, RefineResult* out) const;
+  void snapshot(const Request& r, std::vector<CandidateState>* out, int64_t* best) const;
   std::vector<int64_t*> live_sources() override;
 
   std::vector<Request> live_;  // in arrival order
+  // The requests that finished in the latest step, as it left them (snapshot); replaced by each step.
+  std::vector<std::pair<int64_t, std::pair<std::vector<CandidateState>, int64_t>>> finished_;
 };
 
 // Decode one batch of non-empty encoder inputs with the same options (a loop over RefineBatch).

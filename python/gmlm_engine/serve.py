@@ -1,8 +1,11 @@
 """`gmlm serve`: the HTTP JSON service (FastAPI + uvicorn) on one Scheduler (serving.py).
 
+    GET  /                      a page that shows refinement as it happens (web/: HTML, CSS, a script)
     POST /v1/translate          {"text": ["...", ...], "iterations": 4, ...} -> {"translations": [...]}
     POST /v1/translate/stream   the same request; server-sent events: a "draft" after every
-                                refinement pass, a "result" per text, then "done"
+                                refinement pass (AR: step) of every text, with every candidate's
+                                pieces, confidences and masked positions, a "result" per text, then "done"
+    GET  /v1/models             the models served ("gmlm" and/or "ar"), their defaults and the limits
     GET  /health                {"status": "ok", ...}
     GET  /metrics               Prometheus text: queue depth, live rows, passes, request latency
     GET  /openapi.json, /docs   the schema
@@ -12,7 +15,8 @@ Errors are JSON {"error": message}, as /openapi.json declares them: 422 for a ba
 UTF-8, missing fields); 413 for a body over --max-body-bytes (read no further than that), more texts
 than --max-texts, a text longer than --max-chars, or more work than --max-cost (texts x length_beam
 x iterations); 503 when the queue is full or the server is shutting down; 500 only for a model
-error. A client that disconnects frees its rows. SIGTERM: new connections are refused, in-flight
+error. A request picks a model with "model": "gmlm" or "ar" (default: --model's; --ar-model serves an
+AR model beside a GMLM). A client that disconnects frees its rows. SIGTERM: new connections are refused, in-flight
 requests finish if they can within --shutdown-grace seconds, the others get a JSON 503; exit
 status 0.
 """
@@ -20,8 +24,10 @@ status 0.
 import asyncio
 import json
 import signal
+from pathlib import Path
 from typing import Literal, Optional
 
+from .common import GMLM_ONLY, DecodeOptions
 from .serving import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
 
 DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024, "max_cost": DEFAULT_MAX_COST,
@@ -96,11 +102,15 @@ def header_timeout_protocol(seconds: float):
     return HeaderTimeoutH11
 
 
+WEB = Path(__file__).parent / "web"    # the page: index.html, app.js, style.css
+
+
 def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = "",
-               max_body_bytes: int | None = None):
+               max_body_bytes: int | None = None, ar_scheduler: Scheduler | None = None, ar_model_name: str = ""):
+    """The app on `scheduler` (its model is the default) and, optionally, an ar model's scheduler beside a gmlm one."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -110,6 +120,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         """translate_batch's options; absent ones take the Translator's defaults."""
         model_config = ConfigDict(extra="forbid")
         text: list[StrictStr]
+        model: Optional[Literal["gmlm", "ar"]] = None  # which served model (default: the first)
         iterations: Optional[StrictInt] = None
         length_beam: Optional[StrictInt] = None
         length_beam_keep: Optional[StrictInt] = None
@@ -162,6 +173,13 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
 
     app = FastAPI(title="gmlm-engine", description="GMLM translation by iterative parallel refinement",
                   version="1")
+    default = scheduler.tr.cfg.objective
+    scheds = {default: (scheduler, model_name)}
+    if ar_scheduler is not None:
+        if default != "gmlm" or ar_scheduler.tr.cfg.objective != "ar":
+            raise ValueError("ar_scheduler serves an ar model beside a gmlm model")
+        scheds["ar"] = (ar_scheduler, ar_model_name)
+    every = [sc for sc, _ in scheds.values()]
 
     def error(status: int, msg: str) -> JSONResponse:
         m_requests.labels(str(status)).inc()
@@ -193,18 +211,26 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
                 return error(413, f"text[{i}] has {len(t)} characters; at most {max_chars}")
         return None
 
-    def submit(req: TranslateRequest, how=None):
-        """scheduler.submit (or scheduler.stream) with the request's options; errors as responses."""
-        opts = req.model_dump(exclude_none=True, exclude={"text"})
+    def pick(req: TranslateRequest) -> Scheduler:
+        name = req.model or default
+        if name not in scheds:
+            raise ValueError(f"model {name!r} is not served here; this server has {' and '.join(scheds)}")
+        return scheds[name][0]
+
+    def submit(req: TranslateRequest, stream: bool = False):
+        """The model's scheduler.submit (or .stream) with the request's options, and the scheduler; errors as
+        responses."""
+        opts = req.model_dump(exclude_none=True, exclude={"text", "model"})
         try:
-            return (how or scheduler.submit)(req.text, **opts), None
+            sched = pick(req)
+            return (sched.stream if stream else sched.submit)(req.text, **opts), sched, None
         except TooLarge as e:
-            return None, error(413, str(e))
+            return None, None, error(413, str(e))
         except ValueError as e:
             msg = str(e).replace("source[", "text[")
-            return None, error(422, msg)
+            return None, None, error(422, msg)
         except (QueueFull, SchedulerClosed) as e:
-            return None, error(503, str(e))
+            return None, None, error(503, str(e))
 
     def as_json(r) -> dict:
         d = {"text": r.text, "tokens": r.tokens, "score": r.score, "iterations": r.iterations}
@@ -218,7 +244,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
             bad = check(req)
             if bad:
                 return bad
-            fut, bad = submit(req)
+            fut, sched, bad = submit(req)
             if bad:
                 return bad
             waiter = asyncio.wrap_future(fut)
@@ -227,7 +253,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
                 if done:
                     break
                 if await request.is_disconnected():
-                    scheduler.cancel(fut)
+                    sched.cancel(fut)
                     return error(499, "client disconnected")
             try:
                 results = waiter.result()
@@ -239,7 +265,9 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
             return {"translations": [as_json(r) for r in results]}
 
     @app.post("/v1/translate/stream", response_class=EventStream, responses={
-        200: {"description": "server-sent events: draft, result, error, done", "content": {
+        200: {"description": "server-sent events: draft (after each pass: index, text, iterations, best, "
+                             "candidates [{pieces, confidences, masked, score, passes, done, pruned}]), result, "
+                             "error, done (README, 'The stream')", "content": {
             "text/event-stream": {"schema": {  # one event: its kind, and its data (a JSON object, as text)
                 "type": "object", "required": ["event", "data"],
                 "properties": {"event": {"type": "string", "enum": ["draft", "result", "error", "done"]},
@@ -248,7 +276,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         bad = check(req)
         if bad:
             return bad
-        stream, bad = submit(req, scheduler.stream)   # leaving the stream early frees the rows
+        stream, _, bad = submit(req, stream=True)   # leaving the stream early frees the rows
         if bad:
             return bad
 
@@ -259,7 +287,8 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
             try:
                 async for kind, i, r in stream:
                     if kind == "draft":
-                        yield event("draft", {"index": i, "text": r.text, "iterations": r.iterations})
+                        yield event("draft", {"index": i, "text": r.text, "iterations": r.iterations, "best": r.best,
+                                              "candidates": [c.__dict__ for c in r.candidates]})
                     else:
                         yield event("result", {"index": i, **as_json(r)})
             except Exception as e:  # noqa: BLE001  (a model error: the server stays up)
@@ -281,23 +310,57 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
 
     @app.get("/health", response_model=Health)
     async def health():
-        return {"status": "ok", "model": model_name, "mode": scheduler.mode, "queue_depth": scheduler.queue_depth,
-                "live_requests": scheduler.live_requests}
+        return {"status": "ok", "model": model_name, "mode": scheduler.mode,
+                "queue_depth": sum(s.queue_depth for s in every), "live_requests": sum(s.live_requests for s in every)}
+
+    class ModelInfo(BaseModel):
+        objective: Literal["gmlm", "ar"]
+        name: str
+        defaults: dict
+
+    class Models(BaseModel):
+        models: list[ModelInfo]
+        default: str
+        max_texts: int
+        max_chars: int
+
+    def defaults(objective: str) -> dict:
+        d = DecodeOptions()
+        if objective == "ar":
+            return {"beam_size": d.beam_size, "length_penalty": d.length_penalty}
+        return {k: v for k, v in GMLM_ONLY.items() if k not in ("return_history", "rerank")} | {
+            "length_beam_keep": None, "seed": d.seed}
+
+    @app.get("/v1/models", response_model=Models)
+    async def models():
+        return {"models": [{"objective": o, "name": n, "defaults": defaults(o)} for o, (_, n) in scheds.items()],
+                "default": default, "max_texts": max_texts, "max_chars": max_chars}
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(WEB / "index.html")
+
+    @app.get("/web/{name}", include_in_schema=False)
+    async def web(name: str):
+        if name not in ("app.js", "style.css"):
+            return error(404, f"no such file: {name}")
+        return FileResponse(WEB / name)
 
     @app.get("/metrics", response_class=PlainTextResponse, responses={200: {
         "description": "Prometheus text exposition", "content": {CONTENT_TYPE_LATEST.split(";")[0]: {
             "schema": {"type": "string"}}}}})
     async def metrics():
-        m_queue.set(scheduler.queue_depth)
-        m_rows.set(scheduler.live_rows)
-        m_live.set(scheduler.live_requests)
-        m_passes.set(scheduler.stats["passes"])
-        m_busy.set(scheduler.stats["busy_seconds"])
+        m_queue.set(sum(s.queue_depth for s in every))
+        m_rows.set(sum(s.live_rows for s in every))
+        m_live.set(sum(s.live_requests for s in every))
+        m_passes.set(sum(s.stats["passes"] for s in every))
+        m_busy.set(sum(s.stats["busy_seconds"] for s in every))
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.on_event("shutdown")
     def drain():
-        scheduler.close(drain=True)
+        for s in every:
+            s.close(drain=True)
 
     if max_body_bytes is None:
         max_body_bytes = default_max_body(max_texts, max_chars)
@@ -325,6 +388,8 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 def add_arguments(p) -> None:
     p.add_argument("--model", default="default", help="model directory (default: the shipped GMLM)")
+    p.add_argument("--ar-model", default=None,
+                   help="an ar model directory to serve beside a gmlm --model (requests pick it with \"model\": \"ar\")")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_int_in(0, 65535), default=8000, help="TCP port (0: any free port)")
     p.add_argument("--threads", type=_int_in(0), default=0, help="engine threads (0: the cores available)")
@@ -364,11 +429,19 @@ def run(args) -> int:
         raise ValueError(f"--shutdown-grace must be a number of seconds >= 0, got {args.shutdown_grace}")
     if not (math.isfinite(args.header_timeout) and args.header_timeout > 0):
         raise ValueError(f"--header-timeout must be a number of seconds > 0, got {args.header_timeout}")
-    tr = Translator(args.model, intra_threads=args.threads, compute_type=args.compute_type)
-    sched = Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
-                      max_wait_ms=args.max_wait_ms, max_cost=args.max_cost, max_candidates=args.max_candidates)
-    app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=str(tr.files.path),
-                     max_body_bytes=args.max_body_bytes)
+    def scheduler(model):
+        tr = Translator(model, intra_threads=args.threads, compute_type=args.compute_type)
+        return Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
+                         max_wait_ms=args.max_wait_ms, max_cost=args.max_cost, max_candidates=args.max_candidates)
+
+    sched = scheduler(args.model)
+    ar = scheduler(args.ar_model) if args.ar_model else None
+    if ar is not None and (sched.tr.cfg.objective, ar.tr.cfg.objective) != ("gmlm", "ar"):
+        raise ValueError(f"--ar-model serves an ar model beside a gmlm --model; got {sched.tr.cfg.objective} "
+                         f"{args.model} and {ar.tr.cfg.objective} {args.ar_model}")
+    app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=str(sched.tr.files.path),
+                     max_body_bytes=args.max_body_bytes, ar_scheduler=ar,
+                     ar_model_name=str(ar.tr.files.path) if ar else "")
     grace = args.shutdown_grace
 
     class Server(uvicorn.Server):
@@ -377,8 +450,9 @@ def run(args) -> int:
 
         def handle_exit(self, sig, frame):
             if not self.should_exit:
-                timer = threading.Timer(grace, sched.abort, [SchedulerClosed(
-                    f"the server shut down before this request finished (after a {grace:g} s grace period)")])
+                closed = SchedulerClosed(
+                    f"the server shut down before this request finished (after a {grace:g} s grace period)")
+                timer = threading.Timer(grace, lambda: [s.abort(closed) for s in (sched, ar) if s is not None])
                 timer.daemon = True
                 timer.start()
             super().handle_exit(sig, frame)
@@ -392,5 +466,7 @@ def run(args) -> int:
                             timeout_graceful_shutdown=grace + 10, timeout_keep_alive=5,
                             http=header_timeout_protocol(args.header_timeout))
     Server(config).run()
-    sched.close(drain=True)
+    for s in (sched, ar):
+        if s is not None:
+            s.close(drain=True)
     return 0

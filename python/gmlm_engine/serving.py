@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,28 @@ class TooLarge(ValueError):
 DEFAULT_MAX_COST = 4096
 # Length candidates in one pass (all jobs together); one job holds at most half.
 DEFAULT_MAX_CANDIDATES = 512
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """One candidate after a pass (a length candidate; for an ar model a beam hypothesis): its pieces,
+    the probability of each (gmlm; empty for ar), which positions the next pass predicts again (gmlm),
+    its score (mean log-probability), passes run, whether it runs no further and whether pruning dropped it."""
+    pieces: list[str]
+    confidences: list[float]
+    masked: list[bool]
+    score: float
+    passes: int
+    done: bool
+    pruned: bool
+
+
+@dataclass
+class Draft(TranslationResult):
+    """A text's state after a pass (streaming): the current best output, as TranslationResult, and every
+    candidate; `best` indexes the candidate the output comes from."""
+    candidates: list[CandidateView] = field(default_factory=list)
+    best: int = 0
 
 
 @dataclass(eq=False)   # compared and hashed by identity
@@ -374,8 +397,31 @@ class Scheduler:
             return TranslationResult(tok.decode(ids), tok.pieces(ids), score, passes,
                                      [tok.pieces(h) for h in hist] if history else None, cands)
 
+    def _notify(self, job: _Job, i: int, bid: int, cur) -> None:
+        """Streaming: job.on_pass(i, Draft) with the row's state after this pass (cur: its current() or,
+        when it finished in this pass, its result tuple)."""
+        if job.on_pass is None or job.cancelled:
+            return
+        try:
+            snap = self._batch.snapshot(bid)
+            if cur is None or snap is None:
+                return
+            best, cands = snap
+            res, tok = self._result(cur, False), self.tr.tokenizer
+            with self.tr._lock:
+                views = [CandidateView(tok.pieces(ids), [round(math.exp(c), 4) for c in conf], masked, score,
+                                       passes, done, pruned)
+                         for ids, conf, masked, score, passes, done, pruned in cands]
+            job.on_pass(i, Draft(res.text, res.tokens, res.score, res.iterations, None, res.length_candidates,
+                                 views, best))
+        except Exception:  # noqa: BLE001  (a broken listener must not stop the scheduler)
+            job.on_pass = None
+
     def _deliver(self, done) -> None:
         for bid, tup in done:
+            owner = self._owner.get(bid)
+            if owner is not None:                # its last pass, before its result
+                self._notify(owner[0], owner[1], bid, tup)
             with self._cv:
                 if bid not in self._owner:       # a row nobody owns (cancelled meanwhile)
                     continue
@@ -393,13 +439,8 @@ class Scheduler:
                     job.future.set_result(job.results)
                 self.latencies.append(time.perf_counter() - job.submitted)
         for bid, (job, i, *_) in list(self._owner.items()):
-            if job.on_pass is not None and not job.cancelled:
-                cur = self._batch.current(bid)
-                if cur is not None:
-                    try:
-                        job.on_pass(i, self._result(cur, False))
-                    except Exception:  # noqa: BLE001  (a broken listener must not stop the scheduler)
-                        job.on_pass = None
+            if job.on_pass is not None:
+                self._notify(job, i, bid, self._batch.current(bid))
 
 
 class AsyncTranslator:
