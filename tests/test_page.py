@@ -105,8 +105,8 @@ def test_refinement_shows_every_pass_and_the_results_of_translate_batch(page, tm
     from gmlm_engine import Translator
 
     tr = Translator(MODELS / "gmlm-en-de", compute_type="float32", intra_threads=1)
-    want = tr.translate_batch(TEXTS, iterations=6, length_beam=3, return_history=True)
-    _run(page, TEXTS, iterations=6, length_beam=3)
+    want = tr.translate_batch(TEXTS, return_history=True)     # the defaults, which the page starts with
+    _run(page, TEXTS)
     got = _lines(page)
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000

@@ -226,6 +226,8 @@ def test_served_outputs_equal_translate_batch(server, tr, sentences):
     ({"text": "A dog."}, 422, "text"),
     ({"text": ["A dog.", 3]}, 422, "text"),
     ({"text": ["A dog."], "remask": "threshold"}, 422, "threshold"),
+    ({"text": ["A dog."], "model": "ar"}, 422, "model 'ar' is not served here"),
+    ({"text": ["A dog."], "model": "t5"}, 422, "model"),
     ({"text": ["x \ud800"]}, 422, "text\\[0\\]"),
     ({"text": ["a"] * 9}, 413, "at most 8"),
     ({"text": ["a" * 301]}, 413, "text\\[0\\]"),
@@ -259,6 +261,23 @@ def test_stream_health_metrics_openapi(server, tr, sentences):
     assert drafts0 == sorted(drafts0) and drafts0[0] == 1           # a draft after every pass
     exp = tr.translate_batch(sentences[:2], iterations=5)
     assert [d["text"] for k, d in events if k == "result"] == [e.text for e in exp]
+    for i in range(2):      # every candidate after every pass: pieces, confidences, masks by the linear schedule
+        drafts = [d for k, d in events if k == "draft" and d["index"] == i]
+        result = next(d for k, d in events if k == "result" and d["index"] == i)
+        assert drafts[-1]["text"] == result["text"] and drafts[-1]["iterations"] == result["iterations"]
+        assert len(drafts) == max(c["passes"] for c in drafts[-1]["candidates"])     # the last pass included
+        for t, d in enumerate(drafts):
+            assert len(d["candidates"]) == 2 and 0 <= d["best"] < 2
+            for c in d["candidates"]:
+                n = len(c["pieces"])
+                assert len(c["confidences"]) == len(c["masked"]) == n and all(0 <= p <= 1 for p in c["confidences"])
+                if c["done"]:
+                    assert not any(c["masked"])
+                else:
+                    assert c["passes"] == t + 1 and sum(c["masked"]) >= n * (5 - 1 - t) // 5
+    models = httpx.get(server + "/v1/models").json()
+    assert models["default"] == "gmlm" and [m["objective"] for m in models["models"]] == ["gmlm"]
+    assert models["models"][0]["defaults"]["iterations"] == 8 and models["max_texts"] == 8
     h = httpx.get(server + "/health").json()
     assert h["status"] == "ok" and h["mode"] == "continuous"
     m = httpx.get(server + "/metrics").text
