@@ -162,6 +162,30 @@ def test_lowest_confidence_matches_torch_sort():
         assert ops.lowest_confidence(conf.tolist(), n) == (rank < n).tolist()
 
 
+def test_repeat_remask_matches_the_reference():
+    from gmlm_engine.reference import repeat_mask
+
+    # "Kinder spielen Fußball in einem Park Fußball ." with word pieces Kinder, spielen, Fußball, Park
+    toks = [10, 11, 12, 13, 14, 15, 16, 12, 17]
+    word = [i in (10, 11, 12, 16) for i in range(20)]
+    conf = [-0.1, -0.1, -0.3, -0.2, -0.2, -0.1, -0.4, -1.5, -0.1]
+    assert ops.repeat_remask(toks, conf, word) == [i == 7 for i in range(9)]     # the later, less confident
+    conf[2] = -2.0
+    assert ops.repeat_remask(toks, conf, word) == [i == 2 for i in range(9)]
+    # a repeated bigram of non-word pieces (13 14 ... 13 14): its second end; not a lone repeat of 13
+    assert ops.repeat_remask([13, 14, 5, 13, 14, 13], [0.0] * 6, word) == [False, False, False, False, True, False]
+    r = _rng(11)
+    for _ in range(300):
+        L = int(r.integers(1, 30))
+        t = r.integers(0, 6, size=L).astype(np.int32).tolist()
+        c = r.choice([-2.0, -1.0, -0.5, 0.0], size=L).astype(np.float32).tolist()
+        w = (r.random(6) < 0.5).tolist()
+        got = ops.repeat_remask(t, c, w)
+        assert [i for i, m in enumerate(got) if m] == repeat_mask(t, c, w), (t, c, w)
+    with pytest.raises(ValueError, match="out of range"):
+        ops.repeat_remask([7], [0.0], [True] * 3)
+
+
 def test_mean_score_is_numpys():
     r = _rng(3)
     for n in (1, 2, 7, 8, 9, 16, 17, 100, 128, 129, 300):

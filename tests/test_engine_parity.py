@@ -55,6 +55,8 @@ OPTION_SETS = [
     dict(iterations=10, length_beam=3, early_stop=True),
     dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, early_stop=True, stutter_remask=False),
     dict(iterations=4, length_beam=3, length_offset=2),
+    dict(iterations=4, length_beam=3, repeat_remask=True),
+    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.7, repeat_remask=True, stutter_remask=False),
     dict(iterations=4, length_beam=5, length_beam_keep=2, length_offset=-3, sampling=True, seed=4),
 ]
 N_QUICK = 64

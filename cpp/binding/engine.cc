@@ -107,7 +107,7 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
                              std::optional<double> threshold, bool stutter_remask, const std::string& init,
                              bool sampling, uint64_t seed, bool return_history, int32_t first_random_id,
                              int64_t length_beam_keep, bool early_stop, int64_t length_offset,
-                             bool return_candidates = false) {
+                             bool return_candidates = false, bool repeat_remask = false) {
   RefineOptions o;
   GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
   GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
@@ -123,6 +123,7 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
     o.log_threshold = std::log(*threshold);
   }
   o.stutter_remask = stutter_remask;
+  o.repeat_remask = repeat_remask;
   o.early_stop = early_stop;
   o.init_random = init == "random";
   o.sampling = sampling;
@@ -137,7 +138,7 @@ RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std:
 RefineOptions options_from_dict(const py::dict& d) {
   static const char* known[] = {"iterations", "length_beam", "length_beam_keep", "length_offset", "remask", "threshold",
                                 "stutter_remask", "early_stop", "init", "sampling", "seed", "return_history",
-                                "first_random_id"};
+                                "first_random_id", "repeat_remask"};
   for (auto item : d) {
     const std::string key = py::str(item.first);
     GMLM_CHECK_ARG(std::find(std::begin(known), std::end(known), key) != std::end(known), "unknown option ", key);
@@ -151,7 +152,7 @@ RefineOptions options_from_dict(const py::dict& d) {
                         get("init", std::string("mask")), get("sampling", def.sampling), get("seed", def.seed),
                         get("return_history", def.return_history), get("first_random_id", def.first_random_id),
                         get("length_beam_keep", def.length_beam_keep), get("early_stop", def.early_stop),
-                        get("length_offset", def.length_offset));
+                        get("length_offset", def.length_offset), false, get("repeat_remask", def.repeat_remask));
 }
 
 // The options of one ar request, by keyword (beam_size, length_penalty; absent keys keep the defaults).
@@ -191,7 +192,8 @@ struct LowpScope {
 
 class Engine {
  public:
-  Engine(const py::dict& config, const py::dict& weights, int intra_threads, const std::string& compute_type) {
+  Engine(const py::dict& config, const py::dict& weights, int intra_threads, const std::string& compute_type,
+         const std::vector<bool>& word_pieces) {
     GMLM_CHECK_ARG(intra_threads >= 0 && intra_threads <= ThreadPool::max_threads(), "intra_threads must be in [0, ",
                    ThreadPool::max_threads(), "] (at most 4 x the cores available), got ", intra_threads);
     const cpu::ComputeType ct = cpu::compute_type_from_name(compute_type);
@@ -200,6 +202,11 @@ class Engine {
     {
       py::gil_scoped_release release;
       model_ = std::make_unique<T5Model>(std::move(cfg), w);
+      if (!word_pieces.empty()) {
+        GMLM_CHECK_ARG(static_cast<int64_t>(word_pieces.size()) == model_->config().vocab_size, "word_pieces has ",
+                       word_pieces.size(), " flags for a vocabulary of ", model_->config().vocab_size);
+        model_->set_word_pieces(std::vector<uint8_t>(word_pieces.begin(), word_pieces.end()));
+      }
       pool_ = std::make_unique<ThreadPool>(intra_threads);
       if (ct != cpu::ComputeType::float32) {
         lowp_ = std::make_unique<cpu::LowpWeights>(ct);
@@ -238,10 +245,10 @@ class Engine {
                      const std::string& remask, std::optional<double> threshold, bool stutter_remask,
                      const std::string& init, bool sampling, uint64_t seed, bool return_history,
                      int32_t first_random_id, int64_t length_beam_keep, bool early_stop, int64_t length_offset,
-                     bool return_candidates) {
+                     bool return_candidates, bool repeat_remask) {
     const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
                                            seed, return_history, first_random_id, length_beam_keep, early_stop,
-                                           length_offset, return_candidates);
+                                           length_offset, return_candidates, repeat_remask);
     auto src = id_lists(sources, "source", model_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -601,8 +608,9 @@ void register_engine(py::module_& m) {
 #endif
 
   py::class_<Engine>(m, "Engine", "A gmlm or ar model loaded into the compiled CPU engine.")
-      .def(py::init<const py::dict&, const py::dict&, int, const std::string&>(), py::arg("config"),
-           py::arg("weights"), py::arg("intra_threads") = 0, py::arg("compute_type") = "float32",
+      .def(py::init<const py::dict&, const py::dict&, int, const std::string&, const std::vector<bool>&>(),
+           py::arg("config"), py::arg("weights"), py::arg("intra_threads") = 0, py::arg("compute_type") = "float32",
+           py::arg("word_pieces") = std::vector<bool>(),
            "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
            "as returned by gmlm_engine.config.load_weights_numpy). The weights are checked and copied.\n"
            "intra_threads: threads for BLAS and the engine's kernels (0: the cores available).")
@@ -610,6 +618,7 @@ void register_engine(py::module_& m) {
            py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"), py::arg("sampling"),
            py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"), py::arg("length_beam_keep") = 0,
            py::arg("early_stop") = false, py::arg("length_offset") = 0, py::arg("return_candidates") = false,
+           py::arg("repeat_remask") = false,
            "Refinement decoding of one batch of encoder inputs (lists of ids). Returns, per source, a tuple\n"
            "(ids, score, passes, history, length_candidates), with return_candidates a 6th element: the\n"
            "scored candidates [(ids, score, passes)]. The GIL is released while decoding.")

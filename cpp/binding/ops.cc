@@ -330,6 +330,16 @@ void register_ops(py::module_& m) {
         ops::lowest_confidence(conf.data(), static_cast<int64_t>(conf.size()), n, m.data());
         return std::vector<bool>(m.begin(), m.end());
       }, py::arg("conf"), py::arg("n"), "Mask of the n lowest-confidence positions (ties: lower index).");
+  o.def("repeat_remask", [](const std::vector<int32_t>& tokens, const std::vector<float>& conf,
+                            const std::vector<bool>& word_piece) {
+        GMLM_CHECK_ARG(conf.size() == tokens.size(), "repeat_remask: ", tokens.size(), " tokens, ", conf.size(), " conf");
+        for (int32_t t : tokens)
+          GMLM_CHECK_ARG(t >= 0 && static_cast<size_t>(t) < word_piece.size(), "repeat_remask: token ", t, " out of range");
+        std::vector<uint8_t> w(word_piece.begin(), word_piece.end()), m(tokens.size(), 0);
+        ops::repeat_remask(tokens.data(), conf.data(), static_cast<int64_t>(tokens.size()), w.data(), m.data());
+        return std::vector<bool>(m.begin(), m.end());
+      }, py::arg("tokens"), py::arg("conf"), py::arg("word_piece"),
+      "Repeat re-masking of one candidate: the mask of repeated word pieces and bigrams (lower conf).");
   o.def("mean_score", [](const std::vector<float>& conf) {
         return ops::mean_score(conf.data(), static_cast<int64_t>(conf.size()));
       }, py::arg("conf"), "Mean in float64 as numpy sums.");

@@ -15,6 +15,7 @@ struct RefineOptions {
   bool threshold_remask = false;  // remask == "threshold" (else "linear")
   double log_threshold = 0.0;     // log(threshold), used with threshold_remask
   bool stutter_remask = true;
+  bool repeat_remask = false;     // re-mask repeated word pieces and bigrams (ops::repeat_remask)
   bool early_stop = false;        // a pass that changes no token ends the candidate
   bool init_random = false;       // init == "random" (else "mask")
   bool sampling = false;

@@ -38,6 +38,12 @@ void check_options(const RefineOptions& o, const T5Config& cfg) {
                  "random init needs first_random_id in [0, vocab_size)");
 }
 
+void check_options(const RefineOptions& o, const T5Model& model) {
+  check_options(o, model.config());
+  GMLM_CHECK_ARG(!o.repeat_remask || static_cast<int64_t>(model.word_pieces().size()) == model.config().vocab_size,
+                 "repeat_remask needs the model's word pieces (the engine was built without its tokenizer)");
+}
+
 }  // namespace
 
 std::vector<int64_t*> RefineBatch::live_sources() {
@@ -50,7 +56,7 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
                                       const std::vector<RefineOptions>& opts, Workspace& ws, ThreadPool& pool) {
   const T5Config& cfg = model_.config();
   GMLM_CHECK_ARG(opts.size() == sources.size(), "add: ", sources.size(), " sources but ", opts.size(), " options");
-  for (const RefineOptions& o : opts) check_options(o, cfg);
+  for (const RefineOptions& o : opts) check_options(o, model_);
   std::vector<int64_t> ids;
   if (sources.empty()) return ids;
 
@@ -265,6 +271,8 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
           ops::threshold_remask(c.conf.data(), c.masked.data(), c.len, o.log_threshold, new_mask.data());
         }
         if (o.stutter_remask) ops::stutter_remask(c.tokens.data(), c.len, new_mask.data());
+        if (o.repeat_remask)
+          ops::repeat_remask(c.tokens.data(), c.conf.data(), c.len, model_.word_pieces().data(), new_mask.data());
         c.masked = new_mask;
         if (std::none_of(c.masked.begin(), c.masked.end(), [](uint8_t m) { return m != 0; })) c.done = true;
       }

@@ -119,8 +119,13 @@ class T5Model {
   ConstMat output_embedding() const;
   // Every weight the GEMMs read as their right-hand side (for low-precision copies, cpu/lowp.h).
   std::vector<ConstMat> gemm_weights() const;
+  // The vocabulary's word pieces (1 per id: a piece that starts a word with 3+ letters; repeat
+  // re-masking), from the tokenizer; empty until set.
+  void set_word_pieces(std::vector<uint8_t> flags) { word_pieces_ = std::move(flags); }
+  const std::vector<uint8_t>& word_pieces() const { return word_pieces_; }
 
  private:
+  std::vector<uint8_t> word_pieces_;
   struct EncoderBlock {
     SelfAttentionLayer self_attn;
     FeedForwardLayer ffn;

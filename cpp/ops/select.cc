@@ -62,6 +62,24 @@ void stutter_remask(const int32_t* tokens, int64_t L, uint8_t* mask) {
     if (tokens[i] == tokens[i - 1]) mask[i] = 1;
 }
 
+void repeat_remask(const int32_t* tokens, const float* conf, int64_t L, const uint8_t* word_piece, uint8_t* mask) {
+  auto lower = [&](int64_t i, int64_t j) { mask[conf[j] <= conf[i] ? j : i] = 1; };
+  for (int64_t j = 0; j < L; ++j) {
+    if (word_piece[tokens[j]])
+      for (int64_t i = 0; i < j; ++i)
+        if (tokens[i] == tokens[j]) {
+          lower(i, j);
+          break;
+        }
+    if (j >= 1)
+      for (int64_t i = 1; i < j; ++i)
+        if (tokens[i] == tokens[j] && tokens[i - 1] == tokens[j - 1]) {
+          lower(i, j);
+          break;
+        }
+  }
+}
+
 namespace {
 // numpy's pairwise_sum for float64 (numpy/_core/src/umath/loops_utils.h.src)
 double pairwise_sum(const double* a, int64_t n) {

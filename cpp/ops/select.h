@@ -19,6 +19,11 @@ void threshold_remask(const float* conf, const uint8_t* just, int64_t L, double 
 // mask[i] |= (tokens[i] == tokens[i - 1]) for i >= 1.
 void stutter_remask(const int32_t* tokens, int64_t L, uint8_t* mask);
 
+// Repeat re-masking (docs/decoding.md, step 3): scanning j = 0..L-1, a word piece (word_piece[token])
+// equal to the token at its first earlier position i, or a bigram (tokens[j-1], tokens[j]) equal to the
+// bigram ending at its first earlier end i, masks the lower-confidence one of i and j (equal: j).
+void repeat_remask(const int32_t* tokens, const float* conf, int64_t L, const uint8_t* word_piece, uint8_t* mask);
+
 // The mean of conf in float64, summed exactly as numpy's float64 sum (pairwise, 8 accumulators),
 // so that scores equal the reference decoder's bit for bit given equal confidences.
 double mean_score(const float* conf, int64_t n);

@@ -18,6 +18,8 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remask", default="linear", help="linear | threshold")
     g.add_argument("--threshold", type=float, default=None)
     g.add_argument("--no-stutter-remask", dest="stutter_remask", action="store_false")
+    g.add_argument("--repeat-remask", action="store_true",
+                   help="also re-mask repeated word pieces and bigrams between passes (docs/decoding.md)")
     g.add_argument("--early-stop", action="store_true",
                    help="stop a candidate when a pass changes none of its tokens (faster, lower BLEU)")
     g.add_argument("--init", default="mask", help="mask | random")
@@ -36,7 +38,7 @@ def _options(args, objective: str) -> dict:
                     batch_type=args.batch_type)
     opts = dict(iterations=args.iterations, length_beam=args.length_beam, length_beam_keep=args.length_beam_keep,
                 remask=args.remask, threshold=args.threshold, stutter_remask=args.stutter_remask,
-                early_stop=args.early_stop, init=args.init,
+                repeat_remask=args.repeat_remask, early_stop=args.early_stop, init=args.init,
                 sampling=args.sampling, seed=args.seed, max_batch_size=args.max_batch_size,
                 batch_type=args.batch_type, rerank=getattr(args, "rerank_model", None) is not None)
     if args.length_offset is not None:

@@ -43,7 +43,7 @@ DEFAULT_LENGTH_OFFSET = 1
 # Refinement options and their defaults: an ar model accepts them only at these values.
 GMLM_ONLY = dict(iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM, length_beam_keep=None,
                  length_offset=DEFAULT_LENGTH_OFFSET, remask="linear", threshold=None, stutter_remask=True,
-                 early_stop=False, init="mask", sampling=False, return_history=False, rerank=False)
+                 repeat_remask=False, early_stop=False, init="mask", sampling=False, return_history=False, rerank=False)
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class DecodeOptions:
     batch_type: str = "examples"
     return_history: bool = False
     rerank: bool = False          # gmlm: the K candidates ranked by an AR model's mean log-probability
+    repeat_remask: bool = False   # gmlm: also re-mask repeated word pieces and bigrams (docs/decoding.md, step 3)
 
 
 def _int_option(name, v, lo, hi=None):
@@ -81,7 +82,7 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
                      length_beam=DEFAULT_LENGTH_BEAM, length_beam_keep=None, length_offset=DEFAULT_LENGTH_OFFSET, remask="linear",
                      threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                      beam_size=1, length_penalty=1.0, max_batch_size=0, batch_type="examples",
-                     return_history=False, rerank=False) -> DecodeOptions:
+                     return_history=False, rerank=False, repeat_remask=False) -> DecodeOptions:
     """Check every decoding option; raise ValueError naming the bad one."""
     iterations = _int_option("iterations", iterations, 1, 1000)
     length_beam = _int_option("length_beam", length_beam, 1, max_target_len)
@@ -107,7 +108,8 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
     if seed is None:
         seed = 0
     seed = _int_option("seed", seed, 0, 2**63 - 1)
-    for name, v in (("stutter_remask", stutter_remask), ("early_stop", early_stop), ("sampling", sampling),
+    for name, v in (("stutter_remask", stutter_remask), ("repeat_remask", repeat_remask), ("early_stop", early_stop),
+                    ("sampling", sampling),
                     ("return_history", return_history), ("rerank", rerank)):
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name} must be a bool, got {v!r}")
@@ -122,7 +124,7 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
     if objective == "ar":   # refinement options have no meaning for an ar model: say so, never ignore them
         given = dict(iterations=iterations, length_beam=length_beam, length_beam_keep=length_beam_keep,
                      length_offset=length_offset, remask=remask, threshold=threshold, stutter_remask=stutter_remask,
-                     early_stop=early_stop, init=init, sampling=sampling, return_history=return_history,
+                     repeat_remask=repeat_remask, early_stop=early_stop, init=init, sampling=sampling, return_history=return_history,
                      rerank=rerank)
         for name, default in GMLM_ONLY.items():
             if given[name] != default and not (name == "length_beam_keep" and given[name] == length_beam):
@@ -130,7 +132,7 @@ def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_
     return DecodeOptions(iterations, length_beam, length_beam_keep, length_offset, remask, threshold, bool(stutter_remask),
                          bool(early_stop), init,
                          bool(sampling), seed, beam_size, length_penalty, max_batch_size, batch_type,
-                         bool(return_history), bool(rerank))
+                         bool(return_history), bool(rerank), bool(repeat_remask))
 
 
 def position(i: int, offset: int = 0, unit: str = "source") -> str:
@@ -401,14 +403,14 @@ class TranslatorFrontEnd:
                         threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,
-                        rerank=False) -> list[TranslationResult]:
+                        rerank=False, repeat_remask=False) -> list[TranslationResult]:
         """Translate a list of strings (docs/decoding.md; README "Python API" lists the options)."""
         return self._translate(source, 0, "source", dict(
             iterations=iterations, length_beam=length_beam, length_beam_keep=length_beam_keep,
             length_offset=length_offset, remask=remask, threshold=threshold, stutter_remask=stutter_remask,
             early_stop=early_stop, init=init, sampling=sampling, seed=seed, beam_size=beam_size,
             length_penalty=length_penalty, max_batch_size=max_batch_size, batch_type=batch_type,
-            return_history=return_history, rerank=rerank))
+            return_history=return_history, rerank=rerank, repeat_remask=repeat_remask))
 
     def _translate(self, source, offset: int, unit: str, options: dict) -> list[TranslationResult]:
         """translate_batch on a part of the caller's input that starts at `offset`: errors name the

@@ -103,7 +103,8 @@ def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
                 remask=opts.remask, threshold=opts.threshold, stutter_remask=opts.stutter_remask,
                 early_stop=opts.early_stop, init=opts.init,
                 sampling=opts.sampling, seed=opts.seed, return_history=opts.return_history,
-                first_random_id=NUM_SPECIAL, **({"return_candidates": True} if opts.rerank else {}))
+                first_random_id=NUM_SPECIAL, **({"return_candidates": True} if opts.rerank else {}),
+                **({"repeat_remask": True} if opts.repeat_remask else {}))
 
 
 class Translator(TranslatorFrontEnd):
@@ -154,7 +155,8 @@ class Translator(TranslatorFrontEnd):
             if kind == "cuda":
                 self._engine = core.CudaEngine(self.cfg.to_dict(), weights, self.compute_type, index)
             else:
-                self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads, self.compute_type)
+                self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads, self.compute_type,
+                                           self.tokenizer.word_pieces())
         except ValueError as e:
             raise ModelError(f"{self.files.path}: {e}") from None
         self._lock = threading.Lock()  # the tokenizer is not documented as thread-safe
@@ -170,6 +172,8 @@ class Translator(TranslatorFrontEnd):
         return getattr(self._engine, "num_threads", 1)
 
     def _decode(self, srcs, opts):
+        if opts.repeat_remask and self.device != "cpu":
+            raise ValueError("repeat_remask is not available on cuda yet (docs/cuda.md); use device='cpu'")
         if self.cfg.objective == "ar":
             return self._engine.translate_ar(srcs, **engine_options(opts, "ar"))
         return self._engine.translate(srcs, **engine_options(opts))

@@ -39,6 +39,27 @@ def lowest_confidence(c: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return rank < n[:, None]
 
 
+def repeat_mask(tokens: list[int], conf: list[float], word_piece) -> list[int]:
+    """Repeat re-masking of one candidate (docs/decoding.md, step 3): the positions to mask."""
+    out, first, ends = set(), {}, {}
+    for j, v in enumerate(tokens):
+        hits = []
+        if word_piece[v]:
+            if v in first:
+                hits.append(first[v])
+            else:
+                first[v] = j
+        if j >= 1:
+            b = (tokens[j - 1], v)
+            if b in ends:
+                hits.append(ends[b])
+            else:
+                ends[b] = j
+        for i in hits:
+            out.add(j if conf[j] <= conf[i] else i)
+    return sorted(out)
+
+
 def most_confident(c: torch.Tensor) -> torch.Tensor:
     """Each row's position of highest confidence (ties: the highest index): threshold re-masking keeps
     it when every prediction of a pass fell below the threshold."""
@@ -170,6 +191,11 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 rep = torch.zeros_like(new_mask)
                 rep[:, 1:] = (tg[:, 1:] == tg[:, :-1]) & valid[go][:, 1:]
                 new_mask |= rep
+            if o.repeat_remask:
+                word = self.tokenizer.word_pieces()
+                for r, row in enumerate(go.tolist()):
+                    L = int(lengths[row])
+                    new_mask[r, repeat_mask(tokens[row, :L].tolist(), conf[row, :L].tolist(), word)] = True
             new_mask &= valid[go]
             masked[go] = new_mask
             done[go[new_mask.sum(1) == 0]] = True

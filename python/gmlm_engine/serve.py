@@ -128,6 +128,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         remask: Optional[Literal["linear", "threshold"]] = None
         threshold: Optional[StrictFloat] = None
         stutter_remask: Optional[StrictBool] = None
+        repeat_remask: Optional[StrictBool] = None
         early_stop: Optional[StrictBool] = None
         init: Optional[Literal["mask", "random"]] = None
         sampling: Optional[StrictBool] = None

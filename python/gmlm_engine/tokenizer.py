@@ -33,6 +33,7 @@ class Tokenizer:
         # Pieces that carry content: a letter, digit or symbol (Unicode categories L*, N*, S*) once the
         # word-boundary mark is removed; not <unk>, not the special ids, not bare punctuation.
         specials = {self.pad_id, self.eos_id, self.unk_id, self.mask_id, self.len_id}
+        self._word_pieces: list[bool] | None = None
         self._content = [i not in specials and _has_content(self.sp.IdToPiece(i).replace("\u2581", ""))
                          for i in range(self.vocab_size)]
 
@@ -54,6 +55,13 @@ class Tokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.Decode(self._known(ids))
+
+    def word_pieces(self) -> list[bool]:
+        """Per id: a piece that starts a word with 3 or more letters (repeat_remask's word pieces)."""
+        if self._word_pieces is None:
+            self._word_pieces = [p.startswith("\u2581") and len(p) >= 4 and p[1:].isalpha()
+                                 for p in (self.sp.IdToPiece(i) for i in range(self.vocab_size))]
+        return self._word_pieces
 
     def pieces(self, ids: list[int]) -> list[str]:
         return [self.sp.IdToPiece(i) for i in self._known(ids)]
