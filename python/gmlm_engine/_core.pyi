@@ -13,11 +13,11 @@ class Engine:
     """A gmlm or ar model loaded into the compiled CPU engine."""
 
     def __init__(self, config: dict[str, Any], weights: dict[str, npt.NDArray[np.float32]],
-                 intra_threads: int = 0, compute_type: str = "float32") -> None: ...
+                 intra_threads: int = 0, compute_type: str = "float32", word_pieces: Sequence[bool] = ()) -> None: ...
     def translate(self, sources: Sequence[Sequence[int]], iterations: int, length_beam: int, remask: str,
                   threshold: float | None, stutter_remask: bool, init: str, sampling: bool, seed: int,
                   return_history: bool, first_random_id: int, length_beam_keep: int = 0, early_stop: bool = False,
-                  length_offset: int = 0, return_candidates: bool = False,
+                  length_offset: int = 0, return_candidates: bool = False, repeat_remask: bool = False,
                   ) -> list[tuple[Any, ...]]:
         """gmlm models, per source: (ids, score, passes, history, length_candidates), with return_candidates a
         6th element: [(ids, score, passes)] of the scored candidates."""
