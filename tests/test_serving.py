@@ -46,6 +46,18 @@ def outcome(r):
     return (r.text, tuple(r.tokens), r.iterations, tuple(r.length_candidates), r.history)
 
 
+def test_a_request_without_options_decodes_at_translate_batchs_defaults(tr, sentences):
+    """The engine's own defaults (RefineOptions, for option dicts without a key) are the Python API's."""
+    b = core.Batch(tr._engine)
+    ids = b.add(encode_sources(tr.tokenizer, tr.cfg, sentences[:6]), [{}] * 6)
+    got = {}
+    while b.requests:
+        got.update(dict(b.step()))
+    want = tr.translate_batch(sentences[:6])
+    assert [tr.tokenizer.pieces(got[i][0]) for i in ids] == [w.tokens for w in want]
+    assert [got[i][4] for i in ids] == [w.length_candidates for w in want]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_batch_results_do_not_depend_on_who_joined_when(tr, sentences, seed):
     """Random arrival schedules of sentences with mixed options: every result equals translate_batch's
@@ -86,8 +98,8 @@ def test_batch_cancel_and_current(tr, sentences):
     while batch.requests:
         done.update(dict(batch.step()))
     assert set(done) == {ids[0], ids[2]}                            # the cancelled one never comes back
-    # core.Batch takes the engine's own defaults (length_offset 0), not the Translator's
-    exp = tr.translate_batch([sentences[0], sentences[2]], iterations=10, length_beam=3, length_offset=0)
+    # keys the dict leaves out take the Translator's defaults (length_offset among them)
+    exp = tr.translate_batch([sentences[0], sentences[2]], iterations=10, length_beam=3)
     assert [tr.tokenizer.decode(done[i][0]) for i in (ids[0], ids[2])] == [r.text for r in exp]
     with pytest.raises(ValueError, match="unknown option"):
         batch.add(encode_sources(tr.tokenizer, tr.cfg, sentences[:1]), [dict(iteration=3)])

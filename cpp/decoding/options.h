@@ -7,11 +7,13 @@
 
 namespace gmlm {
 
+// The defaults are the Python API's (common.DEFAULT_*; tests/test_serving.py checks that a request with no
+// options decodes as translate_batch's defaults).
 struct RefineOptions {
-  int64_t iterations = 4;
-  int64_t length_beam = 3;
+  int64_t iterations = 8;
+  int64_t length_beam = 2;
   int64_t length_beam_keep = 0;   // candidates kept after the first pass; 0 or length_beam: no pruning
-  int64_t length_offset = 0;      // added to every length candidate, clamped to [1, max_target_len]
+  int64_t length_offset = 1;      // added to every length candidate, clamped to [1, max_target_len]
   bool threshold_remask = false;  // remask == "threshold" (else "linear")
   double log_threshold = 0.0;     // log(threshold), used with threshold_remask
   bool stutter_remask = true;

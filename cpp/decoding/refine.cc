@@ -30,7 +30,7 @@ void check_options(const RefineOptions& o, const T5Config& cfg) {
   GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
   GMLM_CHECK_ARG(o.iterations >= 1, "iterations must be >= 1, got ", o.iterations);
   GMLM_CHECK_ARG(o.length_beam_keep >= 0 && o.length_beam_keep <= K,
-                 "length_beam_keep must be in [1, length_beam = ", K, "], got ", o.length_beam_keep);
+                 "length_beam_keep must be in [1, length_beam = ", K, "] (or 0: keep all), got ", o.length_beam_keep);
   GMLM_CHECK_ARG(o.length_offset > -cfg.max_target_len && o.length_offset < cfg.max_target_len,
                  "length_offset must be in [", 1 - cfg.max_target_len, ", ", cfg.max_target_len - 1, "], got ",
                  o.length_offset);
