@@ -135,6 +135,17 @@ def test_scheduler_from_many_threads(tr, sentences, mode):
     assert sched.stats["passes"] > 0 and sched.queue_depth == 0 and sched.live_requests == 0
 
 
+def test_a_scheduler_needs_the_cpu_engine(tr):
+    import copy
+
+    from gmlm_engine.engine import DeviceUnavailableError
+
+    on_gpu = copy.copy(tr)
+    on_gpu.device = "cuda:0"          # what a Translator(device="cuda") is, as far as batching goes
+    with pytest.raises(DeviceUnavailableError, match="runs on the CPU engine; this Translator is on cuda:0"):
+        Scheduler(on_gpu)
+
+
 def test_scheduler_validation_queue_and_close(tr):
     with pytest.raises(ValueError, match="mode"):
         Scheduler(tr, mode="eager")

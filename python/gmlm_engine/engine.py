@@ -166,6 +166,15 @@ class Translator(TranslatorFrontEnd):
             self.reranker = self._check_reranker(Translator(rerank_model, device="cpu", compute_type=compute_type,
                                                             intra_threads=intra_threads))
 
+    def new_batch(self):
+        """A resumable batch on this model's engine (`_core.Batch`, continuous batching; serving.Scheduler)."""
+        if self.device != "cpu":
+            raise DeviceUnavailableError(f"continuous batching (Scheduler, gmlm serve) runs on the CPU engine; this "
+                                         f"Translator is on {self.device}")
+        from . import _core
+
+        return _core.Batch(self._engine)
+
     @property
     def intra_threads(self) -> int:
         """Threads the engine uses (1 on cuda: one host thread drives the GPU)."""

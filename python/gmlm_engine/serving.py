@@ -103,8 +103,6 @@ class Scheduler:
     def __init__(self, translator: Translator, mode: str = "continuous", max_queue: int = 1024,
                  max_batch: int = 64, max_wait_ms: float = 20.0, max_live: int = 256,
                  max_candidates: int = DEFAULT_MAX_CANDIDATES, max_cost: int = DEFAULT_MAX_COST):
-        from . import _core
-
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         for name, v in (("max_queue", max_queue), ("max_batch", max_batch), ("max_live", max_live),
@@ -116,7 +114,7 @@ class Scheduler:
         self.tr, self.mode = translator, mode
         self.max_queue, self.max_batch, self.max_wait, self.max_live = max_queue, max_batch, max_wait_ms / 1e3, max_live
         self.max_candidates, self.max_cost = max_candidates, max_cost
-        self._batch = _core.Batch(translator._engine)
+        self._batch = translator.new_batch()
         self._jobs: collections.deque = collections.deque()     # jobs with texts waiting, in turn order
         self._queued = 0                                        # texts waiting, all jobs
         self._owner: dict[int, tuple] = {}                      # batch id -> (job, i, ids, options, k)
