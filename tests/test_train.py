@@ -205,3 +205,49 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, multi30k):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_glancing_masks_as_many_positions_as_the_first_pass_got_wrong_minus_the_revealed_share():
+    from gmlm_engine.model import T5Model
+    from gmlm_engine.train import glance
+
+    torch.manual_seed(0)
+    tok = Tokenizer(TINY_GMLM / "spm.model")
+    cfg = ModelConfig(objective="gmlm", vocab_size=tok.vocab_size, d_model=32, d_kv=8, d_ff=64, num_heads=4,
+                      num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.0, max_target_len=64,
+                      mask_id=3, len_id=4)
+    model = T5Model(cfg).eval()
+    tgt = [" ".join(["a man rides"] * (i % 6 + 1)) for i in range(40)]
+    ex = Examples(tok, cfg, ["x y z"] * 40, tgt)
+    gen = torch.Generator().manual_seed(0)
+    b = make_batch(ex, list(range(40)), cfg, gen)
+    valid, ref = b["tgt_mask"], b["target"]
+    with torch.no_grad():   # the model's own first pass, computed here independently
+        h = model.decode(torch.where(valid, cfg.mask_id, cfg.pad_id), valid, model.encode(b["src"], b["src_mask"]),
+                         b["src_mask"])
+        wrong = ((model.vocab_logits(h).argmax(-1) != ref) & valid).sum(1)
+    assert (wrong > 0).all()                                            # an untrained model errs everywhere
+    for ratio in (0.0, 0.5, 1.0):
+        g = glance(model, b, cfg, gen, ratio, share=1.0)
+        masked = g["labels"] != -100
+        expect = torch.clamp(valid.sum(1) - torch.round(ratio * wrong.float()).long(), min=1)
+        assert (masked.sum(1) == expect).all()
+        assert (masked <= valid).all() and ((g["tgt_in"] == cfg.mask_id) == masked).all()
+        assert (g["labels"][masked] == ref[masked]).all()               # masked positions predict the reference
+        shown = valid & ~masked
+        assert (g["tgt_in"][shown] == ref[shown]).all()                 # revealed positions carry the reference
+    same = glance(model, b, cfg, gen, 0.5, share=0.0)                   # share 0: the uniform masks stay
+    assert torch.equal(same["tgt_in"], b["tgt_in"]) and torch.equal(same["labels"], b["labels"])
+    mixed = glance(model, b, cfg, gen, 0.0, share=0.5)
+    glanced = ((mixed["labels"] != -100) == valid).all(1)
+    assert 8 < int(glanced.sum()) < 32
+
+
+def test_glancing_options_are_checked():
+    for extra in (["--glancing-ratio", "1.5"], ["--glancing-share", "-0.1"]):
+        args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", *extra])
+        with pytest.raises(ValueError, match="--glancing"):
+            args.func(args)
+    args = build_parser().parse_args(["train", "--objective", "ar", "--out", "x", "--glancing-ratio", "0.5"])
+    with pytest.raises(ValueError, match="--glancing-ratio applies to --objective gmlm"):
+        args.func(args)

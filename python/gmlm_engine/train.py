@@ -41,6 +41,10 @@ def _check(args) -> None:
         raise ValueError("--cooldown-steps must be in [0, --max-steps]")
     if not 0 <= args.label_smoothing < 1:
         raise ValueError("--label-smoothing must be in [0, 1)")
+    if not 0 <= args.glancing_ratio <= 1 or not 0 <= args.glancing_share <= 1:
+        raise ValueError("--glancing-ratio and --glancing-share must be in [0, 1]")
+    if args.glancing_ratio and args.objective != "gmlm":
+        raise ValueError("--glancing-ratio applies to --objective gmlm only")
     for name in ("dropout", "attention_dropout", "activation_dropout"):
         v = getattr(args, name, None)
         if v is not None and not 0 <= v < 1:
@@ -101,7 +105,36 @@ def make_batch(ex: Examples, idx: list[int], cfg: ModelConfig, gen: torch.Genera
     tgt_in = torch.where(to_rand, random_ids, tgt_in)
     labels = tgt.masked_fill(~noised, -100)
     return dict(src=src, src_mask=src != cfg.pad_id, tgt_in=tgt_in, tgt_mask=valid, labels=labels,
-                length_labels=torch.clamp(L - 1, max=cfg.max_target_len - 1))
+                target=tgt, length_labels=torch.clamp(L - 1, max=cfg.max_target_len - 1))
+
+
+@torch.no_grad()
+def glance(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, ratio: float, share: float) -> dict:
+    """Glancing masks (GLAT, Qian et al. 2021, adapted to masked refinement): a share of the batch's
+    sentences get masks sized by the model's own first-pass errors instead of the uniform ratio.
+
+    For each chosen sentence the model first predicts every position from an all-<mask> target of the
+    reference length; with d positions wrong, round(ratio * d) reference tokens are revealed at random
+    positions and the other L - round(ratio * d) (at least one) are masked and predicted. A model that
+    gets the first pass nearly right is thus trained on nearly all-masked inputs (the single pass that
+    T=1 decoding relies on); a model that errs often sees more of the reference.
+    """
+    tgt, valid = b["target"], b["tgt_mask"]
+    all_masked = torch.where(valid, torch.full_like(tgt, cfg.mask_id), torch.full_like(tgt, cfg.pad_id))
+    enc = model.encode(b["src"], b["src_mask"])
+    h = model.decode(all_masked, valid, enc, b["src_mask"])
+    pred = torch.full_like(tgt, -1)
+    pred[valid] = model.vocab_logits(h[valid]).argmax(-1)
+    wrong = ((pred != tgt) & valid).sum(1)
+    L = valid.sum(1)
+    n = torch.clamp(L - torch.round(ratio * wrong.float()).long(), min=1)
+    score = torch.rand(tgt.shape, generator=gen).masked_fill(~valid.cpu(), 2.0).to(tgt.device)
+    masked = score.argsort(1).argsort(1) < n[:, None]
+    rows = (torch.rand(len(tgt), generator=gen) < share).to(tgt.device)[:, None]
+    out = dict(b)
+    out["tgt_in"] = torch.where(rows, torch.where(masked, all_masked, tgt.clamp(min=0)), b["tgt_in"])
+    out["labels"] = torch.where(rows, tgt.masked_fill(~masked, -100), b["labels"])
+    return out
 
 
 def compute_loss(model: T5Model, b: dict, label_smoothing: float, length_weight: float):
@@ -359,6 +392,8 @@ def run(args) -> int:
                                 args.schedule_offset + args.max_steps, args.cooldown_steps,
                                 args.schedule_offset, getattr(args, "restart_warmup", 0)) * g["lr_scale"]
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+                if args.glancing_ratio:
+                    b = glance(model, b, cfg, gen, args.glancing_ratio, args.glancing_share)
                 loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -64,6 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-loss-weight", type=float, default=0.1)
     p.add_argument("--corrupt-keep", type=float, default=0.0, help="gmlm: share of noised positions kept")
     p.add_argument("--corrupt-random", type=float, default=0.0, help="gmlm: share replaced by random tokens")
+    p.add_argument("--glancing-ratio", type=float, default=0.0,
+                   help="gmlm: glancing training (GLAT): reveal this share of the first pass's wrong positions' "
+                        "count as reference tokens and mask the rest (0: off, the uniform masking ratio only)")
+    p.add_argument("--glancing-share", type=float, default=1.0,
+                   help="gmlm: share of each batch's sentences masked by glancing; the rest keep the uniform ratio")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-bleu-sentences", type=int, default=200)
     p.add_argument("--keep-last", type=int, default=5, help="checkpoints kept for averaging")
