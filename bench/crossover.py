@@ -145,13 +145,9 @@ def main(argv=None) -> int:
             else:
                 T, K = tk
                 run = lambda T=T, K=K: engines["gmlm"].translate(  # noqa: E731
-                    gsrcs, iterations=T, length_beam=K, remask="linear", threshold=None, stutter_remask=False,
-                    init="mask", sampling=False, seed=0, return_history=False, first_random_id=5,
-                    length_offset=c["L"] - 1)
+                    gsrcs, iterations=T, length_beam=K, stutter_remask=False, length_offset=c["L"] - 1)
                 mb = macs_and_bytes("gmlm", c["d"], c["layers"], c["vocab"], c["L"], c["batch"], T, K, width)
-                check = engines["gmlm"].translate(gsrcs[:1], iterations=T, length_beam=K, remask="linear",
-                                                  threshold=None, stutter_remask=False, init="mask", sampling=False,
-                                                  seed=0, return_history=False, first_random_id=5,
+                check = engines["gmlm"].translate(gsrcs[:1], iterations=T, length_beam=K, stutter_remask=False,
                                                   length_offset=c["L"] - 1)[0]
             if len(check[0]) != c["L"]:
                 raise RuntimeError(f"{name} emitted {len(check[0])} pieces, not L = {c['L']} ({c})")

@@ -205,27 +205,11 @@ struct CudaEngine::Impl {
     s.o = upload(w.at(p + ".SelfAttention.o.weight"), true);
   }
 
-  static void check_weights(const T5Config& cfg, const WeightMap& w) {
-    const auto expected = cfg.weight_shapes();
-    for (const auto& [name, shape] : expected) {
-      auto it = w.find(name);
-      GMLM_CHECK_ARG(it != w.end(), "weights: missing tensor ", name);
-      GMLM_CHECK_ARG(it->second.shape == shape, "weights: tensor ", name, " has shape ", shape_str(it->second.shape),
-                     ", expected ", shape_str(shape), " from the config");
-      GMLM_CHECK_ARG(it->second.data != nullptr, "weights: tensor ", name, " has no data");
-      int64_t n = 1;
-      for (int64_t d : shape) n *= d;
-      for (int64_t i = 0; i < n; ++i)
-        GMLM_CHECK_ARG(std::isfinite(it->second.data[i]), "weights: tensor ", name, " contains NaN or Inf values");
-    }
-    for (const auto& [name, ref] : w) GMLM_CHECK_ARG(expected.count(name), "weights: unexpected tensor ", name);
-  }
-
   Impl(const T5Config& config, const WeightMap& w, const std::string& compute_type, int dev)
       : cfg(config), ct(parse_ctype(compute_type)), device(dev) {
     cfg.validate();
     GMLM_CHECK_ARG(cfg.gmlm, "the CUDA engine decodes gmlm models only (this is an ar model)");
-    check_weights(cfg, w);
+    cfg.check_weights(w);
     require_device(device);
     GMLM_CUDA_CHECK(cudaSetDevice(device));
     D = cfg.d_model;
@@ -459,8 +443,7 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
                  "leave it unset or equal to length_beam on device='cuda'");
   GMLM_CHECK_ARG(o.length_offset > -maxT && o.length_offset < maxT, "length_offset must be in [", 1 - maxT, ", ",
                  maxT - 1, "], got ", o.length_offset);
-  GMLM_CHECK_ARG(!o.init_random || (o.first_random_id >= 0 && o.first_random_id < V),
-                 "random init needs first_random_id in [0, vocab_size)");
+  GMLM_CHECK_ARG(!o.repeat_remask, "repeat_remask is not implemented in the CUDA engine yet; use device='cpu'");
   std::vector<RefineResult> results(B);
   if (B == 0) return results;
   GMLM_CUDA_CHECK(cudaSetDevice(device));
@@ -585,7 +568,7 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   hp.sampling = o.sampling;
   hp.mask_id = cfg.mask_id;
   hp.init_random = o.init_random;
-  hp.first_random_id = o.first_random_id;
+  hp.first_random_id = cfg.first_random_id();
   hp.vocab = static_cast<int32_t>(V);
   hp.R_home = static_cast<int32_t>(R_home);
   hp.num_cands = static_cast<int32_t>(C);

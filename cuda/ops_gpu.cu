@@ -113,12 +113,4 @@ void VocabArgmax::compute<Device::cuda>(ConstMat h, ConstMat w, int32_t* pred, f
   finish();
 }
 
-template <>
-void VocabArgmax::compute_sample<Device::cuda>(ConstMat, ConstMat, const Noise&, int32_t*, float*,
-                                               ThreadPool&) const {
-  throw std::invalid_argument(
-      "VocabArgmax::sample takes a host noise callback and runs on the CPU only; the CUDA loop draws its Gumbel "
-      "noise on the device (cuda::vocab_reduce with NoiseKeys)");
-}
-
 }  // namespace gmlm::ops

@@ -252,13 +252,17 @@ def test_core_checks_weights_itself():
 def test_core_rejects_bad_ids(tiny):
     eng = tiny._engine
     with pytest.raises(ValueError, match="vocabulary"):
-        eng.translate([[4, 10_000, 1]], 2, 2, "linear", None, True, "mask", False, 0, False, 5)
+        eng.translate([[4, 10_000, 1]], iterations=2)
     with pytest.raises(ValueError, match="empty"):
-        eng.translate([[]], 2, 2, "linear", None, True, "mask", False, 0, False, 5)
+        eng.translate([[]])
     with pytest.raises(ValueError, match="tokens"):
-        eng.translate([[4] * 500], 2, 2, "linear", None, True, "mask", False, 0, False, 5)
+        eng.translate([[4] * 500])
     with pytest.raises(ValueError, match="remask"):
-        eng.translate([[4, 9, 1]], 2, 2, "cubic", None, True, "mask", False, 0, False, 5)
+        eng.translate([[4, 9, 1]], remask="cubic")
+    with pytest.raises(ValueError, match="unknown option first_random_id"):   # a model constant, not an option
+        eng.translate([[4, 9, 1]], first_random_id=5)
+    with pytest.raises(ValueError, match=r"length_beam_keep must be in \[1, length_beam = 2\]"):
+        eng.translate([[4, 9, 1]], length_beam=2, length_beam_keep=3)
 
 
 # --- front-ends -------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ def _stub_names(body) -> dict:
 
 def _params(fn: ast.FunctionDef) -> list[str]:
     names = [a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
+    if fn.args.kwarg is not None:
+        names.append("**")     # keyword options (pybind11: **kwargs)
     return [n for n in names if n != "self"]
 
 
@@ -41,7 +43,7 @@ def _bound_params(obj, name: str) -> list[str]:
             cur += ch
     if cur.strip():
         parts.append(cur)
-    names = [re.match(r"\s*(\w+)", p).group(1) for p in parts]
+    names = ["**" if p.strip().startswith("**") else re.match(r"\s*(\w+)", p).group(1) for p in parts]
     return [n for n in names if n != "self"]
 
 

@@ -103,56 +103,61 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
   return out;
 }
 
-RefineOptions refine_options(int64_t iterations, int64_t length_beam, const std::string& remask,
-                             std::optional<double> threshold, bool stutter_remask, const std::string& init,
-                             bool sampling, uint64_t seed, bool return_history, int32_t first_random_id,
-                             int64_t length_beam_keep, bool early_stop, int64_t length_offset,
-                             bool return_candidates = false, bool repeat_remask = false) {
+// The options of one refinement request by keyword (translate_batch's names, python/gmlm_engine/options.py;
+// absent keys keep RefineOptions' defaults). The one place where Python options become the C++ struct: the
+// types here, the ranges in check_options (decoding/refine.cc) at the engine's own boundary.
+RefineOptions options_from_dict(const py::dict& d) {
   RefineOptions o;
-  GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
+  std::optional<double> threshold;
+  std::string remask = "linear", init = "mask";
+  for (auto item : d) {
+    const std::string k = py::str(item.first);
+    const py::handle v = item.second;
+    if (k == "iterations") o.iterations = v.cast<int64_t>();
+    else if (k == "length_beam") o.length_beam = v.cast<int64_t>();
+    else if (k == "length_beam_keep") o.length_beam_keep = v.is_none() ? 0 : v.cast<int64_t>();
+    else if (k == "length_offset") o.length_offset = v.cast<int64_t>();
+    else if (k == "remask") remask = v.cast<std::string>();
+    else if (k == "threshold") { if (!v.is_none()) threshold = v.cast<double>(); }
+    else if (k == "stutter_remask") o.stutter_remask = v.cast<bool>();
+    else if (k == "repeat_remask") o.repeat_remask = v.cast<bool>();
+    else if (k == "early_stop") o.early_stop = v.cast<bool>();
+    else if (k == "init") init = v.cast<std::string>();
+    else if (k == "sampling") o.sampling = v.cast<bool>();
+    else if (k == "seed") o.seed = v.is_none() ? 0 : v.cast<uint64_t>();
+    else if (k == "return_history") o.return_history = v.cast<bool>();
+    else if (k == "return_candidates") o.return_candidates = v.cast<bool>();
+    else GMLM_CHECK_ARG(false, "unknown option ", k);
+  }
   GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
   GMLM_CHECK_ARG(init == "mask" || init == "random", "init must be 'mask' or 'random', got ", init);
-  o.iterations = iterations;
-  o.length_beam = length_beam;
-  o.length_beam_keep = length_beam_keep;
-  o.length_offset = length_offset;
   o.threshold_remask = remask == "threshold";
   if (o.threshold_remask) {
     GMLM_CHECK_ARG(threshold && *threshold > 0.0 && *threshold < 1.0,
                    "threshold must be a probability in (0, 1) with remask='threshold'");
     o.log_threshold = std::log(*threshold);
   }
-  o.stutter_remask = stutter_remask;
-  o.repeat_remask = repeat_remask;
-  o.early_stop = early_stop;
   o.init_random = init == "random";
-  o.sampling = sampling;
-  o.seed = seed;
-  o.return_history = return_history;
-  o.return_candidates = return_candidates;
-  o.first_random_id = first_random_id;
   return o;
 }
 
-// The options of one request, by keyword (the names of translate_batch; absent keys keep the defaults).
-RefineOptions options_from_dict(const py::dict& d) {
-  static const char* known[] = {"iterations", "length_beam", "length_beam_keep", "length_offset", "remask", "threshold",
-                                "stutter_remask", "early_stop", "init", "sampling", "seed", "return_history",
-                                "first_random_id", "repeat_remask"};
-  for (auto item : d) {
-    const std::string key = py::str(item.first);
-    GMLM_CHECK_ARG(std::find(std::begin(known), std::end(known), key) != std::end(known), "unknown option ", key);
-  }
-  const RefineOptions def;
-  auto get = [&](const char* k, auto fallback) { return d.contains(k) ? d[k].cast<decltype(fallback)>() : fallback; };
-  std::optional<double> threshold;
-  if (d.contains("threshold") && !d["threshold"].is_none()) threshold = d["threshold"].cast<double>();
-  return refine_options(get("iterations", def.iterations), get("length_beam", def.length_beam),
-                        get("remask", std::string("linear")), threshold, get("stutter_remask", def.stutter_remask),
-                        get("init", std::string("mask")), get("sampling", def.sampling), get("seed", def.seed),
-                        get("return_history", def.return_history), get("first_random_id", def.first_random_id),
-                        get("length_beam_keep", def.length_beam_keep), get("early_stop", def.early_stop),
-                        get("length_offset", def.length_offset), false, get("repeat_remask", def.repeat_remask));
+// RefineOptions' defaults as translate_batch names them (tests/test_options.py compares them with the table).
+py::dict refine_defaults() {
+  const RefineOptions o;
+  py::dict d;
+  d["iterations"] = o.iterations;
+  d["length_beam"] = o.length_beam;
+  d["length_beam_keep"] = o.length_beam_keep == 0 ? py::object(py::none()) : py::object(py::int_(o.length_beam_keep));
+  d["length_offset"] = o.length_offset;
+  d["remask"] = o.threshold_remask ? "threshold" : "linear";
+  d["stutter_remask"] = o.stutter_remask;
+  d["repeat_remask"] = o.repeat_remask;
+  d["early_stop"] = o.early_stop;
+  d["init"] = o.init_random ? "random" : "mask";
+  d["sampling"] = o.sampling;
+  d["seed"] = o.seed;
+  d["return_history"] = o.return_history;
+  return d;
 }
 
 // The options of one ar request, by keyword (beam_size, length_penalty; absent keys keep the defaults).
@@ -241,14 +246,9 @@ class Engine {
     return cpu::compute_type_name(lowp_ ? lowp_->type() : cpu::ComputeType::float32);
   }
 
-  py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
-                     const std::string& remask, std::optional<double> threshold, bool stutter_remask,
-                     const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop, int64_t length_offset,
-                     bool return_candidates, bool repeat_remask) {
-    const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
-                                           seed, return_history, first_random_id, length_beam_keep, early_stop,
-                                           length_offset, return_candidates, repeat_remask);
+  py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
+    const RefineOptions o = options_from_dict(options);
+    const bool return_candidates = o.return_candidates;
     auto src = id_lists(sources, "source", model_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -517,13 +517,8 @@ class CudaEngineBinding {
     engine_ = std::make_unique<cuda::CudaEngine>(cfg, w, compute_type, device);
   }
 
-  py::list translate(const std::vector<std::vector<int64_t>>& sources, int64_t iterations, int64_t length_beam,
-                     const std::string& remask, std::optional<double> threshold, bool stutter_remask,
-                     const std::string& init, bool sampling, uint64_t seed, bool return_history,
-                     int32_t first_random_id, int64_t length_beam_keep, bool early_stop, int64_t length_offset) {
-    const RefineOptions o = refine_options(iterations, length_beam, remask, threshold, stutter_remask, init, sampling,
-                                           seed, return_history, first_random_id, length_beam_keep, early_stop,
-                                           length_offset);
+  py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
+    const RefineOptions o = options_from_dict(options);
     auto src = id_lists(sources, "source", engine_->config().vocab_size);
     std::vector<RefineResult> res;
     {
@@ -585,6 +580,8 @@ py::dict cuda_status() {
 }
 
 void register_engine(py::module_& m) {
+  m.def("refine_defaults", &refine_defaults,
+        "The engine's refinement defaults (RefineOptions) under translate_batch's option names.");
   m.def("cuda_status", &cuda_status,
         "{'built': CUDA engine compiled in, 'device_count': usable devices, 'reason': why none (or ''),\n"
         "'devices': descriptions}. Never raises: a missing driver or GPU is reported in 'reason'.");
@@ -594,10 +591,7 @@ void register_engine(py::module_& m) {
            py::arg("compute_type") = "float32", py::arg("device") = 0,
            "Load a model onto CUDA device `device`: config and weights as for Engine; compute_type float32,\n"
            "float16 or bfloat16. RuntimeError when CUDA or the device is unavailable.")
-      .def("translate", &CudaEngineBinding::translate, py::arg("sources"), py::arg("iterations"),
-           py::arg("length_beam"), py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"),
-           py::arg("sampling"), py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"),
-           py::arg("length_beam_keep") = 0, py::arg("early_stop") = false, py::arg("length_offset") = 0,
+      .def("translate", &CudaEngineBinding::translate, py::arg("sources"),
            "As Engine.translate, on the GPU. The GIL is released while decoding.")
       .def("stats", &CudaEngineBinding::stats,
            "Counters since load: batches, iterations, graphs_captured, graph_launches, compactions, total seconds.")
@@ -614,12 +608,9 @@ void register_engine(py::module_& m) {
            "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
            "as returned by gmlm_engine.config.load_weights_numpy). The weights are checked and copied.\n"
            "intra_threads: threads for BLAS and the engine's kernels (0: the cores available).")
-      .def("translate", &Engine::translate, py::arg("sources"), py::arg("iterations"), py::arg("length_beam"),
-           py::arg("remask"), py::arg("threshold"), py::arg("stutter_remask"), py::arg("init"), py::arg("sampling"),
-           py::arg("seed"), py::arg("return_history"), py::arg("first_random_id"), py::arg("length_beam_keep") = 0,
-           py::arg("early_stop") = false, py::arg("length_offset") = 0, py::arg("return_candidates") = false,
-           py::arg("repeat_remask") = false,
-           "Refinement decoding of one batch of encoder inputs (lists of ids). Returns, per source, a tuple\n"
+      .def("translate", &Engine::translate, py::arg("sources"),
+           "Refinement decoding of one batch of encoder inputs (lists of ids); options by keyword, translate_batch's\n"
+           "names (absent: the defaults of _core.refine_defaults()). Returns, per source, a tuple\n"
            "(ids, score, passes, history, length_candidates), with return_candidates a 6th element: the\n"
            "scored candidates [(ids, score, passes)]. The GIL is released while decoding.")
       .def("score_ar", &Engine::score_ar, py::arg("sources"), py::arg("targets"),

@@ -9,7 +9,6 @@ namespace gmlm {
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::float32: return 4;
-    case DType::int32: return 4;
   }
   return 0;
 }
@@ -17,7 +16,6 @@ std::size_t dtype_size(DType dtype) {
 const char* dtype_name(DType dtype) {
   switch (dtype) {
     case DType::float32: return "float32";
-    case DType::int32: return "int32";
   }
   return "?";
 }
@@ -52,16 +50,6 @@ Tensor::Tensor(Shape shape, DType dtype, Device device) : dtype_(dtype), device_
   resize(std::move(shape));
 }
 
-Tensor Tensor::borrow(void* data, Shape shape, DType dtype, Device device) {
-  Tensor t;
-  t.dtype_ = dtype;
-  t.device_ = device;
-  t.shape_ = std::move(shape);
-  t.data_ = data;
-  t.capacity_ = static_cast<std::size_t>(numel_of(t.shape_)) * dtype_size(dtype);
-  return t;
-}
-
 int64_t Tensor::dim(int i) const {
   if (i < 0) i += rank();
   GMLM_CHECK(i >= 0 && i < rank(), "dim ", i, " of a tensor of shape ", shape_str(shape_));
@@ -73,7 +61,6 @@ int64_t Tensor::numel() const { return shape_.empty() && !data_ ? 0 : numel_of(s
 void Tensor::resize(Shape shape) {
   std::size_t bytes = static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype_);
   if (bytes > capacity_ || !data_) {
-    GMLM_CHECK(storage_ || !data_, "cannot grow a borrowed tensor");
     // Grow by 1.25x to avoid a reallocation per slightly larger batch.
     std::size_t cap = std::max(bytes, capacity_ + capacity_ / 4);
     storage_ = aligned_alloc_shared(cap);

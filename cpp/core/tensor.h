@@ -1,5 +1,4 @@
-// A small tensor: shape, dtype, device and 64-byte aligned storage (owned, shared by views) or a
-// borrowed pointer. Row-major, contiguous. Enough for the engine's needs and no more: the ops take
+// A small tensor: shape, dtype, device and 64-byte aligned owned storage. Row-major, contiguous. Enough for the engine's needs and no more: the ops take
 // tensors (or raw pointers with explicit strides where rows are strided views).
 #pragma once
 
@@ -14,7 +13,7 @@
 
 namespace gmlm {
 
-enum class DType { float32, int32 };
+enum class DType { float32 };
 enum class Device { cpu, cuda };
 
 std::size_t dtype_size(DType dtype);
@@ -23,7 +22,6 @@ const char* device_name(Device device);
 
 template <typename T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::float32; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::int32; }
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& shape);
@@ -32,8 +30,6 @@ class Tensor {
  public:
   Tensor() = default;
   explicit Tensor(Shape shape, DType dtype = DType::float32, Device device = Device::cpu);
-  // A non-owning view of external memory (the caller keeps it alive).
-  static Tensor borrow(void* data, Shape shape, DType dtype = DType::float32, Device device = Device::cpu);
 
   const Shape& shape() const { return shape_; }
   int rank() const { return static_cast<int>(shape_.size()); }
@@ -61,7 +57,7 @@ class Tensor {
   Shape shape_;
   DType dtype_ = DType::float32;
   Device device_ = Device::cpu;
-  std::shared_ptr<void> storage_;  // null for borrowed memory
+  std::shared_ptr<void> storage_;
   std::size_t capacity_ = 0;       // bytes available from data_
   void* data_ = nullptr;
 };

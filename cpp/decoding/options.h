@@ -1,5 +1,6 @@
 // The options and the result of GMLM refinement decoding (docs/decoding.md, "GMLM refinement"),
-// shared by the CPU loop (decoding/refine.h) and the CUDA engine (cuda/cuda_engine.h).
+// shared by the CPU loop (decoding/refine.h) and the CUDA engine (cuda/cuda_engine.h). Random init draws
+// ids in [T5Config::first_random_id(), V): a model constant, not an option.
 #pragma once
 
 #include <cstdint>
@@ -7,8 +8,8 @@
 
 namespace gmlm {
 
-// The defaults are the Python API's (common.DEFAULT_*; tests/test_serving.py checks that a request with no
-// options decodes as translate_batch's defaults).
+// The defaults are the Python API's (python/gmlm_engine/options.py declares every option once;
+// tests/test_options.py checks these defaults against it through _core.refine_defaults()).
 struct RefineOptions {
   int64_t iterations = 8;
   int64_t length_beam = 2;
@@ -24,7 +25,6 @@ struct RefineOptions {
   uint64_t seed = 0;
   bool return_history = false;
   bool return_candidates = false;  // every scored candidate's output in RefineResult::candidates (AR reranking)
-  int32_t first_random_id = 5;    // random init draws ids in [first_random_id, V)
 };
 
 struct RefineResult {

@@ -34,8 +34,6 @@ void check_options(const RefineOptions& o, const T5Config& cfg) {
   GMLM_CHECK_ARG(o.length_offset > -cfg.max_target_len && o.length_offset < cfg.max_target_len,
                  "length_offset must be in [", 1 - cfg.max_target_len, ", ", cfg.max_target_len - 1, "], got ",
                  o.length_offset);
-  GMLM_CHECK_ARG(!o.init_random || (o.first_random_id >= 0 && o.first_random_id < cfg.vocab_size),
-                 "random init needs first_random_id in [0, vocab_size)");
 }
 
 void check_options(const RefineOptions& o, const T5Model& model) {
@@ -190,7 +188,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
           c.sel_of.assign(c.len, -1);
           for (int64_t i = 0; i < c.len; ++i) {
             int32_t id = c.masked[i] ? cfg.mask_id : c.tokens[i];
-            if (r.t == 0 && r.o.init_random) id = rng::init_token(r.o.seed, r.src_hash, c.k, i, V, r.o.first_random_id);
+            if (r.t == 0 && r.o.init_random) id = rng::init_token(r.o.seed, r.src_hash, c.k, i, V, cfg.first_random_id());
             in.ids.push_back(id);
             if (c.masked[i]) {
               c.sel_of[i] = static_cast<int32_t>(in.sel.size());

@@ -32,8 +32,33 @@ void T5Config::validate() const {
                          {"mask_id", mask_id},
                          {"len_id", len_id}})
     GMLM_CHECK_ARG(v >= 0 && v < vocab_size, "config: ", name, " must be a token id in [0, ", vocab_size, "), got ", v);
+  GMLM_CHECK_ARG(first_random_id() < vocab_size, "config: vocab_size ", vocab_size,
+                 " leaves no token after the special ids (random init draws from ", first_random_id(), ")");
   GMLM_CHECK_ARG(layer_norm_epsilon > 0.f, "config: layer_norm_epsilon must be > 0");
   GMLM_CHECK_ARG(relative_attention_num_buckets >= 4, "config: relative_attention_num_buckets must be >= 4");
+}
+
+void T5Config::check_weights(const WeightMap& w) const {
+  const auto expected = weight_shapes();
+  std::string missing;
+  int n_missing = 0;
+  for (const auto& [name, shape] : expected) {
+    auto it = w.find(name);
+    if (it == w.end()) {
+      if (n_missing++ < 5) missing += (missing.empty() ? "" : ", ") + name;
+      continue;
+    }
+    GMLM_CHECK_ARG(it->second.shape == shape, "weights: tensor ", name, " has shape ", shape_str(it->second.shape),
+                   ", expected ", shape_str(shape), " from the config");
+    GMLM_CHECK_ARG(it->second.data != nullptr, "weights: tensor ", name, " has no data");
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    for (int64_t i = 0; i < n; ++i)
+      GMLM_CHECK_ARG(std::isfinite(it->second.data[i]), "weights: tensor ", name, " contains NaN or Inf values");
+  }
+  GMLM_CHECK_ARG(n_missing == 0, "weights: missing tensors [", missing, "]",
+                 n_missing > 5 ? str_cat(" and ", n_missing - 5, " more") : std::string());
+  for (const auto& [name, ref] : w) GMLM_CHECK_ARG(expected.count(name), "weights: unexpected tensor ", name);
 }
 
 std::map<std::string, Shape> T5Config::weight_shapes() const {
@@ -83,29 +108,7 @@ namespace {
 
 class Loader {
  public:
-  Loader(const T5Config& cfg, const WeightMap& w) : w_(w) {
-    const auto expected = cfg.weight_shapes();
-    std::string missing, unexpected;
-    int n_missing = 0;
-    for (const auto& [name, shape] : expected) {
-      auto it = w.find(name);
-      if (it == w.end()) {
-        if (n_missing++ < 5) missing += (missing.empty() ? "" : ", ") + name;
-        continue;
-      }
-      GMLM_CHECK_ARG(it->second.shape == shape, "weights: tensor ", name, " has shape ", shape_str(it->second.shape),
-                     ", expected ", shape_str(shape), " from the config");
-      GMLM_CHECK_ARG(it->second.data != nullptr, "weights: tensor ", name, " has no data");
-      int64_t n = 1;
-      for (int64_t d : shape) n *= d;
-      for (int64_t i = 0; i < n; ++i)
-        GMLM_CHECK_ARG(std::isfinite(it->second.data[i]), "weights: tensor ", name, " contains NaN or Inf values");
-    }
-    GMLM_CHECK_ARG(n_missing == 0, "weights: missing tensors [", missing, "]",
-                   n_missing > 5 ? str_cat(" and ", n_missing - 5, " more") : std::string());
-    for (const auto& [name, ref] : w)
-      GMLM_CHECK_ARG(expected.count(name), "weights: unexpected tensor ", name);
-  }
+  Loader(const T5Config& cfg, const WeightMap& w) : w_(w) { cfg.check_weights(w); }
 
   const WeightRef& get(const std::string& name) const { return w_.at(name); }
 

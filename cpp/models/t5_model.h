@@ -5,6 +5,7 @@
 // (the masked positions) go on to the vocabulary. D d_model, I = H * Dh, F d_ff, V vocab.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -18,6 +19,13 @@
 
 namespace gmlm {
 
+// A borrowed float32, C-contiguous array (the binding hands over numpy arrays).
+struct WeightRef {
+  const float* data = nullptr;
+  Shape shape;
+};
+using WeightMap = std::map<std::string, WeightRef>;
+
 struct T5Config {
   int64_t vocab_size = 0, d_model = 0, d_kv = 0, d_ff = 0, num_heads = 0;
   int64_t num_encoder_layers = 0, num_decoder_layers = 0;
@@ -30,17 +38,16 @@ struct T5Config {
   int32_t decoder_start_token_id = 0;  // ar models: the first decoder input
   bool gmlm = true;  // objective
 
+  // The first id random init may draw (docs/decoding.md, hash RNG): the ids below it are the special tokens.
+  int32_t first_random_id() const { return std::max({pad_id, eos_id, unk_id, mask_id, len_id}) + 1; }
+
   void validate() const;  // ValueError on an inconsistent config
   // Every tensor of model.safetensors and its shape (config.py's weight_shapes()).
   std::map<std::string, Shape> weight_shapes() const;
+  // The model check every loader runs (the CPU model and the CUDA engine): each tensor of weight_shapes()
+  // present with its shape, data and finite values, no other tensor. ValueError naming the tensor.
+  void check_weights(const WeightMap& w) const;
 };
-
-// A borrowed float32, C-contiguous array (the binding hands over numpy arrays).
-struct WeightRef {
-  const float* data = nullptr;
-  Shape shape;
-};
-using WeightMap = std::map<std::string, WeightRef>;
 
 // The encoder side of a batch, computed once and shared by every length candidate and iteration.
 struct EncoderOutput {

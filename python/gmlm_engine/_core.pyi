@@ -9,18 +9,18 @@ __version__: str
 def build_info() -> dict[str, Any]:
     """Version and build options of the compiled engine (and the BLAS and CPU kernels in use)."""
 
+def refine_defaults() -> dict[str, Any]:
+    """The engine's refinement defaults (RefineOptions) under translate_batch's option names."""
+
 class Engine:
     """A gmlm or ar model loaded into the compiled CPU engine."""
 
     def __init__(self, config: dict[str, Any], weights: dict[str, npt.NDArray[np.float32]],
                  intra_threads: int = 0, compute_type: str = "float32", word_pieces: Sequence[bool] = ()) -> None: ...
-    def translate(self, sources: Sequence[Sequence[int]], iterations: int, length_beam: int, remask: str,
-                  threshold: float | None, stutter_remask: bool, init: str, sampling: bool, seed: int,
-                  return_history: bool, first_random_id: int, length_beam_keep: int = 0, early_stop: bool = False,
-                  length_offset: int = 0, return_candidates: bool = False, repeat_remask: bool = False,
-                  ) -> list[tuple[Any, ...]]:
-        """gmlm models, per source: (ids, score, passes, history, length_candidates), with return_candidates a
-        6th element: [(ids, score, passes)] of the scored candidates."""
+    def translate(self, sources: Sequence[Sequence[int]], **options: Any) -> list[tuple[Any, ...]]:
+        """gmlm models, options by keyword (translate_batch's names, return_candidates too; absent: the
+        defaults of refine_defaults()). Per source: (ids, score, passes, history, length_candidates), with
+        return_candidates a 6th element: [(ids, score, passes)] of the scored candidates."""
     def translate_ar(self, sources: Sequence[Sequence[int]], beam_size: int = 1,
                      length_penalty: float = 1.0) -> list[tuple[list[int], float, int, list[Any], list[Any]]]:
         """ar models, per source: (ids, score, passes, [], [])."""
@@ -59,10 +59,7 @@ class CudaEngine:
 
     def __init__(self, config: dict[str, Any], weights: dict[str, npt.NDArray[np.float32]],
                  compute_type: str = "float32", device: int = 0) -> None: ...
-    def translate(self, sources: Sequence[Sequence[int]], iterations: int, length_beam: int, remask: str,
-                  threshold: float | None, stutter_remask: bool, init: str, sampling: bool, seed: int,
-                  return_history: bool, first_random_id: int, length_beam_keep: int = 0, early_stop: bool = False,
-                  length_offset: int = 0,
+    def translate(self, sources: Sequence[Sequence[int]], **options: Any,
                   ) -> list[tuple[list[int], float, int, list[list[int]], list[int]]]: ...
     def stats(self) -> dict[str, Any]: ...
     def set_use_graphs(self, enabled: bool) -> None: ...

@@ -4,45 +4,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
+from .options import add_cli_flags, cli_options
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("decoding (same names as translate_batch)")
-    g.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
-    g.add_argument("--length-beam", type=int, default=DEFAULT_LENGTH_BEAM)
-    g.add_argument("--length-beam-keep", type=int, default=None,
-                   help="length candidates kept after the first pass (default: all)")
-    g.add_argument("--length-offset", type=int, default=None,
-                   help="added to every length candidate (default: the Translator's, chosen on val)")
-    g.add_argument("--remask", default="linear", help="linear | threshold")
-    g.add_argument("--threshold", type=float, default=None)
-    g.add_argument("--no-stutter-remask", dest="stutter_remask", action="store_false")
-    g.add_argument("--repeat-remask", action="store_true",
-                   help="also re-mask repeated word pieces and bigrams between passes (docs/decoding.md)")
-    g.add_argument("--early-stop", action="store_true",
-                   help="stop a candidate when a pass changes none of its tokens (faster, lower BLEU)")
-    g.add_argument("--init", default="mask", help="mask | random")
-    g.add_argument("--sampling", action="store_true")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--beam-size", type=int, default=1, help="ar models: 1 = greedy")
-    g.add_argument("--length-penalty", type=float, default=1.0,
-                   help="ar beam search: a finished hypothesis scores log-prob sum / (length + 1)**P")
+    g = p.add_argument_group("decoding (same names as translate_batch; absent: the Translator's defaults)")
+    add_cli_flags(g)
     g.add_argument("--max-batch-size", type=int, default=64)
-    g.add_argument("--batch-type", default="examples", help="examples | tokens")
+    g.add_argument("--batch-type", default="examples", choices=("examples", "tokens"))
 
 
 def _options(args, objective: str) -> dict:
-    if objective == "ar":
-        return dict(beam_size=args.beam_size, length_penalty=args.length_penalty, max_batch_size=args.max_batch_size,
-                    batch_type=args.batch_type)
-    opts = dict(iterations=args.iterations, length_beam=args.length_beam, length_beam_keep=args.length_beam_keep,
-                remask=args.remask, threshold=args.threshold, stutter_remask=args.stutter_remask,
-                repeat_remask=args.repeat_remask, early_stop=args.early_stop, init=args.init,
-                sampling=args.sampling, seed=args.seed, max_batch_size=args.max_batch_size,
-                batch_type=args.batch_type, rerank=getattr(args, "rerank_model", None) is not None)
-    if args.length_offset is not None:
-        opts["length_offset"] = args.length_offset
+    opts = cli_options(args)
+    opts.update(max_batch_size=args.max_batch_size, batch_type=args.batch_type)
+    if objective == "gmlm" and getattr(args, "rerank_model", None) is not None:
+        opts["rerank"] = True
     return opts
 
 
@@ -83,7 +59,7 @@ def cmd_translate(args) -> int:
         return cmd_translate_ray(args)
     import contextlib
 
-    from .common import AtomicOutput, _int_option, read_text_lines
+    from .common import AtomicOutput, int_option, read_text_lines
 
     # the output path is checked before any work (a directory, a read-only file, the input itself)
     output = AtomicOutput(args.output, source=args.input or sys.stdin) if args.output else None
@@ -93,7 +69,7 @@ def cmd_translate(args) -> int:
         src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
         lines = read_text_lines(src, args.input or "<stdin>")
         tr.translate_batch([], **opts)                  # options checked here, before any line is read
-        batch_size = _int_option("--batch-size", args.batch_size, 1)
+        batch_size = int_option("--batch-size", args.batch_size, 1)
         results = tr._translate_chunks(lines, batch_size, opts, "line")   # errors name the line
         out = stack.enter_context(output) if output else sys.stdout
         for r in results:

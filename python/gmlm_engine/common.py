@@ -1,4 +1,4 @@
-"""What the reference decoder and the compiled engine share: options, results, source encoding,
+"""What the reference decoder and the compiled engine share: results, source encoding,
 the counter-based RNG, batching of inputs, and the iterable/file front-ends.
 
 No PyTorch here: the engine runtime imports this module.
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -15,9 +14,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-REMASK = ("linear", "threshold")
-INIT = ("mask", "random")
-BATCH_TYPES = ("examples", "tokens")
+from .options import (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM, DEFAULT_LENGTH_OFFSET, GMLM_ONLY,  # noqa: F401
+                      DecodeOptions, int_option, validate_options)
 
 
 @dataclass
@@ -28,111 +26,6 @@ class TranslationResult:
     iterations: int = 0
     history: list[list[str]] | None = None
     length_candidates: list[int] = field(default_factory=list)
-
-
-# The recommended refinement options, chosen on val for the shipped GMLM (README "Decoding defaults"):
-# T=8 passes over K=2 length candidates (16 decoder passes per sentence) score 32.43 BLEU on val (engine
-# float32) against 31.75 for T=5 K=2 (10 passes) and 31.79 / 31.90 for T=4 K=3 / T=6 K=2 (12): the knee of
-# the val front, where more passes stop paying (T=8 K=3: 32.69 at 24 passes, T=10 K=3: 32.89 at 30).
-DEFAULT_ITERATIONS = 8
-DEFAULT_LENGTH_BEAM = 2
-# The recommended length_offset (docs/decoding.md, step 1), chosen on val for the shipped GMLM.
-DEFAULT_LENGTH_OFFSET = 1
-
-
-# Refinement options and their defaults: an ar model accepts them only at these values.
-GMLM_ONLY = dict(iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM, length_beam_keep=None,
-                 length_offset=DEFAULT_LENGTH_OFFSET, remask="linear", threshold=None, stutter_remask=True,
-                 repeat_remask=False, early_stop=False, init="mask", sampling=False, return_history=False, rerank=False)
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    iterations: int = DEFAULT_ITERATIONS
-    length_beam: int = DEFAULT_LENGTH_BEAM
-    length_beam_keep: int = DEFAULT_LENGTH_BEAM   # candidates kept after the first pass (= length_beam: no pruning)
-    length_offset: int = 0      # added to every length candidate (clamped to [1, max_target_len])
-    remask: str = "linear"
-    threshold: float | None = None
-    stutter_remask: bool = True
-    early_stop: bool = False     # stop a candidate when a pass changes none of its tokens
-    init: str = "mask"
-    sampling: bool = False
-    seed: int = 0
-    beam_size: int = 1
-    length_penalty: float = 1.0   # ar beam search: finished score = log-prob sum / (length + 1)**P
-    max_batch_size: int = 0
-    batch_type: str = "examples"
-    return_history: bool = False
-    rerank: bool = False          # gmlm: the K candidates ranked by an AR model's mean log-probability
-    repeat_remask: bool = False   # gmlm: also re-mask repeated word pieces and bigrams (docs/decoding.md, step 3)
-
-
-def _int_option(name, v, lo, hi=None):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {v!r}")
-    v = int(v)
-    if v < lo or (hi is not None and v > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{name} must be {rng}, got {v}")
-    return v
-
-
-def validate_options(objective: str, max_target_len: int, *, iterations=DEFAULT_ITERATIONS,
-                     length_beam=DEFAULT_LENGTH_BEAM, length_beam_keep=None, length_offset=DEFAULT_LENGTH_OFFSET, remask="linear",
-                     threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
-                     beam_size=1, length_penalty=1.0, max_batch_size=0, batch_type="examples",
-                     return_history=False, rerank=False, repeat_remask=False) -> DecodeOptions:
-    """Check every decoding option; raise ValueError naming the bad one."""
-    iterations = _int_option("iterations", iterations, 1, 1000)
-    length_beam = _int_option("length_beam", length_beam, 1, max_target_len)
-    length_beam_keep = length_beam if length_beam_keep is None else _int_option(
-        "length_beam_keep", length_beam_keep, 1, length_beam)
-    length_offset = _int_option("length_offset", length_offset, 1 - max_target_len, max_target_len - 1)
-    beam_size = _int_option("beam_size", beam_size, 1, 256)
-    max_batch_size = _int_option("max_batch_size", max_batch_size, 0)
-    if remask not in REMASK:
-        raise ValueError(f"remask must be one of {REMASK}, got {remask!r}")
-    if remask == "threshold":
-        if threshold is None:
-            raise ValueError("threshold must be set (a probability in (0, 1)) when remask='threshold'")
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 < float(threshold) < 1.0:
-            raise ValueError(f"threshold must be a probability in (0, 1), got {threshold!r}")
-        threshold = float(threshold)
-    elif threshold is not None:
-        raise ValueError("threshold is only used with remask='threshold'")
-    if init not in INIT:
-        raise ValueError(f"init must be one of {INIT}, got {init!r}")
-    if batch_type not in BATCH_TYPES:
-        raise ValueError(f"batch_type must be one of {BATCH_TYPES}, got {batch_type!r}")
-    if seed is None:
-        seed = 0
-    seed = _int_option("seed", seed, 0, 2**63 - 1)
-    for name, v in (("stutter_remask", stutter_remask), ("repeat_remask", repeat_remask), ("early_stop", early_stop),
-                    ("sampling", sampling),
-                    ("return_history", return_history), ("rerank", rerank)):
-        if not isinstance(v, (bool, np.bool_)):
-            raise ValueError(f"{name} must be a bool, got {v!r}")
-    if objective == "gmlm" and beam_size != 1:
-        raise ValueError("beam_size applies to ar models; a gmlm model uses iterations and length_beam")
-    if (isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real)
-            or not 0.0 <= float(length_penalty) <= 10.0):
-        raise ValueError(f"length_penalty must be a number in [0, 10], got {length_penalty!r}")
-    length_penalty = float(length_penalty)
-    if objective == "gmlm" and length_penalty != 1.0:
-        raise ValueError("length_penalty applies to ar beam search; a gmlm model has a length head")
-    if objective == "ar":   # refinement options have no meaning for an ar model: say so, never ignore them
-        given = dict(iterations=iterations, length_beam=length_beam, length_beam_keep=length_beam_keep,
-                     length_offset=length_offset, remask=remask, threshold=threshold, stutter_remask=stutter_remask,
-                     repeat_remask=repeat_remask, early_stop=early_stop, init=init, sampling=sampling, return_history=return_history,
-                     rerank=rerank)
-        for name, default in GMLM_ONLY.items():
-            if given[name] != default and not (name == "length_beam_keep" and given[name] == length_beam):
-                raise ValueError(f"{name} applies to gmlm models; an ar model takes beam_size and length_penalty")
-    return DecodeOptions(iterations, length_beam, length_beam_keep, length_offset, remask, threshold, bool(stutter_remask),
-                         bool(early_stop), init,
-                         bool(sampling), seed, beam_size, length_penalty, max_batch_size, batch_type,
-                         bool(return_history), bool(rerank), bool(repeat_remask))
 
 
 def position(i: int, offset: int = 0, unit: str = "source") -> str:
@@ -404,13 +297,11 @@ class TranslatorFrontEnd:
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,
                         rerank=False, repeat_remask=False) -> list[TranslationResult]:
-        """Translate a list of strings (docs/decoding.md; README "Python API" lists the options)."""
-        return self._translate(source, 0, "source", dict(
-            iterations=iterations, length_beam=length_beam, length_beam_keep=length_beam_keep,
-            length_offset=length_offset, remask=remask, threshold=threshold, stutter_remask=stutter_remask,
-            early_stop=early_stop, init=init, sampling=sampling, seed=seed, beam_size=beam_size,
-            length_penalty=length_penalty, max_batch_size=max_batch_size, batch_type=batch_type,
-            return_history=return_history, rerank=rerank, repeat_remask=repeat_remask))
+        """Translate a list of strings. The options are options.OPTIONS (this signature is tested against
+        that table; docs/decoding.md lists them, README "Python API" explains them)."""
+        options = dict(locals())
+        del options["self"], options["source"]
+        return self._translate(source, 0, "source", options)
 
     def _translate(self, source, offset: int, unit: str, options: dict) -> list[TranslationResult]:
         """translate_batch on a part of the caller's input that starts at `offset`: errors name the
@@ -449,7 +340,7 @@ class TranslatorFrontEnd:
             it = iter(source)
         except TypeError:
             raise ValueError(f"source must be an iterable of strings, got {type(source).__name__}") from None
-        batch_size = _int_option("batch_size", batch_size, 1)
+        batch_size = int_option("batch_size", batch_size, 1)
         self.translate_batch([], **options)  # validates the options now, not at the first batch
         return self._translate_chunks(it, batch_size, options)
 
@@ -471,7 +362,7 @@ class TranslatorFrontEnd:
         {'sentences': n, 'seconds': s}. out_path appears only when every line is translated."""
         import time
 
-        batch_size = _int_option("batch_size", batch_size, 1)
+        batch_size = int_option("batch_size", batch_size, 1)
         self.translate_batch([], **options)
         output = AtomicOutput(out_path, source=src_path)     # checked before any work
         with open(src_path, "rb") as f:

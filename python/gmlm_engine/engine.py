@@ -16,7 +16,7 @@ import threading
 
 from .common import DecodeOptions, TranslatorFrontEnd
 from .config import ModelError, load_weights_numpy, read_model_dir
-from .tokenizer import NUM_SPECIAL, load_model_tokenizer
+from .tokenizer import load_model_tokenizer
 
 # Sentences per batch when max_batch_size is 0. Results do not depend on it (batch invariance);
 # 64 sentences (about 3000 decoder rows) keep the GEMMs near the BLAS's peak.
@@ -103,7 +103,7 @@ def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
                 remask=opts.remask, threshold=opts.threshold, stutter_remask=opts.stutter_remask,
                 early_stop=opts.early_stop, init=opts.init,
                 sampling=opts.sampling, seed=opts.seed, return_history=opts.return_history,
-                first_random_id=NUM_SPECIAL, **({"return_candidates": True} if opts.rerank else {}),
+                **({"return_candidates": True} if opts.rerank else {}),
                 **({"repeat_remask": True} if opts.repeat_remask else {}))
 
 

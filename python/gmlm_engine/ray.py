@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import _int_option
+from .common import int_option
 from .config import read_model_dir
 
 DEFAULT_BATCH_SIZE = 64
@@ -113,9 +113,9 @@ def translate_dataset(ds, column: str = "text", output_column: str = "translatio
     (max_restarts=-1) and its unfinished batches are retried (max_task_retries=-1); an exception
     raised by translate_batch (bad input) is not retried: it fails the job with its message."""
     ray = _ray()
-    concurrency = _int_option("concurrency", concurrency, 1)
-    batch_size = _int_option("batch_size", batch_size, 1)
-    num_cpus = _int_option("num_cpus", num_cpus, 1)
+    concurrency = int_option("concurrency", concurrency, 1)
+    batch_size = int_option("batch_size", batch_size, 1)
+    num_cpus = int_option("num_cpus", num_cpus, 1)
     for name, v in (("column", column), ("output_column", output_column)):
         if not isinstance(v, str) or not v:
             raise ValueError(f"{name} must be a non-empty column name, got {v!r}")

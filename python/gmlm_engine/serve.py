@@ -27,7 +27,7 @@ import signal
 from pathlib import Path
 from typing import Literal, Optional
 
-from .common import GMLM_ONLY, DecodeOptions
+from .options import OPTIONS, request_fields
 from .serving import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
 
 DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024, "max_cost": DEFAULT_MAX_COST,
@@ -114,28 +114,13 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
-    from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
+    from pydantic import BaseModel, ConfigDict, StrictStr, create_model
 
-    class TranslateRequest(BaseModel):
-        """translate_batch's options; absent ones take the Translator's defaults."""
-        model_config = ConfigDict(extra="forbid")
-        text: list[StrictStr]
-        model: Optional[Literal["gmlm", "ar"]] = None  # which served model (default: the first)
-        iterations: Optional[StrictInt] = None
-        length_beam: Optional[StrictInt] = None
-        length_beam_keep: Optional[StrictInt] = None
-        length_offset: Optional[StrictInt] = None
-        remask: Optional[Literal["linear", "threshold"]] = None
-        threshold: Optional[StrictFloat] = None
-        stutter_remask: Optional[StrictBool] = None
-        repeat_remask: Optional[StrictBool] = None
-        early_stop: Optional[StrictBool] = None
-        init: Optional[Literal["mask", "random"]] = None
-        sampling: Optional[StrictBool] = None
-        seed: Optional[StrictInt] = None
-        return_history: Optional[StrictBool] = None
-        beam_size: Optional[StrictInt] = None          # ar models
-        length_penalty: Optional[StrictFloat] = None   # ar models
+    # translate_batch's options (options.OPTIONS, those with http=True); absent ones take the Translator's defaults
+    TranslateRequest = create_model(
+        "TranslateRequest", __config__=ConfigDict(extra="forbid"), text=(list[StrictStr], ...),
+        model=(Optional[Literal["gmlm", "ar"]], None),   # which served model (default: the first)
+        **request_fields())
 
     class Translation(BaseModel):
         text: str
@@ -326,11 +311,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         max_chars: int
 
     def defaults(objective: str) -> dict:
-        d = DecodeOptions()
-        if objective == "ar":
-            return {"beam_size": d.beam_size, "length_penalty": d.length_penalty}
-        return {k: v for k, v in GMLM_ONLY.items() if k not in ("return_history", "rerank")} | {
-            "length_beam_keep": None, "seed": d.seed}
+        return {o.name: o.default for o in OPTIONS if o.http and o.models in (objective, "both")}
 
     @app.get("/v1/models", response_model=Models)
     async def models():

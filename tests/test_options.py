@@ -1,0 +1,112 @@
+"""The option table (gmlm_engine.options) is the one declaration: the checks, the API signature, the CLI
+flags, the HTTP schema, the C++ defaults and the documentation follow it."""
+import inspect
+from pathlib import Path
+
+import pytest
+
+from gmlm_engine.cli import build_parser
+from gmlm_engine.common import TranslatorFrontEnd
+from gmlm_engine.options import BY_NAME, OPTIONS, DecodeOptions, markdown_table, validate_options
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_translate_batch_takes_exactly_the_table_options_at_their_defaults():
+    sig = inspect.signature(TranslatorFrontEnd.translate_batch).parameters
+    got = {n: p.default for n, p in sig.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert got == {o.name: o.default for o in OPTIONS}
+
+
+def test_defaults_validate_to_the_decode_options_record():
+    o = validate_options("gmlm", 96)
+    assert o == DecodeOptions(**{**{x.name: x.default for x in OPTIONS}, "length_beam_keep": o.length_beam,
+                                 "seed": 0})
+    assert (o.iterations, o.length_beam, o.length_offset) == (8, 2, 1)
+
+
+@pytest.mark.parametrize("name,bad,message", [
+    ("iterations", 0, "iterations must be in [1, 1000], got 0"),
+    ("iterations", 2.0, "iterations must be an integer"),
+    ("length_beam", 97, "length_beam must be in [1, 96], got 97"),
+    ("length_offset", 96, "length_offset must be in [-95, 95], got 96"),
+    ("stutter_remask", 1, "stutter_remask must be a bool"),
+    ("remask", "cosine", "remask must be one of ('linear', 'threshold')"),
+    ("init", None, "init must be one of ('mask', 'random')"),
+    ("seed", -1, "seed must be in [0, 9223372036854775807], got -1"),
+    ("max_batch_size", -1, "max_batch_size must be >= 0"),
+    ("batch_type", "sentences", "batch_type must be one of"),
+])
+def test_each_type_rule_names_the_option(name, bad, message):
+    with pytest.raises(ValueError) as e:
+        validate_options("gmlm", 96, **{name: bad})
+    assert message in str(e.value)
+
+
+def test_cross_option_rules():
+    assert validate_options("gmlm", 96, length_beam=3).length_beam_keep == 3
+    with pytest.raises(ValueError, match=r"length_beam_keep must be in \[1, 3\], got 4"):
+        validate_options("gmlm", 96, length_beam=3, length_beam_keep=4)
+    with pytest.raises(ValueError, match="threshold must be set"):
+        validate_options("gmlm", 96, remask="threshold")
+    with pytest.raises(ValueError, match="threshold is only used with remask='threshold'"):
+        validate_options("gmlm", 96, threshold=0.5)
+    assert validate_options("gmlm", 96, remask="threshold", threshold=0.5).threshold == 0.5
+    with pytest.raises(ValueError, match="beam_size applies to ar models"):
+        validate_options("gmlm", 96, beam_size=2)
+    with pytest.raises(ValueError, match="length_penalty must be a number in"):
+        validate_options("ar", 96, length_penalty=11.0)
+    with pytest.raises(TypeError, match="unknown decoding option 'iteration'"):
+        validate_options("gmlm", 96, iteration=4)
+
+
+@pytest.mark.parametrize("name", [o.name for o in OPTIONS if o.models == "gmlm"])
+def test_an_ar_model_refuses_every_refinement_option_set_away_from_its_default(name):
+    o = BY_NAME[name]
+    other = {bool: not o.default, int: 3, str: o.choices[-1] if o.choices else "x"}.get(o.type, 0.5)
+    if name == "threshold":
+        other = 0.5
+    with pytest.raises(ValueError, match=f"{name} applies to gmlm models"):
+        validate_options("ar", 96, **{name: other})
+    validate_options("ar", 96, **{name: o.default})          # the default itself is accepted
+
+
+def test_cli_flags_follow_the_table_and_absent_flags_keep_the_translators_defaults():
+    p = build_parser()
+    args = p.parse_args(["translate"])
+    from gmlm_engine.cli import _options
+
+    assert _options(args, "gmlm") == {"max_batch_size": 64, "batch_type": "examples"}
+    args = p.parse_args(["translate", "--iterations", "4", "--no-stutter-remask", "--repeat-remask", "--remask",
+                         "threshold", "--threshold", "0.9", "--length-offset", "-2", "--seed", "7"])
+    got = _options(args, "gmlm")
+    assert got == {"iterations": 4, "stutter_remask": False, "repeat_remask": True, "remask": "threshold",
+                   "threshold": 0.9, "length_offset": -2, "seed": 7, "max_batch_size": 64, "batch_type": "examples"}
+    validate_options("gmlm", 96, **got)
+    with pytest.raises(SystemExit):
+        p.parse_args(["translate", "--init", "zeros"])       # choices come from the table
+    # a refinement flag given for an ar model is refused, not ignored
+    with pytest.raises(ValueError, match="iterations applies to gmlm models"):
+        validate_options("ar", 96, **_options(p.parse_args(["translate", "--iterations", "4"]), "ar"))
+
+
+def test_http_request_schema_has_the_tables_http_options():
+    pytest.importorskip("fastapi")
+    from gmlm_engine.options import request_fields
+
+    fields = request_fields()
+    assert set(fields) == {o.name for o in OPTIONS if o.http}
+    assert {"iterations", "length_beam", "repeat_remask", "beam_size", "length_penalty"} <= set(fields)
+
+
+def test_the_decoding_document_holds_the_generated_table():
+    doc = (ROOT / "docs" / "decoding.md").read_text()
+    assert markdown_table() in doc, "docs/decoding.md's option table is stale: print options.markdown_table()"
+
+
+
+def test_the_engines_own_defaults_are_the_tables():
+    core = pytest.importorskip("gmlm_engine._core")
+    d = core.refine_defaults()
+    assert d == {name: BY_NAME[name].default for name in d} | {"seed": 0}      # seed None means 0
+    assert set(d) == {o.name for o in OPTIONS if o.models == "gmlm"} - {"threshold", "rerank"}
