@@ -186,6 +186,24 @@ def test_repeat_remask_matches_the_reference():
         ops.repeat_remask([7], [0.0], [True] * 3)
 
 
+def test_repeats_is_the_references_test():
+    from gmlm_engine.reference import repeats
+
+    word = [i in (10, 11, 12, 16) for i in range(20)]
+    assert ops.repeats([10, 11, 12, 13, 14, 15, 16, 12, 17], word)          # "... Park Fußball" again
+    assert ops.repeats([13, 14, 5, 13, 14], word)                           # a repeated bigram
+    assert not ops.repeats([13, 14, 5, 13, 15, 14], word)                   # 13 again, not a word piece
+    r = _rng(12)
+    seen = set()
+    for _ in range(300):
+        L = int(r.integers(0, 20))
+        t = r.integers(0, 8, size=L).astype(np.int32).tolist()
+        w = (r.random(8) < 0.3).tolist()
+        seen.add(ops.repeats(t, w))
+        assert ops.repeats(t, w) == repeats(t, w), (t, w)
+    assert seen == {True, False}
+
+
 def test_mean_score_is_numpys():
     r = _rng(3)
     for n in (1, 2, 7, 8, 9, 16, 17, 100, 128, 129, 300):

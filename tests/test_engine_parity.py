@@ -58,6 +58,8 @@ OPTION_SETS = [
     dict(iterations=4, length_beam=3, repeat_remask=True),
     dict(iterations=10, length_beam=5, remask="threshold", threshold=0.7, repeat_remask=True, stutter_remask=False),
     dict(iterations=4, length_beam=5, length_beam_keep=2, length_offset=-3, sampling=True, seed=4),
+    dict(iterations=4, length_beam=4, repeat_penalty=0.5, repeat_remask=True),
+    dict(iterations=4, length_beam=5, length_beam_keep=2, repeat_penalty=100.0, stutter_remask=False),
 ]
 N_QUICK = 64
 

@@ -7,6 +7,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from gmlm_engine import Translator  # noqa: E402
+from gmlm_engine.options import BY_NAME, OPTIONS, validate_options  # noqa: E402
 from conftest import TINY_GMLM  # noqa: E402
 
 SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -19,7 +20,8 @@ inputs = st.lists(st.one_of(any_text, sentences), max_size=6)
 options = st.fixed_dictionaries({
     "iterations": st.integers(1, 4), "length_beam": st.integers(1, 3), "seed": st.integers(0, 2**63 - 1),
     "sampling": st.booleans(), "init": st.sampled_from(["mask", "random"]), "stutter_remask": st.booleans(),
-    "early_stop": st.booleans(), "length_offset": st.integers(-3, 3),
+    "early_stop": st.booleans(), "length_offset": st.integers(-3, 3), "repeat_remask": st.booleans(),
+    "repeat_penalty": st.sampled_from([0.0, 0.5]),
 })
 
 
@@ -65,13 +67,15 @@ bad_values = st.one_of(st.integers(-5, 0), st.floats(allow_nan=True), st.text(ma
 
 
 @settings(max_examples=400, **SETTINGS)
-@given(name=st.sampled_from(["iterations", "length_beam", "length_beam_keep", "remask", "threshold", "init", "seed", "sampling",
-                             "stutter_remask", "early_stop", "length_offset", "max_batch_size", "batch_type", "beam_size",
-                             "length_penalty"]), value=bad_values)
+@given(name=st.sampled_from([o.name for o in OPTIONS]), value=bad_values)
 def test_an_invalid_option_is_a_value_error_naming_it(engine, name, value):
     try:
         res = engine.translate_batch(["A man rides a bike."], **{name: value})
     except ValueError as e:
         assert name in str(e)
-    else:  # some values are valid (e.g. seed=None, sampling=False): then the result is the default's
-        assert len(res) == 1 and res[0].text
+    else:  # some values are valid (seed=None, sampling=False, iterations=0 is not): taken as given, not coerced
+        opts = validate_options("gmlm", engine.cfg.max_target_len, **{name: value})
+        assert getattr(opts, name) == value or (value is None and BY_NAME[name].default is None)
+        assert not isinstance(value, bool) or BY_NAME[name].type is bool   # a bool is no number here
+        if opts == validate_options("gmlm", engine.cfg.max_target_len):     # the default's value: its output
+            assert _key(res[0]) == _key(engine.translate_batch(["A man rides a bike."])[0])

@@ -121,6 +121,7 @@ RefineOptions options_from_dict(const py::dict& d) {
     else if (k == "threshold") { if (!v.is_none()) threshold = v.cast<double>(); }
     else if (k == "stutter_remask") o.stutter_remask = v.cast<bool>();
     else if (k == "repeat_remask") o.repeat_remask = v.cast<bool>();
+    else if (k == "repeat_penalty") o.repeat_penalty = v.cast<double>();
     else if (k == "early_stop") o.early_stop = v.cast<bool>();
     else if (k == "init") init = v.cast<std::string>();
     else if (k == "sampling") o.sampling = v.cast<bool>();
@@ -152,6 +153,7 @@ py::dict refine_defaults() {
   d["remask"] = o.threshold_remask ? "threshold" : "linear";
   d["stutter_remask"] = o.stutter_remask;
   d["repeat_remask"] = o.repeat_remask;
+  d["repeat_penalty"] = o.repeat_penalty;
   d["early_stop"] = o.early_stop;
   d["init"] = o.init_random ? "random" : "mask";
   d["sampling"] = o.sampling;

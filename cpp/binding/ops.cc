@@ -340,6 +340,13 @@ void register_ops(py::module_& m) {
         return std::vector<bool>(m.begin(), m.end());
       }, py::arg("tokens"), py::arg("conf"), py::arg("word_piece"),
       "Repeat re-masking of one candidate: the mask of repeated word pieces and bigrams (lower conf).");
+  o.def("repeats", [](const std::vector<int32_t>& tokens, const std::vector<bool>& word_piece) {
+        for (int32_t t : tokens)
+          GMLM_CHECK_ARG(t >= 0 && static_cast<size_t>(t) < word_piece.size(), "repeats: token ", t, " out of range");
+        std::vector<uint8_t> w(word_piece.begin(), word_piece.end());
+        return ops::repeats(tokens.data(), static_cast<int64_t>(tokens.size()), w.data());
+      }, py::arg("tokens"), py::arg("word_piece"),
+      "Whether tokens repeat a word piece or a bigram (repeat_penalty's test).");
   o.def("mean_score", [](const std::vector<float>& conf) {
         return ops::mean_score(conf.data(), static_cast<int64_t>(conf.size()));
       }, py::arg("conf"), "Mean in float64 as numpy sums.");

@@ -19,6 +19,7 @@ struct RefineOptions {
   double log_threshold = 0.0;     // log(threshold), used with threshold_remask
   bool stutter_remask = true;
   bool repeat_remask = false;     // re-mask repeated word pieces and bigrams (ops::repeat_remask)
+  double repeat_penalty = 0.0;    // ranking: a candidate whose output repeats (ops::repeats) scores this much lower
   bool early_stop = false;        // a pass that changes no token ends the candidate
   bool init_random = false;       // init == "random" (else "mask")
   bool sampling = false;

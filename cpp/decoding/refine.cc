@@ -1,6 +1,7 @@
 #include "decoding/refine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/profiler.h"
@@ -25,6 +26,14 @@ double candidate_output(const C& c, bool stutter_remask, std::vector<int32_t>* i
   return ops::mean_score(cf.data(), static_cast<int64_t>(cf.size()));
 }
 
+// What step 4 ranks candidates by: the score, less repeat_penalty for an output that repeats itself.
+double rank_of(double score, const std::vector<int32_t>& ids, const RefineOptions& o, const T5Model& model) {
+  if (o.repeat_penalty != 0.0 &&
+      ops::repeats(ids.data(), static_cast<int64_t>(ids.size()), model.word_pieces().data()))
+    return score - o.repeat_penalty;
+  return score;
+}
+
 void check_options(const RefineOptions& o, const T5Config& cfg) {
   const int64_t K = o.length_beam;
   GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
@@ -38,8 +47,12 @@ void check_options(const RefineOptions& o, const T5Config& cfg) {
 
 void check_options(const RefineOptions& o, const T5Model& model) {
   check_options(o, model.config());
-  GMLM_CHECK_ARG(!o.repeat_remask || static_cast<int64_t>(model.word_pieces().size()) == model.config().vocab_size,
-                 "repeat_remask needs the model's word pieces (the engine was built without its tokenizer)");
+  GMLM_CHECK_ARG(std::isfinite(o.repeat_penalty) && o.repeat_penalty >= 0.0,
+                 "repeat_penalty must be a number >= 0, got ", o.repeat_penalty);
+  GMLM_CHECK_ARG((!o.repeat_remask && o.repeat_penalty == 0.0) ||
+                     static_cast<int64_t>(model.word_pieces().size()) == model.config().vocab_size,
+                 "repeat_remask and repeat_penalty need the model's word pieces (the engine was built without its "
+                 "tokenizer)");
 }
 
 }  // namespace
@@ -113,13 +126,16 @@ int64_t RefineBatch::best_candidate(const Request& r, RefineResult* out) const {
   RefineResult& res = *out;
   res.candidates.clear();
   int64_t best = -1;
+  double best_rank = 0.0;
   for (const Candidate& c : r.cands) {
     if (c.pruned) continue;
     std::vector<int32_t> ids;
     const double s = candidate_output(c, r.o.stutter_remask, &ids);
     if (r.o.return_candidates) res.candidates.push_back({ids, s, c.passes});
-    if (best < 0 || s > res.score) {
+    const double rank = rank_of(s, ids, r.o, model_);
+    if (best < 0 || rank > best_rank) {
       best = c.k;
+      best_rank = rank;
       res.score = s;
       res.ids = std::move(ids);
     }
@@ -246,7 +262,10 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
     }
     if (t == 0 && keep < K) {  // every candidate ran pass 0: keep the best `keep`
       std::vector<std::pair<double, int64_t>> ranked(K);
-      for (int64_t k = 0; k < K; ++k) ranked[k] = {-candidate_output(r.cands[k], o.stutter_remask, &ids), k};
+      for (int64_t k = 0; k < K; ++k) {
+        const double s = candidate_output(r.cands[k], o.stutter_remask, &ids);
+        ranked[k] = {-rank_of(s, ids, o, model_), k};
+      }
       std::sort(ranked.begin(), ranked.end());  // best score first, ties: the lower index
       for (int64_t j = keep; j < K; ++j) r.cands[ranked[j].second].pruned = true;
     }

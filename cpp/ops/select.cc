@@ -80,6 +80,14 @@ void repeat_remask(const int32_t* tokens, const float* conf, int64_t L, const ui
   }
 }
 
+bool repeats(const int32_t* tokens, int64_t L, const uint8_t* word_piece) {
+  for (int64_t j = 1; j < L; ++j)
+    for (int64_t i = 0; i < j; ++i)
+      if (tokens[i] == tokens[j] && (word_piece[tokens[j]] || (i >= 1 && tokens[i - 1] == tokens[j - 1])))
+        return true;
+  return false;
+}
+
 namespace {
 // numpy's pairwise_sum for float64 (numpy/_core/src/umath/loops_utils.h.src)
 double pairwise_sum(const double* a, int64_t n) {

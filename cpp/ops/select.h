@@ -24,6 +24,10 @@ void stutter_remask(const int32_t* tokens, int64_t L, uint8_t* mask);
 // bigram ending at its first earlier end i, masks the lower-confidence one of i and j (equal: j).
 void repeat_remask(const int32_t* tokens, const float* conf, int64_t L, const uint8_t* word_piece, uint8_t* mask);
 
+// Whether tokens[0..L) repeat themselves as repeat_remask sees it: a word piece, or a bigram, that occurs
+// twice (repeat_penalty, docs/decoding.md step 4).
+bool repeats(const int32_t* tokens, int64_t L, const uint8_t* word_piece);
+
 // The mean of conf in float64, summed exactly as numpy's float64 sum (pairwise, 8 accumulators),
 // so that scores equal the reference decoder's bit for bit given equal confidences.
 double mean_score(const float* conf, int64_t n);

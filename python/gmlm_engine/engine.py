@@ -104,7 +104,8 @@ def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
                 early_stop=opts.early_stop, init=opts.init,
                 sampling=opts.sampling, seed=opts.seed, return_history=opts.return_history,
                 **({"return_candidates": True} if opts.rerank else {}),
-                **({"repeat_remask": True} if opts.repeat_remask else {}))
+                **({"repeat_remask": True} if opts.repeat_remask else {}),
+                **({"repeat_penalty": opts.repeat_penalty} if opts.repeat_penalty else {}))
 
 
 class Translator(TranslatorFrontEnd):
@@ -181,8 +182,9 @@ class Translator(TranslatorFrontEnd):
         return getattr(self._engine, "num_threads", 1)
 
     def _decode(self, srcs, opts):
-        if opts.repeat_remask and self.device != "cpu":
-            raise ValueError("repeat_remask is not available on cuda yet (docs/cuda.md); use device='cpu'")
+        for name in ("repeat_remask", "repeat_penalty"):
+            if getattr(opts, name) and self.device != "cpu":
+                raise ValueError(f"{name} is not available on cuda yet (docs/cuda.md); use device='cpu'")
         if self.cfg.objective == "ar":
             return self._engine.translate_ar(srcs, **engine_options(opts, "ar"))
         return self._engine.translate(srcs, **engine_options(opts))

@@ -75,6 +75,8 @@ OPTIONS: tuple[Option, ...] = (
            range_doc="(0, 1), with remask='threshold' only"),
     Option("stutter_remask", bool, True, "re-mask a token equal to its left neighbour; collapse repeats at the end"),
     Option("repeat_remask", bool, False, "also re-mask repeated word pieces and bigrams between passes"),
+    Option("repeat_penalty", float, 0.0, "rank a candidate whose output repeats a word piece or bigram this much "
+           "lower (step 4)", lo=0.0, hi=100.0),
     Option("early_stop", bool, False, "end a candidate when a pass changes none of its tokens"),
     Option("init", str, "mask", "the first pass's input: every position <mask>, or random tokens",
            choices=("mask", "random")),
@@ -168,6 +170,9 @@ def validate_options(objective: str, max_target_len: int, **given) -> DecodeOpti
         v["threshold"] = float(t)
     elif v["threshold"] is not None:
         raise ValueError("threshold is only used with remask='threshold'")
+    if v["rerank"] and v["repeat_penalty"]:
+        raise ValueError("repeat_penalty ranks candidates by their own scores; with rerank the AR model ranks them "
+                         "(use one of the two)")
     if objective == "gmlm":   # (and the ar options on a gmlm model)
         if v["beam_size"] != 1:
             raise ValueError("beam_size applies to ar models; a gmlm model uses iterations and length_beam")

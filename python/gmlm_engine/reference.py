@@ -60,6 +60,12 @@ def repeat_mask(tokens: list[int], conf: list[float], word_piece) -> list[int]:
     return sorted(out)
 
 
+def repeats(tokens: list[int], word_piece) -> bool:
+    """Whether an output repeats itself as repeat_mask sees it (a word piece or a bigram occurring twice):
+    the test of repeat_penalty (docs/decoding.md, step 4)."""
+    return bool(repeat_mask(tokens, [0.0] * len(tokens), word_piece))
+
+
 def most_confident(c: torch.Tensor) -> torch.Tensor:
     """Each row's position of highest confidence (ties: the highest index): threshold re-masking keeps
     it when every prediction of a pass fell below the threshold."""
@@ -157,7 +163,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 history.append(tokens.clone())
             if t == 0 and o.length_beam_keep < K:                                 # length-candidate pruning
                 for b in range(B):
-                    scores = [self._output(tokens, conf, lengths, b * K + k, o)[1] for k in range(K)]
+                    scores = [self._rank(*self._output(tokens, conf, lengths, b * K + k, o), o) for k in range(K)]
                     ranked = sorted(range(K), key=lambda k: (-scores[k], k))
                     for k in ranked[o.length_beam_keep:]:
                         pruned[b * K + k] = done[b * K + k] = True
@@ -203,14 +209,15 @@ class ReferenceTranslator(TranslatorFrontEnd):
         # score candidates, pick the best per sentence (ties: lower candidate index)
         outs = []
         for b in range(B):
-            best, best_s, best_ids, cands = 0, None, None, []
+            best, best_key, best_s, best_ids, cands = 0, None, None, None, []
             for k in range(K):
                 if pruned[b * K + k]:
                     continue
                 ids, s = self._output(tokens, conf, lengths, b * K + k, o)
                 cands.append((ids, s, int(passes[b * K + k])))
-                if best_s is None or s > best_s:
-                    best, best_s, best_ids = k, s, ids
+                key = self._rank(ids, s, o)
+                if best_key is None or key > best_key:
+                    best, best_key, best_s, best_ids = k, key, s, ids
             r = b * K + best
             hist = [hh[r, :int(lengths[r])].tolist() for hh in history[:int(passes[r])]] if history else []
             out = (best_ids, best_s, int(passes[r]), hist, lengths[b * K:(b + 1) * K].tolist())
@@ -238,6 +245,12 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 total += float(logp[0, want[t]])
             out.append(total / len(want))
         return out
+
+    def _rank(self, ids: list[int], score: float, o) -> float:
+        """What step 4 ranks candidates by: the score, less repeat_penalty for an output that repeats itself."""
+        if o.repeat_penalty and repeats(ids, self.tokenizer.word_pieces()):
+            return score - o.repeat_penalty
+        return score
 
     @staticmethod
     def _output(tokens, conf, lengths, r, o) -> tuple[list[int], float]:
