@@ -1,0 +1,60 @@
+"""Repeated phrases against quality: repeat_remask and repeat_penalty (docs/decoding.md, steps 3 and 4) on a
+split, the compiled engine in float32. BLEU, the repetition rate of `gmlm eval` (percent of outputs with a
+repeated word bigram or a repeated word of 5+ letters), the length ratio, and decoder passes per sentence.
+
+    GMLM_DATA_DIR=../shared/data/multi30k python bench/repetition.py [--split val] [--model default] \
+        [--out bench/results/repetition_val]
+
+Select on val; report test2016.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gmlm_engine import Translator
+from gmlm_engine.data import load_split
+from gmlm_engine.evaluate import format_table, score
+
+# (T, K, repeat_remask, repeat_penalty)
+CONFIGS = [(8, 2, rr, p) for rr in (False, True) for p in (0.0, 0.1, 0.3, 1.0, 100.0)] + \
+          [(t, k, True, p) for t, k in ((8, 3), (6, 3), (5, 3), (4, 4), (10, 3)) for p in (0.0, 0.1, 0.3, 100.0)]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="default")
+    p.add_argument("--split", default="val")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--configs", default=None, help="T:K:repeat_remask(0|1):repeat_penalty,... (default: the grid)")
+    p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    args = p.parse_args(argv)
+    configs = CONFIGS if not args.configs else [
+        (int(t), int(k), bool(int(r)), float(pen)) for t, k, r, pen in (c.split(":") for c in args.configs.split(","))]
+    src, ref = load_split(args.data_dir, args.split, "en", "de")
+    tr = Translator(args.model, compute_type="float32", intra_threads=args.threads)
+    rows = []
+    for t, k, rr, pen in configs:
+        res = tr.translate_batch(src, iterations=t, length_beam=k, repeat_remask=rr, repeat_penalty=pen,
+                                 max_batch_size=64)
+        s = score([r.text for r in res], ref)
+        rows.append({"T": t, "K": k, "repeat_remask": rr, "repeat_penalty": pen, "passes": t * k,
+                     "bleu": s["bleu"], "repetition_%": s["repetition"], "len_ratio": s["len_ratio"]})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    table = format_table(rows, ["T", "K", "repeat_remask", "repeat_penalty", "passes", "bleu", "repetition_%",
+                                "len_ratio"])
+    print(table)
+    if args.out:
+        Path(args.out + ".json").write_text(json.dumps({"model": args.model, "split": args.split, "rows": rows},
+                                                       indent=1) + "\n")
+        Path(args.out + ".md").write_text(f"# Repetition, {args.split}, {args.model} (engine float32)\n\n"
+                                          f"`{' '.join(['python bench/repetition.py'] + (argv or sys.argv[1:]))}`"
+                                          f"\n\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
