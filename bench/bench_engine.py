@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     from gmlm_engine import _core as core
     from gmlm_engine.data import load_split
     from gmlm_engine.engine import Translator
-    from gmlm_engine.reference import ReferenceTranslator
+    from gmlm_engine.pytorch.reference import ReferenceTranslator
 
     torch.set_num_threads(args.threads)
     src, refs = load_split(args.data_dir, "test2016")

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from gmlm_engine.data import load_split
-from gmlm_engine.evaluate import score
-from gmlm_engine.model import Attention
-from gmlm_engine.reference import ReferenceTranslator, _pad, lowest_confidence
+from gmlm_engine.tools.evaluate import score
+from gmlm_engine.pytorch.model import Attention
+from gmlm_engine.pytorch.reference import ReferenceTranslator, _pad, lowest_confidence
 
 CTX = {}
 orig = Attention.forward

@@ -163,7 +163,7 @@ def main(argv=None) -> int:
               file=sys.stderr, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from gmlm_engine.benchmark import machine_info
+    from gmlm_engine.tools.benchmark import machine_info
 
     doc = {"command": "python bench/crossover.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "machine": machine_info(args.threads), "compute_type": ct, "seconds": round(time.perf_counter() - started, 1),

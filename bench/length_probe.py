@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from gmlm_engine.config import read_model_dir
 from gmlm_engine.data import load_split
-from gmlm_engine.reference import ReferenceTranslator
+from gmlm_engine.pytorch.reference import ReferenceTranslator
 from gmlm_engine.tokenizer import Tokenizer
 
 

@@ -45,8 +45,8 @@ def main(argv=None) -> int:
 
     from gmlm_engine.config import read_model_dir
     from gmlm_engine.data import load_split
-    from gmlm_engine.evaluate import format_table, score
-    from gmlm_engine.export import CT2Translator, export_ctranslate2
+    from gmlm_engine.tools.evaluate import format_table, score
+    from gmlm_engine.pytorch.export import CT2Translator, export_ctranslate2
 
     splits = {s: load_split(args.data_dir, s) for s in args.splits.split(",")}
     rows = []

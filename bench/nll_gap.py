@@ -13,9 +13,9 @@ import argparse
 import torch
 
 from gmlm_engine.data import load_split
-from gmlm_engine.model import load_torch_model
+from gmlm_engine.pytorch.model import load_torch_model
 from gmlm_engine.tokenizer import Tokenizer
-from gmlm_engine.train import Examples, validate
+from gmlm_engine.pytorch.train import Examples, validate
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Throughput of gmlm_engine.ray.translate_dataset on this machine against one in-process Translator.
+"""Throughput of gmlm_engine.serving.ray.translate_dataset on this machine against one in-process Translator.
 
     GMLM_DATA_DIR=../shared/data/multi30k python bench/ray_throughput.py [--sentences 10000] [--model default]
 
@@ -34,7 +34,7 @@ def main() -> int:
 
     from gmlm_engine.data import load_split
     from gmlm_engine.engine import Translator
-    from gmlm_engine.ray import translate_dataset
+    from gmlm_engine.serving.ray import translate_dataset
 
     src = load_split(args.data_dir, "train")[0][:args.sentences]
     rows = []

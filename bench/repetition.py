@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gmlm_engine import Translator
 from gmlm_engine.data import load_split
-from gmlm_engine.evaluate import format_table, score
+from gmlm_engine.tools.evaluate import format_table, score
 
 # (T, K, repeat_remask, repeat_penalty)
 CONFIGS = [(8, 2, rr, p) for rr in (False, True) for p in (0.0, 0.1, 0.3, 1.0, 100.0)] + \

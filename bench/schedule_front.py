@@ -18,7 +18,7 @@ from gmlm_engine import Translator
 from gmlm_engine.common import encode_sources, validate_options
 from gmlm_engine.data import load_split
 from gmlm_engine.engine import engine_options
-from gmlm_engine.evaluate import score
+from gmlm_engine.tools.evaluate import score
 
 
 def configs() -> list[dict]:

@@ -39,7 +39,7 @@ def free_port() -> int:
 
 def start(model: str, mode: str, threads: int, max_batch: int, max_wait_ms: float):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.cli", "serve", "--model", model, "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.tools.cli", "serve", "--model", model, "--port", str(port),
                              "--threads", str(threads), "--mode", mode, "--max-batch", str(max_batch),
                              "--max-wait-ms", str(max_wait_ms), "--max-queue", "100000", "--log-level", "warning"])
     url = f"http://127.0.0.1:{port}"

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 
 from gmlm_engine.config import ModelConfig
 from gmlm_engine.data import load_split, token_batches
-from gmlm_engine.model import T5Model
+from gmlm_engine.pytorch.model import T5Model
 from gmlm_engine.tokenizer import Tokenizer
-from gmlm_engine.train import Examples, autocast_dtype, compute_loss, lr_at, make_batch, param_groups
+from gmlm_engine.pytorch.train import Examples, autocast_dtype, compute_loss, lr_at, make_batch, param_groups
 
 
 class PlainTransformer(nn.Module):

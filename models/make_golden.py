@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
-from gmlm_engine.reference import ReferenceTranslator
+from gmlm_engine.pytorch.reference import ReferenceTranslator
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCES = [

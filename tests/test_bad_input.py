@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gmlm_engine.config import ModelError
-from gmlm_engine.reference import ReferenceTranslator
+from gmlm_engine.pytorch.reference import ReferenceTranslator
 from conftest import TINY_AR, TINY_GMLM
 
 
@@ -177,7 +177,7 @@ def test_lines_end_at_newline_only_in_files_and_stdin(engine, tmp_path, monkeypa
     import io
     import sys
 
-    from gmlm_engine.cli import main
+    from gmlm_engine.tools.cli import main
 
     data = b"A man.\rTwo dogs.\nA woman.\r\n"
     src, out = tmp_path / "in.txt", tmp_path / "out.txt"
@@ -193,7 +193,7 @@ def test_lines_end_at_newline_only_in_files_and_stdin(engine, tmp_path, monkeypa
 
 
 def test_invalid_utf8_names_the_line_and_keeps_the_output_file(tmp_path, capsys):
-    from gmlm_engine.cli import main
+    from gmlm_engine.tools.cli import main
 
     src, out = tmp_path / "in.txt", tmp_path / "out.txt"
     src.write_bytes(b"A man.\nA \xff man.\n")
@@ -205,7 +205,7 @@ def test_invalid_utf8_names_the_line_and_keeps_the_output_file(tmp_path, capsys)
 
 
 def test_eval_rejects_a_negative_limit_and_empty_files(tmp_path, capsys):
-    from gmlm_engine.cli import main
+    from gmlm_engine.tools.cli import main
 
     one, empty = tmp_path / "one.txt", tmp_path / "empty.txt"
     one.write_text("A man.\nTwo dogs.\n")

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from gmlm_engine import benchmark
-from gmlm_engine.benchmark import System, run_benchmark, write_results
-from gmlm_engine.cli import build_parser, main
-from gmlm_engine.evaluate import score
+from gmlm_engine.tools.benchmark import System, run_benchmark, write_results
+from gmlm_engine.tools.cli import build_parser, main
+from gmlm_engine.tools.evaluate import score
 from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 from conftest import TINY_AR, TINY_GMLM
 
@@ -105,7 +105,7 @@ def test_pareto_front_and_helpful_batch():
 def test_quick_cli_end_to_end(tmp_path, capsys):
     pytest.importorskip("ctranslate2")
     pytest.importorskip("matplotlib")
-    from gmlm_engine.export import export_ctranslate2
+    from gmlm_engine.pytorch.export import export_ctranslate2
 
     (tmp_path / "src.en").write_text("\n".join(SRC) + "\n")
     (tmp_path / "ref.de").write_text("\n".join(REF) + "\n")
@@ -177,7 +177,7 @@ def test_ctranslate2_is_loaded_before_torch(tmp_path):
     (tmp_path / "ref.de").write_text("\n".join(REF[:4]) + "\n")
     argv = ["bench", "--quick", "--no-plot", "--gmlm-model", str(TINY_GMLM), "--ar-model", str(TINY_AR), "--src",
             str(tmp_path / "src.en"), "--ref", str(tmp_path / "ref.de"), "--out", str(tmp_path / "out"), "--threads", "1"]
-    code = ("import sys\nfrom gmlm_engine.cli import main\n"
+    code = ("import sys\nfrom gmlm_engine.tools.cli import main\n"
             f"assert main({argv!r}) == 0\n"
             "names = list(sys.modules)\n"
             "print('ORDER', names.index('ctranslate2') < names.index('torch'))\n")

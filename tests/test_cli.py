@@ -2,8 +2,8 @@ import io
 import json
 import sys
 
-from gmlm_engine.cli import main
-from gmlm_engine.reference import ReferenceTranslator
+from gmlm_engine.tools.cli import main
+from gmlm_engine.pytorch.reference import ReferenceTranslator
 from conftest import TINY_GMLM
 
 
@@ -57,7 +57,7 @@ def test_missing_model_directory_is_a_clean_error(capsys, tmp_path):
 
 
 def test_repetition_measure():
-    from gmlm_engine.evaluate import repeats, repetition_rate, score
+    from gmlm_engine.tools.evaluate import repeats, repetition_rate, score
 
     assert repeats("Kinder spielen Fußball in einem Park Fußball.")          # a 5+-letter word twice
     assert repeats("Ein Mann auf einer Bank auf einer Bank.")               # a bigram twice

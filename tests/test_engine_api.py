@@ -305,7 +305,7 @@ def test_translate_command_does_not_import_torch(tmp_path):
     (tmp_path / "in.txt").write_text("A man rides a bike.\nTwo dogs play.\n")
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from gmlm_engine.cli import main\n"
+        "from gmlm_engine.tools.cli import main\n"
         f"assert main(['translate', '--model', {str(TINY)!r}, '-i', {str(tmp_path / 'in.txt')!r}, "
         f"'-o', {str(tmp_path / 'out.txt')!r}, '--threads', '1']) == 0\n"
     )

@@ -14,7 +14,7 @@ core = pytest.importorskip("gmlm_engine._core")
 
 from gmlm_engine.common import encode_sources, validate_options  # noqa: E402
 from gmlm_engine.engine import Translator, engine_options  # noqa: E402
-from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
+from gmlm_engine.pytorch.reference import ReferenceTranslator  # noqa: E402
 
 from conftest import TINY_AR, TINY_GMLM  # noqa: E402
 from test_engine_common import make_random_model, mismatches, test_sentences, torch_one_thread  # noqa: E402,F401

@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from gmlm_engine.config import ModelConfig  # noqa: E402
-from gmlm_engine.model import T5Model, save_model_dir  # noqa: E402
-from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
+from gmlm_engine.pytorch.model import T5Model, save_model_dir  # noqa: E402
+from gmlm_engine.pytorch.reference import ReferenceTranslator  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -129,7 +129,7 @@ def decision_margin(ref: ReferenceTranslator, src: str, opts: dict) -> float:
     batch) may decide differently."""
     import torch.nn.functional as F
 
-    import gmlm_engine.reference as reference_module
+    import gmlm_engine.pytorch.reference as reference_module
     from gmlm_engine.common import log_threshold
 
     m, margins = ref.model, []

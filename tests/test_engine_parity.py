@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 core = pytest.importorskip("gmlm_engine._core")
 
 from gmlm_engine.engine import Translator  # noqa: E402
-from gmlm_engine.reference import ReferenceTranslator  # noqa: E402
+from gmlm_engine.pytorch.reference import ReferenceTranslator  # noqa: E402
 
 from test_engine_common import (TINY, decision_margin, make_random_model, mismatches, parity_mismatches,  # noqa: F401
                                 test_sentences, torch_one_thread)  # noqa: E402
@@ -140,7 +140,7 @@ def test_logits_match_torch(pairs, name):
 
 
 def test_relative_position_buckets_match_torch():
-    from gmlm_engine.model import relative_position_bucket
+    from gmlm_engine.pytorch.model import relative_position_bucket
 
     for nb, md in ((16, 32), (32, 128), (32, 20), (8, 16), (64, 256)):
         for bidir in (True, False):

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from gmlm_engine.cli import main
+from gmlm_engine.tools.cli import main
 from gmlm_engine.config import ModelError
-from gmlm_engine.reference import ReferenceTranslator
+from gmlm_engine.pytorch.reference import ReferenceTranslator
 from conftest import TINY_AR, TINY_GMLM
 
 SOURCES = ["A man rides a bike.", "Two dogs play in the snow.", "", "A woman is reading a book in the park.",
@@ -14,7 +14,7 @@ SOURCES = ["A man rides a bike.", "Two dogs play in the snow.", "", "A woman is 
 
 def test_ctranslate2_greedy_equals_reference_greedy(tmp_path):
     pytest.importorskip("ctranslate2")
-    from gmlm_engine.export import CT2Translator
+    from gmlm_engine.pytorch.export import CT2Translator
 
     assert main(["export", str(TINY_AR), "--ctranslate2", str(tmp_path / "ct2")]) == 0
     ct = CT2Translator(tmp_path / "ct2", threads=1)
@@ -25,7 +25,7 @@ def test_ctranslate2_greedy_equals_reference_greedy(tmp_path):
 
 
 def test_export_rejects_gmlm(tmp_path):
-    from gmlm_engine.export import export_hf
+    from gmlm_engine.pytorch.export import export_hf
 
     with pytest.raises(ModelError, match="only ar models"):
         export_hf(TINY_GMLM, tmp_path / "x")
@@ -77,7 +77,7 @@ def test_length_penalty_lengthens_beam_output_and_is_checked():
 
 def test_distill_writes_teacher_beam_translations(tmp_path):
     pytest.importorskip("ctranslate2")
-    from gmlm_engine.export import CT2Translator, export_ctranslate2
+    from gmlm_engine.pytorch.export import CT2Translator, export_ctranslate2
 
     src = tmp_path / "src.txt"
     src.write_text("\n".join(SOURCES) + "\n")
@@ -118,7 +118,7 @@ def test_distill_length_penalty_reaches_the_teacher_and_the_report(tmp_path):
     pytest.importorskip("ctranslate2")
     import json
 
-    from gmlm_engine.export import CT2Translator, export_ctranslate2
+    from gmlm_engine.pytorch.export import CT2Translator, export_ctranslate2
 
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
     src.write_text("\n".join(SOURCES) + "\n")
@@ -141,9 +141,9 @@ def test_distill_length_penalty_reaches_the_teacher_and_the_report(tmp_path):
 def test_pack_float16_decodes_like_the_rounded_float32_model(tmp_path):
     import numpy as np
 
-    from gmlm_engine.cli import main
+    from gmlm_engine.tools.cli import main
     from gmlm_engine.config import load_weights_numpy, read_model_dir
-    from gmlm_engine.reference import ReferenceTranslator
+    from gmlm_engine.pytorch.reference import ReferenceTranslator
     from conftest import TINY_GMLM
 
     out = tmp_path / "packed"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from gmlm_engine import Translator
-from gmlm_engine.cli import main
+from gmlm_engine.tools.cli import main
 from gmlm_engine.common import AtomicOutput
 from gmlm_engine.config import ModelError, read_model_dir
 from conftest import TINY_GMLM
@@ -203,7 +203,7 @@ def _copy(tmp_path):
 
 
 def test_model_written_with_a_tokenizer_checksum(tmp_path):
-    from gmlm_engine.export import pack_model
+    from gmlm_engine.pytorch.export import pack_model
 
     out = pack_model(TINY_GMLM, tmp_path / "packed")
     cfg = json.loads((out / "config.json").read_text())
@@ -269,7 +269,7 @@ def test_iterable_error_names_the_position_in_the_stream(tr):
 
 
 def test_ray_error_names_the_row():
-    from gmlm_engine.ray import name_row
+    from gmlm_engine.serving.ray import name_row
 
     batch = {"path": np.array(["a.txt", "b.txt"]), "line": np.array([7, 101]), "text": np.array(["x", None])}
     assert name_row("source[1] must be a string, got NoneType", batch, "text") == \

@@ -145,7 +145,7 @@ def test_isa_limited_to_avx2_falls_back_to_float32():
 
 def test_the_default_compute_type_is_the_fastest_native_one(tmp_path, capsys):
     from gmlm_engine import _core
-    from gmlm_engine.cli import main
+    from gmlm_engine.tools.cli import main
 
     native = _core.build_info()["native_compute_types"]
     expected = next(t for t in ("int8", "bfloat16", "float32") if t in native)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from gmlm_engine.config import ModelConfig
-from gmlm_engine.model import T5Model, load_torch_model
+from gmlm_engine.pytorch.model import T5Model, load_torch_model
 from conftest import TINY_AR, TINY_GMLM
 
 
@@ -55,8 +55,8 @@ def test_padding_never_leaks(objective):
 @pytest.mark.parametrize("model_dir", [TINY_AR, None])
 def test_ar_matches_hugging_face_t5(model_dir, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from gmlm_engine.export import export_hf
-    from gmlm_engine.model import save_model_dir
+    from gmlm_engine.pytorch.export import export_hf
+    from gmlm_engine.pytorch.model import save_model_dir
 
     if model_dir is None:  # relu + tied embeddings (the other variant of T5)
         m = small("ar", tie_word_embeddings=True)
@@ -73,8 +73,8 @@ def test_ar_matches_hugging_face_t5(model_dir, tmp_path):
 
 
 def test_gmlm_initialised_from_t5_checkpoint(tmp_path):
-    from gmlm_engine.export import export_hf
-    from gmlm_engine.train import init_from_t5
+    from gmlm_engine.pytorch.export import export_hf
+    from gmlm_engine.pytorch.train import init_from_t5
 
     hf_dir = export_hf(TINY_AR, tmp_path / "hf")
     ar, files = load_torch_model(TINY_AR)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gmlm_engine.cli import build_parser
+from gmlm_engine.tools.cli import build_parser
 from gmlm_engine.common import TranslatorFrontEnd
 from gmlm_engine.options import BY_NAME, OPTIONS, DecodeOptions, markdown_table, validate_options
 
@@ -74,7 +74,7 @@ def test_an_ar_model_refuses_every_refinement_option_set_away_from_its_default(n
 def test_cli_flags_follow_the_table_and_absent_flags_keep_the_translators_defaults():
     p = build_parser()
     args = p.parse_args(["translate"])
-    from gmlm_engine.cli import _options
+    from gmlm_engine.tools.cli import _options
 
     assert _options(args, "gmlm") == {"max_batch_size": 64, "batch_type": "examples"}
     args = p.parse_args(["translate", "--iterations", "4", "--no-stutter-remask", "--repeat-remask", "--remask",

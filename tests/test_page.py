@@ -43,7 +43,7 @@ def page_server():
     from test_serving import _free_port
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.cli", "serve", "--model", str(MODELS / "gmlm-en-de"),
+    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.tools.cli", "serve", "--model", str(MODELS / "gmlm-en-de"),
                              "--ar-model", str(MODELS / "ar-en-de"), "--port", str(port), "--threads", "1", "--max-texts", "4",
                              "--compute-type", "float32", "--log-level", "warning"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,4 +1,4 @@
-"""gmlm_engine.ray on a real local Ray cluster (2 CPUs, loopback, started here): outputs equal to
+"""gmlm_engine.serving.ray on a real local Ray cluster (2 CPUs, loopback, started here): outputs equal to
 translate_batch, a worker killed mid-job, bad options, missing and broken models, and
 `gmlm translate --ray` over text and jsonl files."""
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from gmlm_engine.cli import main  # noqa: E402
+from gmlm_engine.tools.cli import main  # noqa: E402
 from gmlm_engine.config import ModelError  # noqa: E402
 from gmlm_engine.engine import Translator  # noqa: E402
-from gmlm_engine.ray import translate_dataset  # noqa: E402
+from gmlm_engine.serving.ray import translate_dataset  # noqa: E402
 
 from conftest import TINY_GMLM  # noqa: E402
 from test_engine_common import test_sentences  # noqa: E402

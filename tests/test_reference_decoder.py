@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gmlm_engine.config import ModelConfig
-from gmlm_engine.reference import ReferenceTranslator
+from gmlm_engine.pytorch.reference import ReferenceTranslator
 from gmlm_engine.tokenizer import Tokenizer
 from conftest import TINY_GMLM
 

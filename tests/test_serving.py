@@ -201,7 +201,7 @@ def _free_port() -> int:
 
 def _start(*extra):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.cli", "serve", "--model", str(TINY_GMLM), "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.tools.cli", "serve", "--model", str(TINY_GMLM), "--port",
                              str(port), "--threads", "2", "--log-level", "warning", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -533,7 +533,7 @@ def test_ar_model_served():
     from conftest import TINY_AR
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.cli", "serve", "--model", str(TINY_AR), "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.tools.cli", "serve", "--model", str(TINY_AR), "--port",
                              str(port), "--threads", "2", "--log-level", "warning", "--compute-type", "float32"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

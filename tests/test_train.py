@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from gmlm_engine.cli import build_parser
-from gmlm_engine.train import make_batch, Examples
+from gmlm_engine.tools.cli import build_parser
+from gmlm_engine.pytorch.train import make_batch, Examples
 from gmlm_engine.config import ModelConfig
 from gmlm_engine.tokenizer import Tokenizer
 from conftest import TINY_GMLM
@@ -63,8 +63,8 @@ def test_gmlm_masking_ratio_and_corruption():
 def _relative_updates(embedding_lr_scale, steps=3):
     """Mean |update| / std(weight) of the shared embedding and of the attention/FFN matrices after a
     few AdamW steps of the trainer's optimiser on one batch."""
-    from gmlm_engine.model import T5Model
-    from gmlm_engine.train import compute_loss, param_groups
+    from gmlm_engine.pytorch.model import T5Model
+    from gmlm_engine.pytorch.train import compute_loss, param_groups
 
     torch.manual_seed(0)
     tok = Tokenizer(TINY_GMLM / "spm.model")
@@ -106,8 +106,8 @@ def test_embedding_learns_as_fast_as_the_matrices_under_adamw():
 
 
 def test_param_groups_cover_every_parameter_once_and_keep_names():
-    from gmlm_engine.model import T5Model
-    from gmlm_engine.train import param_groups
+    from gmlm_engine.pytorch.model import T5Model
+    from gmlm_engine.pytorch.train import param_groups
 
     for objective in ("gmlm", "ar"):
         model = T5Model(ModelConfig(objective=objective, d_model=64, d_kv=16, d_ff=128, num_encoder_layers=1,
@@ -126,7 +126,7 @@ def test_param_groups_cover_every_parameter_once_and_keep_names():
 def test_schedule_offset_continues_the_learning_rate_schedule():
     """--schedule-offset N: a model continued with --init-from picks up its inverse-sqrt schedule at step N
     (no second warm-up at peak lr); a negative offset is a ValueError naming the option."""
-    from gmlm_engine.train import _check, lr_at
+    from gmlm_engine.pytorch.train import _check, lr_at
 
     args = build_parser().parse_args(["train", "--objective", "ar", "--out", "x", "--schedule-offset", "2000",
                                       "--warmup", "300"])
@@ -138,7 +138,7 @@ def test_schedule_offset_continues_the_learning_rate_schedule():
 
 
 def test_dropout_options_are_validated_and_default_to_the_common_rate():
-    from gmlm_engine.train import _check
+    from gmlm_engine.pytorch.train import _check
 
     args = build_parser().parse_args(["train", "--objective", "ar", "--out", "x", "--dropout", "0.3",
                                       "--attention-dropout", "0.1"])
@@ -152,7 +152,7 @@ def test_dropout_options_are_validated_and_default_to_the_common_rate():
 def test_restart_warmup_ramps_a_continued_schedule_up_from_zero():
     """--restart-warmup N with --schedule-offset M: this run's step s (1-based) runs at s/N of the continued
     schedule for s < N and at the schedule from step N on; a negative value is a ValueError naming it."""
-    from gmlm_engine.train import _check, lr_at
+    from gmlm_engine.pytorch.train import _check, lr_at
 
     args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", "--schedule-offset", "6000",
                                       "--restart-warmup", "200", "--warmup", "300", "--max-steps", "1000"])
@@ -171,7 +171,7 @@ def test_restart_warmup_ramps_a_continued_schedule_up_from_zero():
 def test_cooldown_decays_the_learning_rate_linearly_to_zero_at_max_steps():
     """--cooldown-steps N: the schedule is unchanged until N steps before --max-steps, then falls linearly
     to 0 (the last step runs at 1/N of the schedule); a value past --max-steps is a ValueError naming it."""
-    from gmlm_engine.train import _check, lr_at
+    from gmlm_engine.pytorch.train import _check, lr_at
 
     args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", "--max-steps", "1000",
                                       "--cooldown-steps", "400", "--warmup", "100"])
@@ -208,8 +208,8 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, multi30k):
 
 
 def test_glancing_masks_as_many_positions_as_the_first_pass_got_wrong_minus_the_revealed_share():
-    from gmlm_engine.model import T5Model
-    from gmlm_engine.train import glance
+    from gmlm_engine.pytorch.model import T5Model
+    from gmlm_engine.pytorch.train import glance
 
     torch.manual_seed(0)
     tok = Tokenizer(TINY_GMLM / "spm.model")

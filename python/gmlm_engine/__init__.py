@@ -5,7 +5,7 @@
     tr.translate_batch(["A man rides a bike."], iterations=4, length_beam=3)
 
 The runtime (Translator) needs numpy, safetensors and sentencepiece only; the PyTorch side
-(gmlm_engine.reference, .model, .train) needs the [train] extra.
+(gmlm_engine.pytorch.reference, .model, .train) needs the [train] extra.
 """
 from __future__ import annotations
 

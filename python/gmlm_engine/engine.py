@@ -60,7 +60,7 @@ def _core():
         from . import _core as core
     except ImportError as e:  # pragma: no cover - depends on the installation
         raise ImportError("gmlm_engine._core (the compiled engine) is not built in this installation; "
-                          "reinstall with `pip install .` or use gmlm_engine.reference.ReferenceTranslator") from e
+                          "reinstall with `pip install .` or use gmlm_engine.pytorch.reference.ReferenceTranslator") from e
     return core
 
 

@@ -15,7 +15,7 @@ import torch
 
 from gmlm_engine.config import ModelConfig
 from gmlm_engine.data import read_lines, split_file
-from gmlm_engine.model import T5Model, save_model_dir
+from gmlm_engine.pytorch.model import T5Model, save_model_dir
 from gmlm_engine.tokenizer import train_spm
 
 HERE = Path(__file__).resolve().parent

@@ -1,6 +1,6 @@
 """``gmlm analyze``: run parts 1-3 and write the report (see docs/analysis.md).
 
-gmlm_engine.cli wires it as ``add_arguments(subparser)`` and ``run(args)``.
+gmlm_engine.tools.cli wires it as ``add_arguments(subparser)`` and ``run(args)``.
 """
 from __future__ import annotations
 

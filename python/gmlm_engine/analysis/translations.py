@@ -1,6 +1,6 @@
 """Part 3 of ``gmlm analyze``: count the predicted error modes on real translations.
 
-A GMLM is decoded through the reference decoder (``gmlm_engine.reference.ReferenceTranslator``,
+A GMLM is decoded through the reference decoder (``gmlm_engine.pytorch.reference.ReferenceTranslator``,
 imported lazily: it needs PyTorch) with several iteration counts and re-masking strategies, with its
 per-pass history; an AR model of the same size is decoded greedily. Tokens are the models'
 SentencePiece pieces; references are tokenised with the same model's tokenizer.
@@ -55,7 +55,7 @@ def run_translation_study(sources: list[str], references: list[str], gmlm_model=
     """Decode ``sources`` with each configuration; return rows of error rates (``summarize``),
     per-pass change counts and per-pass stutter rates (GMLM), and a few example outputs.
     ``threads``: PyTorch CPU threads (0: PyTorch's default)."""
-    from ..reference import ReferenceTranslator
+    from ..pytorch.reference import ReferenceTranslator
 
     if threads:
         import torch

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .config import ModelError, load_weights_numpy, read_model_dir
+from ..config import ModelError, load_weights_numpy, read_model_dir
 
 
 def hf_t5_config(cfg) -> dict:
@@ -102,7 +102,7 @@ class CT2Translator:
         threads: intra_threads of each of inter_threads workers (batches run in parallel across workers)."""
         import ctranslate2
 
-        from .tokenizer import Tokenizer
+        from ..tokenizer import Tokenizer
 
         self.tok = Tokenizer(Path(ct2_dir) / "spm.model")
         self.tr = ctranslate2.Translator(str(ct2_dir), device=device, intra_threads=threads,

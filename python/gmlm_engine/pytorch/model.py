@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 
 def relative_position_bucket(rp: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int):
@@ -299,7 +299,7 @@ class T5Model(nn.Module):
 
 def load_torch_model(model_dir, device="cpu") -> tuple[T5Model, "ModelFiles"]:  # noqa: F821
     """Build a T5Model from a model directory (weights checked by load_weights_numpy)."""
-    from .config import load_weights_numpy, read_model_dir
+    from ..config import load_weights_numpy, read_model_dir
 
     files = read_model_dir(model_dir)
     weights = load_weights_numpy(files)

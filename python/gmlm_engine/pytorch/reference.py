@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import (TranslatorFrontEnd, gumbel_noise, log_threshold, mean_score, random_init_tokens,
+from ..common import (TranslatorFrontEnd, gumbel_noise, log_threshold, mean_score, random_init_tokens,
                      source_hash)
 from .model import load_torch_model
-from .tokenizer import NUM_SPECIAL, load_model_tokenizer
+from ..tokenizer import NUM_SPECIAL, load_model_tokenizer
 
 DEFAULT_BATCH = 32
 

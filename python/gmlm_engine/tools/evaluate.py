@@ -45,7 +45,7 @@ def format_table(rows: list[dict], cols: list[str]) -> str:
 
 
 def run(args, translator, options: dict) -> int:
-    from .data import load_split, read_parallel
+    from ..data import load_split, read_parallel
 
     if args.src or args.ref:
         if not (args.src and args.ref):

@@ -27,8 +27,8 @@ import signal
 from pathlib import Path
 from typing import Literal, Optional
 
-from .options import OPTIONS, request_fields
-from .serving import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
+from ..options import OPTIONS, request_fields
+from . import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
 
 DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024, "max_cost": DEFAULT_MAX_COST,
                   "max_candidates": DEFAULT_MAX_CANDIDATES, "shutdown_grace": 30.0,
@@ -402,7 +402,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import uvicorn
 
-    from .engine import Translator
+    from ..engine import Translator
 
     import math
     import threading

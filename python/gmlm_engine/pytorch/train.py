@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ModelConfig
-from .data import load_split, read_lines, split_file, token_batches
+from ..config import ModelConfig
+from ..data import load_split, read_lines, split_file, token_batches
 from .model import T5Model, load_torch_model, save_model_dir
-from .tokenizer import NUM_SPECIAL, Tokenizer, train_spm
-from .train_options import add_arguments  # noqa: F401  (gmlm_engine.train.add_arguments)
+from ..tokenizer import NUM_SPECIAL, Tokenizer, train_spm
+from .train_options import add_arguments  # noqa: F401  (gmlm_engine.pytorch.train.add_arguments)
 
 
 def _check(args) -> None:

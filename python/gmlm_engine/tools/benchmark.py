@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
+from ..common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 from .evaluate import format_table, score
 
 QUALITY_BATCH = 64
@@ -280,7 +280,7 @@ def machine_info(threads: int) -> dict:
         except metadata.PackageNotFoundError:
             pass
     try:
-        from . import _core
+        from .. import _core
 
         info["engine_build"] = _core.build_info()
     except ImportError:
@@ -558,7 +558,7 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
         import ctranslate2  # noqa: F401
     import concurrent.futures
 
-    from .engine import Translator
+    from ..engine import Translator
 
     texts = lambda res: [r.text for r in res]  # noqa: E731
     T = args.threads
@@ -627,7 +627,7 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
         systems += [gmlm(eng, "gmlm-engine", f"T={t} K={k} no-stutter", False, iterations=t, length_beam=k,
                          stutter_remask=False) for t, k in STUTTER_OFF[:1 if args.quick else None]]
     # the engine's low-precision compute types (oneDNN), where this CPU runs them natively
-    from . import _core
+    from .. import _core
 
     native = _core.build_info().get("native_compute_types", ["float32"])
     lowp = [ct for ct in ("bfloat16", "int8") if ct in native]
@@ -648,14 +648,14 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
     if not args.ar_model:
         print("warning: no --ar-model: the AR baselines are skipped", file=sys.stderr)
     if not args.no_torch:
-        from .reference import ReferenceTranslator
+        from ..pytorch.reference import ReferenceTranslator
 
         ref = ReferenceTranslator(args.gmlm_model, threads=args.threads)      # also torch.set_num_threads
         systems.append(gmlm(ref, "gmlm-torch", ANCHOR.split(" ", 1)[1], True, twin=ANCHOR,
                             iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM))
     if args.ar_model:
-        from .config import read_model_dir
-        from .export import CT2Translator, export_ctranslate2
+        from ..config import read_model_dir
+        from ..pytorch.export import CT2Translator, export_ctranslate2
 
         max_len = read_model_dir(args.ar_model).config.max_target_len
         ct2_dir = args.ct2_model or export_ctranslate2(args.ar_model, Path(tmp_dir) / "ct2")
@@ -730,9 +730,9 @@ def command_line(args) -> str:
 def run(args) -> int:
     import tempfile
 
-    from .config import read_model_dir
-    from .data import load_split, read_parallel
-    from .tokenizer import Tokenizer
+    from ..config import read_model_dir
+    from ..data import load_split, read_parallel
+    from ..tokenizer import Tokenizer
 
     settings = check_args(args)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

@@ -1,7 +1,7 @@
 """Batch translation past one machine, on Ray Data: read -> map_batches over a pool of translator
 actors (one engine per actor) -> write. Needs the `[ray]` extra (`ray[data]`).
 
-    import ray, gmlm_engine.ray as gr
+    import ray, gmlm_engine.serving.ray as gr
     ds = ray.data.read_parquet("s3://bucket/captions/")
     out = gr.translate_dataset(ds, column="text", concurrency=8, num_cpus=4, iterations=4)
     out.write_parquet("s3://bucket/captions-de/")
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import int_option
-from .config import read_model_dir
+from ..common import int_option
+from ..config import read_model_dir
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -33,13 +33,13 @@ def _ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError as e:
-        raise ImportError("gmlm_engine.ray needs Ray Data: pip install 'gmlm-engine[ray]'") from e
+        raise ImportError("gmlm_engine.serving.ray needs Ray Data: pip install 'gmlm-engine[ray]'") from e
     return ray
 
 
 def load_translator(model, threads: int):
     """The translator a worker uses: the compiled engine (gmlm and ar models alike)."""
-    from .engine import Translator
+    from ..engine import Translator
 
     return Translator(model, intra_threads=threads)
 
@@ -160,7 +160,7 @@ def _lines_of_file(row: dict) -> list[dict]:
     place (path, line number from 1) as the row id."""
     import io
 
-    from .common import read_text_lines
+    from ..common import read_text_lines
 
     path = row["path"]
     lines = read_text_lines(io.BytesIO(row["bytes"]), path)
@@ -197,7 +197,7 @@ def write_output(ds, out_dir, fmt: str, output_column: str) -> int:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in out.glob("*.parquet"))
     import contextlib
 
-    from .common import AtomicOutput
+    from ..common import AtomicOutput
 
     n, cur, expect = 0, None, 1
     with contextlib.ExitStack() as stack:

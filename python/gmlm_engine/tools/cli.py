@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_cli_flags, cli_options
+from ..options import add_cli_flags, cli_options
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
@@ -39,13 +39,13 @@ def _model_args(p):
 def _translator(args):
     engine = args.engine
     if engine == "torch":
-        from .reference import ReferenceTranslator
+        from ..pytorch.reference import ReferenceTranslator
 
         if args.compute_type not in ("auto", "float32"):
             raise ValueError(f"--compute-type {args.compute_type}: the torch reference decoder computes in float32 only")
         return ReferenceTranslator(args.model, threads=args.threads, rerank_model=args.rerank_model)
     try:
-        from .engine import Translator
+        from ..engine import Translator
     except ImportError as e:
         raise RuntimeError(f"the compiled engine is not available ({e}); use --engine torch") from None
     return Translator(args.model, device="cpu", intra_threads=args.threads, compute_type=args.compute_type,
@@ -59,7 +59,7 @@ def cmd_translate(args) -> int:
         return cmd_translate_ray(args)
     import contextlib
 
-    from .common import AtomicOutput, int_option, read_text_lines
+    from ..common import AtomicOutput, int_option, read_text_lines
 
     # the output path is checked before any work (a directory, a read-only file, the input itself)
     output = AtomicOutput(args.output, source=args.input or sys.stdin) if args.output else None
@@ -86,7 +86,7 @@ def cmd_translate_ray(args) -> int:
         raise ValueError("--ray needs --input (a file or folder) and --output (a folder)")
     from pathlib import Path
 
-    from . import ray as gray
+    from ..serving import ray as gray
 
     fmt = gray.input_format(args.input)
     ray = gray._ray()
@@ -121,7 +121,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_ctranslate2, pack_model
+    from ..pytorch.export import export_ctranslate2, pack_model
 
     if not args.ctranslate2 and not args.pack:
         raise ValueError("export: give --ctranslate2 OUT_DIR and/or --pack OUT_DIR")
@@ -138,8 +138,8 @@ def cmd_distill(args) -> int:
     import json
     import tempfile
 
-    from .data import split_file, read_lines
-    from .export import CT2Translator, export_ctranslate2
+    from ..data import split_file, read_lines
+    from ..pytorch.export import CT2Translator, export_ctranslate2
 
     if args.source:
         src = read_lines(args.source)
@@ -151,7 +151,7 @@ def cmd_distill(args) -> int:
         raise ValueError(f"--reference has {len(refs)} lines, the sources {len(src)}")
     with tempfile.TemporaryDirectory() as tmp:
         export_ctranslate2(args.teacher, tmp + "/ct2", force=True)
-        from .config import read_model_dir
+        from ..config import read_model_dir
 
         max_len = read_model_dir(args.teacher).config.max_target_len
         ct = CT2Translator(tmp + "/ct2", threads=args.threads)
@@ -202,16 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_translate)
 
     sv = sub.add_parser("serve", help="HTTP JSON service with continuous batching (FastAPI + uvicorn)")
-    from .serve import add_arguments as serve_args
+    from ..serving.http import add_arguments as serve_args
 
     serve_args(sv)
-    sv.set_defaults(func=lambda a: __import__("gmlm_engine.serve", fromlist=["run"]).run(a))
+    sv.set_defaults(func=lambda a: __import__("gmlm_engine.serving.http", fromlist=["run"]).run(a))
 
     tr = sub.add_parser("train", help="train a gmlm or ar model")
-    from .train_options import add_arguments
+    from ..pytorch.train_options import add_arguments
 
     add_arguments(tr)
-    tr.set_defaults(func=lambda a: __import__("gmlm_engine.train", fromlist=["run"]).run(a))
+    tr.set_defaults(func=lambda a: __import__("gmlm_engine.pytorch.train", fromlist=["run"]).run(a))
 
     e = sub.add_parser("eval", help="sacreBLEU / chrF / speed on a split or files")
     _model_args(e)
@@ -260,10 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .benchmark import add_arguments as bench_args
 
     bench_args(bn)
-    bn.set_defaults(func=lambda a: __import__("gmlm_engine.benchmark", fromlist=["run"]).run(a))
+    bn.set_defaults(func=lambda a: __import__("gmlm_engine.tools.benchmark", fromlist=["run"]).run(a))
 
     try:
-        from .analysis.cli import add_arguments as analysis_args, run as analysis_run
+        from ..analysis.cli import add_arguments as analysis_args, run as analysis_run
     except ImportError:
         analysis_args = None
     if analysis_args is not None:
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .config import ModelError
+    from ..config import ModelError
 
     try:
         return args.func(args)
