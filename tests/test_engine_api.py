@@ -292,6 +292,8 @@ def test_runtime_does_not_import_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from gmlm_engine.engine import Translator\n"
+        "import gmlm_engine.options, gmlm_engine.data, gmlm_engine.serving, gmlm_engine.serving.http\n"
+        "import gmlm_engine.serving.ray, gmlm_engine.tools.cli, gmlm_engine.tools.evaluate\n"
         f"tr = Translator({str(TINY)!r}, intra_threads=1, compute_type='float32')\n"
         "r = tr.translate_batch(['A man rides a bike.'])\n"
         "assert r[0].iterations >= 1\n"
@@ -319,6 +321,8 @@ def test_generic_kernels_agree(tmp_path):
         "import json, sys\n"
         "from gmlm_engine import _core\n"
         "from gmlm_engine.engine import Translator\n"
+        "import gmlm_engine.options, gmlm_engine.data, gmlm_engine.serving, gmlm_engine.serving.http\n"
+        "import gmlm_engine.serving.ray, gmlm_engine.tools.cli, gmlm_engine.tools.evaluate\n"
         f"tr = Translator({str(TINY)!r}, intra_threads=1, compute_type='float32')\n"
         f"r = tr.translate_batch({SENTENCES!r}, return_history=True)\n"
         "print(json.dumps([_core.build_info()['cpu_isa'], [x.tokens for x in r]]))\n"
