@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                         extra["sent/s b=1"] = round(min(args.batch1, len(src)) / (time.perf_counter() - t1), 1)
                     add(g, f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else ""), split, hyp, ref, secs,
                         compute_type=tr.compute_type, **extra)
-    cols = ["model", "system", "split", "bleu", "chrf", "len_ratio", "at_length_limit", "sent/s"]
+    cols = ["model", "system", "split", "bleu", "chrf", "len_ratio", "repetition", "at_length_limit", "sent/s"]
     if args.batch1:
         cols.append("sent/s b=1")
     print(format_table(rows, cols))

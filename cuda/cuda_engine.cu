@@ -35,7 +35,7 @@
 #include "cuda/cuda_engine.h"
 #include "cuda/device.h"
 #include "cuda/launch.h"
-#include "decoding/rng.h"
+#include "decoding/rules.h"
 #include "layers/transformer.h"
 
 namespace gmlm::cuda {
@@ -504,7 +504,7 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   std::vector<uint64_t> c_hash(C);
   int64_t R_home = 0;
   for (int64_t b = 0; b < B; ++b) {
-    const uint64_t hsh = rng::source_hash(sources[b].data(), static_cast<int64_t>(sources[b].size()));
+    const uint64_t hsh = rules::source_hash(sources[b].data(), static_cast<int64_t>(sources[b].size()));
     results[b].length_candidates.assign(lens.begin() + b * K, lens.begin() + (b + 1) * K);
     for (int64_t k = 0; k < K; ++k) {
       const int64_t c = b * K + k;

@@ -1,5 +1,5 @@
-// Device helpers shared by the kernels: storage-type conversion, warp/block reductions, the total
-// (confidence, index) order of ops/select.h, and the hash RNG of decoding/rng.h on the device.
+// Device helpers shared by the kernels: storage-type conversion, warp/block reductions; the decoding rules
+// (order, RNG, mean) come from decoding/rules.h, the one header the CPU engine uses too.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "cuda/launch.h"
+#include "decoding/rules.h"
 
 namespace gmlm::cuda {
 
@@ -48,36 +49,9 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// (conf, index) ascending with NaN above +inf: ops/select.cc's conf_less.
-__device__ __forceinline__ bool conf_less(float a, int ia, float b, int ib) {
-  const bool na = isnan(a), nb = isnan(b);
-  if (na != nb) return nb;
-  if (!na && a != b) return a < b;
-  return ia < ib;
-}
-
-// --- hash RNG (decoding/rng.h) ----------------------------------------------------------------
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
-__device__ __forceinline__ uint64_t mix(uint64_t z) {
-  z ^= z >> 30;
-  z *= 0xBF58476D1CE4E5B9ULL;
-  z ^= z >> 27;
-  z *= 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-__device__ __forceinline__ uint64_t rng_prefix(uint64_t seed, uint64_t stream, uint64_t src_hash, uint64_t k,
-                                               uint64_t t, uint64_t i) {
-  uint64_t h = mix(seed + kGolden);
-  h = mix(h ^ stream);
-  h = mix(h ^ src_hash);
-  h = mix(h ^ k);
-  h = mix(h ^ t);
-  return mix(h ^ i);
-}
-__device__ __forceinline__ float gumbel(uint64_t h) {
-  const double u = (static_cast<double>(h >> 40) + 0.5) / 16777216.0;
-  return static_cast<float>(-log(-log(u)));
-}
+// The rules shared with the CPU engine (the (confidence, index) order, the hash RNG, the pairwise mean):
+// decoding/rules.h, compiled for the device too.
+using rules::conf_less;
 
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 

@@ -186,6 +186,34 @@ def test_repeat_remask_matches_the_reference():
         ops.repeat_remask([7], [0.0], [True] * 3)
 
 
+def test_the_rules_header_is_its_python_twin_on_random_inputs():
+    """cpp/decoding/rules.h (compiled for the CPU and the CUDA kernels) against common.py / the reference."""
+    from gmlm_engine.common import gumbel_noise, hash_bits, random_init_tokens, source_hash
+
+    r = _rng(21)
+    for _ in range(200):
+        seed, sh, k, t, i, v = (int(x) for x in r.integers(0, 2**63, size=6, dtype=np.int64))
+        stream = int(r.integers(0, 2))
+        assert ops.hash_bits(seed, stream, sh, k, t, i, v) == int(hash_bits(seed, stream, sh, k, t, i, v))
+        ids = r.integers(0, 8000, size=int(r.integers(0, 40))).astype(np.int32).tolist()
+        assert ops.source_hash(ids) == source_hash(ids)
+        k, i = int(r.integers(0, 8)), int(r.integers(0, 96))
+        assert ops.init_token(seed, sh, k, i, 8000, 5) == int(random_init_tokens(seed, [sh], [k], [i], 8000, 5)[0])
+        V = 7
+        g = gumbel_noise(seed, [sh], [k], t % 100, [i], V)[0]
+        assert [ops.gumbel(ops.hash_bits(seed, 0, sh, k, t % 100, i, x)) for x in range(V)] == g.tolist()
+    for L in range(1, 40):
+        for T in range(1, 12):
+            assert [ops.linear_remask_count(L, T, t) for t in range(T)] == [L * (T - 1 - t) // T for t in range(T)]
+    vals = [float("nan"), float("-inf"), -1.0, -1.0, 0.0, float("inf")]
+    for a in range(len(vals)):
+        for b in range(len(vals)):
+            x, y = vals[a], vals[b]
+            # the spec: NaN above +inf, then the index
+            key = lambda c, j: (1 if c != c else 0, 0.0 if c != c else c, j)  # noqa: E731
+            assert ops.conf_less(x, a, y, b) == (key(x, a) < key(y, b)), (x, a, y, b)
+
+
 def test_repeats_is_the_references_test():
     from gmlm_engine.pytorch.reference import repeats
 

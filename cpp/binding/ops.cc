@@ -11,6 +11,7 @@
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
 #include "cpu/lowp.h"
+#include "decoding/rules.h"
 #include "layers/transformer.h"
 #include "ops/attention.h"
 #include "ops/gemm.h"
@@ -340,6 +341,21 @@ void register_ops(py::module_& m) {
         return std::vector<bool>(m.begin(), m.end());
       }, py::arg("tokens"), py::arg("conf"), py::arg("word_piece"),
       "Repeat re-masking of one candidate: the mask of repeated word pieces and bigrams (lower conf).");
+  // decoding/rules.h, for the tests that hold it to its Python twin (common.py)
+  o.def("hash_bits", [](uint64_t seed, uint64_t stream, uint64_t src_hash, uint64_t k, uint64_t t, uint64_t i,
+                        uint64_t v) { return rules::draw(rules::prefix(seed, stream, src_hash, k, t, i), v); },
+        py::arg("seed"), py::arg("stream"), py::arg("src_hash"), py::arg("k"), py::arg("t"), py::arg("i"), py::arg("v"),
+        "The hash RNG's 64 bits of one draw (rules::prefix then rules::draw).");
+  o.def("source_hash", [](const std::vector<int32_t>& ids) {
+        return rules::source_hash(ids.data(), static_cast<int64_t>(ids.size()));
+      }, py::arg("ids"), "FNV-1a 64 of the encoder input ids.");
+  o.def("gumbel", &rules::gumbel, py::arg("h"), "Gumbel noise of one draw's bits (float32).");
+  o.def("init_token", &rules::init_token, py::arg("seed"), py::arg("src_hash"), py::arg("k"), py::arg("i"),
+        py::arg("vocab"), py::arg("first_id"), "The random-init token of one position.");
+  o.def("conf_less", &rules::conf_less, py::arg("a"), py::arg("ia"), py::arg("b"), py::arg("ib"),
+        "The re-masking order: (conf, index) ascending, NaN above +inf.");
+  o.def("linear_remask_count", &rules::linear_remask_count, py::arg("L"), py::arg("T"), py::arg("t"),
+        "Positions the linear schedule masks again after pass t of T.");
   o.def("repeats", [](const std::vector<int32_t>& tokens, const std::vector<bool>& word_piece) {
         for (int32_t t : tokens)
           GMLM_CHECK_ARG(t >= 0 && static_cast<size_t>(t) < word_piece.size(), "repeats: token ", t, " out of range");

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "core/profiler.h"
-#include "decoding/rng.h"
+#include "decoding/rules.h"
 #include "ops/select.h"
 #include "ops/vocab_argmax.h"
 
@@ -82,7 +82,7 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
     r.id = next_id_++;
     r.o = opts[b];
     r.source = base + static_cast<int64_t>(b);
-    r.src_hash = rng::source_hash(sources[b].data(), static_cast<int64_t>(sources[b].size()));
+    r.src_hash = rules::source_hash(sources[b].data(), static_cast<int64_t>(sources[b].size()));
     const int64_t K = r.o.length_beam;
     r.length_candidates.resize(K);
     ops::length_candidates(len_logits.data<float>() + b * cfg.max_target_len, cfg.max_target_len, K,
@@ -204,7 +204,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
           c.sel_of.assign(c.len, -1);
           for (int64_t i = 0; i < c.len; ++i) {
             int32_t id = c.masked[i] ? cfg.mask_id : c.tokens[i];
-            if (r.t == 0 && r.o.init_random) id = rng::init_token(r.o.seed, r.src_hash, c.k, i, V, cfg.first_random_id());
+            if (r.t == 0 && r.o.init_random) id = rules::init_token(r.o.seed, r.src_hash, c.k, i, V, cfg.first_random_id());
             in.ids.push_back(id);
             if (c.masked[i]) {
               c.sel_of[i] = static_cast<int32_t>(in.sel.size());
@@ -235,8 +235,8 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
     const ops::VocabArgmax::Noise noise = [&](int64_t row, float* g) {
       const Request& r = *owner_of_row[row].first;
       const Candidate& c = *owner_of_row[row].second;
-      const uint64_t pre = rng::prefix(r.o.seed, 0, r.src_hash, c.k, r.t, pos_of_row[row]);
-      for (int64_t v = 0; v < V; ++v) g[v] = rng::gumbel(rng::draw(pre, v));
+      const uint64_t pre = rules::prefix(r.o.seed, 0, r.src_hash, c.k, r.t, pos_of_row[row]);
+      for (int64_t v = 0; v < V; ++v) g[v] = rules::gumbel(rules::draw(pre, v));
     };
     ops::VocabArgmax().sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
                               pred.data() + n_argmax, conf.data() + n_argmax, pool);
@@ -282,7 +282,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
       if (!c.done) {
         new_mask.assign(c.len, 0);
         if (!o.threshold_remask) {
-          const int64_t n = c.len * (T - 1 - t) / T;
+          const int64_t n = rules::linear_remask_count(c.len, T, t);
           ops::lowest_confidence(c.conf.data(), c.len, n, new_mask.data());
         } else {
           ops::threshold_remask(c.conf.data(), c.masked.data(), c.len, o.log_threshold, new_mask.data());

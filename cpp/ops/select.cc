@@ -7,18 +7,11 @@
 
 #include "core/error.h"
 #include "core/profiler.h"
+#include "decoding/rules.h"
 
 namespace gmlm::ops {
 
-namespace {
-// (conf, index) ascending, NaN above +inf.
-inline bool conf_less(float a, int64_t ia, float b, int64_t ib) {
-  const bool na = std::isnan(a), nb = std::isnan(b);
-  if (na != nb) return nb;
-  if (!na && a != b) return a < b;
-  return ia < ib;
-}
-}  // namespace
+using rules::conf_less;
 
 void lowest_confidence(const float* conf, int64_t L, int64_t n, uint8_t* mask) {
   std::fill(mask, mask + L, uint8_t(0));
@@ -88,34 +81,11 @@ bool repeats(const int32_t* tokens, int64_t L, const uint8_t* word_piece) {
   return false;
 }
 
-namespace {
-// numpy's pairwise_sum for float64 (numpy/_core/src/umath/loops_utils.h.src)
-double pairwise_sum(const double* a, int64_t n) {
-  if (n < 8) {
-    double res = 0.;
-    for (int64_t i = 0; i < n; ++i) res += a[i];
-    return res;
-  }
-  if (n <= 128) {
-    double r[8];
-    for (int j = 0; j < 8; ++j) r[j] = a[j];
-    int64_t i = 8;
-    for (; i < n - (n % 8); i += 8)
-      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
-    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) res += a[i];
-    return res;
-  }
-  int64_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-}  // namespace
 
 double mean_score(const float* conf, int64_t n) {
   if (n == 0) return 0.0;
   std::vector<double> d(conf, conf + n);
-  return pairwise_sum(d.data(), n) / static_cast<double>(n);
+  return rules::pairwise_sum(d.data(), n) / static_cast<double>(n);
 }
 
 void length_candidates(const float* logits, int64_t n, int64_t k, int32_t* lengths) {

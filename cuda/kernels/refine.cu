@@ -103,7 +103,7 @@ __global__ void update_kernel(LoopState st, const LoopParams* __restrict__ p, co
   __syncthreads();
   bool done = (p->early_stop && t >= 1 && !flags[0]) || t == T - 1;
   if (!done) {
-    const int64_t n = static_cast<int64_t>(L) * (T - 1 - t) / T;
+    const int64_t n = rules::linear_remask_count(L, T, t);
     remask_block(cf, just, tok, L, p->threshold != 0, n, p->log_threshold, p->stutter != 0, mask, flags + 2);
     for (int i = threadIdx.x; i < L; i += blockDim.x)
       if (mask[i]) flags[1] = 1;
@@ -169,10 +169,8 @@ __global__ void init_kernel(LoopState st, const LoopParams* __restrict__ p, int6
     int32_t in = mask_id;
     if (p->init_random) {
       const int32_t c = st.home_cand[i];
-      const uint64_t h = mix(rng_prefix(p->seed, 1, st.cand_hash[c], static_cast<uint64_t>(st.cand_k[c]), 0,
-                                        static_cast<uint64_t>(st.home_pos[i])) ^ 0ULL);
-      const uint64_t span = static_cast<uint64_t>(p->vocab - p->first_random_id);
-      in = static_cast<int32_t>(p->first_random_id + static_cast<int64_t>((h >> 40) % span));
+      in = rules::init_token(p->seed, st.cand_hash[c], static_cast<uint64_t>(st.cand_k[c]),
+                             static_cast<uint64_t>(st.home_pos[i]), p->vocab, p->first_random_id);
     }
     st.tokens[i] = mask_id;
     st.prev[i] = mask_id;
@@ -188,28 +186,6 @@ __global__ void init_kernel(LoopState st, const LoopParams* __restrict__ p, int6
 
 __global__ void advance_kernel(LoopParams* p) { p->t += 1; }
 
-// numpy's pairwise_sum for float64 (as ops::mean_score)
-__device__ double pairwise_sum(const double* a, int64_t n) {
-  if (n < 8) {
-    double res = 0.;
-    for (int64_t i = 0; i < n; ++i) res += a[i];
-    return res;
-  }
-  if (n <= 128) {
-    double r[8];
-    for (int j = 0; j < 8; ++j) r[j] = a[j];
-    int64_t i = 8;
-    for (; i < n - (n % 8); i += 8)
-      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
-    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) res += a[i];
-    return res;
-  }
-  int64_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-
 __global__ void select_best_kernel(LoopState st, const LoopParams* __restrict__ p, int64_t B, int64_t K,
                                    double* scratch, int32_t* best, double* score) {
   const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -222,7 +198,7 @@ __global__ void select_best_kernel(LoopState st, const LoopParams* __restrict__ 
     int64_t n = 0;
     for (int64_t i = 0; i < L; ++i)
       if (!p->stutter || i == 0 || st.tokens[begin + i] != st.tokens[begin + i - 1]) d[n++] = st.conf[begin + i];
-    const double s = n ? pairwise_sum(d, n) / static_cast<double>(n) : 0.0;
+    const double s = n ? rules::pairwise_sum(d, n) / static_cast<double>(n) : 0.0;
     if (best_k < 0 || s > best_s) {
       best_k = static_cast<int32_t>(k);
       best_s = s;

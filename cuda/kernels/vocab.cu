@@ -95,12 +95,12 @@ __global__ void vocab_reduce_kernel(const float* __restrict__ logits, int64_t ld
     return;
   }
   const int32_t c = keys.home_cand[home];
-  const uint64_t pre = rng_prefix(*keys.seed, 0, keys.cand_hash[c], static_cast<uint64_t>(keys.cand_k[c]),
+  const uint64_t pre = rules::prefix(*keys.seed, 0, keys.cand_hash[c], static_cast<uint64_t>(keys.cand_k[c]),
                                   static_cast<uint64_t>(*keys.t), static_cast<uint64_t>(keys.home_pos[home]));
   float best = -INFINITY;
   int bi = static_cast<int>(V);
   for (int64_t v = threadIdx.x; v < V; v += kThreads) {
-    const float val = ((x[v] - m) - lse) + gumbel(mix(pre ^ static_cast<uint64_t>(v)));
+    const float val = ((x[v] - m) - lse) + rules::gumbel(rules::draw(pre, static_cast<uint64_t>(v)));
     if (val > best || bi == V) {
       best = val;
       bi = static_cast<int>(v);
