@@ -436,13 +436,10 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
                                                       const RefineOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   const int64_t B = static_cast<int64_t>(sources.size()), K = o.length_beam, T = o.iterations;
-  GMLM_CHECK_ARG(K >= 1 && K <= maxT, "length_beam must be in [1, ", maxT, "], got ", K);
-  GMLM_CHECK_ARG(T >= 1, "iterations must be >= 1, got ", T);
+  o.validate(cfg);
   GMLM_CHECK_ARG(o.length_beam_keep == 0 || o.length_beam_keep == K,
                  "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
                  "leave it unset or equal to length_beam on device='cuda'");
-  GMLM_CHECK_ARG(o.length_offset > -maxT && o.length_offset < maxT, "length_offset must be in [", 1 - maxT, ", ",
-                 maxT - 1, "], got ", o.length_offset);
   GMLM_CHECK_ARG(!o.repeat_remask && o.repeat_penalty == 0.0,
                  "repeat_remask and repeat_penalty are not implemented in the CUDA engine yet; use device='cpu'");
   std::vector<RefineResult> results(B);

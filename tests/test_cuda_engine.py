@@ -18,6 +18,7 @@ core = pytest.importorskip("gmlm_engine._core")
 
 from gmlm_engine.engine import DeviceUnavailableError, Translator, cuda_status  # noqa: E402
 
+from option_sets import REFINE_OPTION_SETS, cuda_supports  # noqa: E402
 from test_engine_common import TINY, make_random_model, mismatches, test_sentences  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
@@ -31,16 +32,7 @@ needs_gpu = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[1]
 TRAINED = Path(os.environ.get("GMLM_TRAINED_MODEL", ROOT / "models" / "gmlm-en-de"))  # the shipped GMLM
 
-OPTION_SETS = [
-    dict(iterations=1, length_beam=1),
-    dict(iterations=4, length_beam=3),
-    dict(iterations=4, length_beam=3, stutter_remask=False),
-    dict(iterations=10, length_beam=5),
-    dict(iterations=4, length_beam=3, remask="threshold", threshold=0.5),
-    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, stutter_remask=False),
-    dict(iterations=4, length_beam=3, init="random", seed=1),
-    dict(iterations=4, length_beam=3, sampling=True, seed=2),
-]
+OPTION_SETS = [o for o in REFINE_OPTION_SETS if cuda_supports(o)]   # early_stop and length_offset included
 N_QUICK = 64
 # float32 on both sides, but cuBLAS and OpenBLAS sum in different orders: a near-tie (two
 # confidences within ~1e-6) may be decided differently. Allow one such sentence in 64.

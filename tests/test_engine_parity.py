@@ -18,6 +18,7 @@ core = pytest.importorskip("gmlm_engine._core")
 from gmlm_engine.engine import Translator  # noqa: E402
 from gmlm_engine.pytorch.reference import ReferenceTranslator  # noqa: E402
 
+from option_sets import REFINE_OPTION_SETS  # noqa: E402
 from test_engine_common import (TINY, decision_margin, make_random_model, mismatches, parity_mismatches,  # noqa: F401
                                 test_sentences, torch_one_thread)  # noqa: E402
 
@@ -36,31 +37,7 @@ SHAPES = {
                               relative_attention_max_distance=20),
 }
 
-# The option sets of the issue (iterations 1/4/10, length_beam 1/3/5, linear and threshold,
-# stutter on and off) and the other options (random init, sampling).
-OPTION_SETS = [
-    dict(iterations=1, length_beam=1),
-    dict(iterations=4, length_beam=3),
-    dict(iterations=4, length_beam=3, stutter_remask=False),
-    dict(iterations=10, length_beam=5),
-    dict(iterations=10, length_beam=1, stutter_remask=False),
-    dict(iterations=1, length_beam=5, stutter_remask=False),
-    dict(iterations=4, length_beam=3, remask="threshold", threshold=0.5),
-    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, stutter_remask=False),
-    dict(iterations=4, length_beam=3, init="random", seed=1),
-    dict(iterations=4, length_beam=3, sampling=True, seed=2),
-    dict(iterations=4, length_beam=5, length_beam_keep=2),
-    dict(iterations=10, length_beam=5, length_beam_keep=1, remask="threshold", threshold=0.7, stutter_remask=False),
-    dict(iterations=4, length_beam=4, length_beam_keep=3, sampling=True, seed=3),
-    dict(iterations=10, length_beam=3, early_stop=True),
-    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, early_stop=True, stutter_remask=False),
-    dict(iterations=4, length_beam=3, length_offset=2),
-    dict(iterations=4, length_beam=3, repeat_remask=True),
-    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.7, repeat_remask=True, stutter_remask=False),
-    dict(iterations=4, length_beam=5, length_beam_keep=2, length_offset=-3, sampling=True, seed=4),
-    dict(iterations=4, length_beam=4, repeat_penalty=0.5, repeat_remask=True),
-    dict(iterations=4, length_beam=5, length_beam_keep=2, repeat_penalty=100.0, stutter_remask=False),
-]
+OPTION_SETS = REFINE_OPTION_SETS
 N_QUICK = 64
 
 

@@ -8,6 +8,8 @@
 
 namespace gmlm {
 
+struct T5Config;
+
 // The defaults are the Python API's (python/gmlm_engine/options.py declares every option once;
 // tests/test_options.py checks these defaults against it through _core.refine_defaults()).
 struct RefineOptions {
@@ -26,6 +28,10 @@ struct RefineOptions {
   uint64_t seed = 0;
   bool return_history = false;
   bool return_candidates = false;  // every scored candidate's output in RefineResult::candidates (AR reranking)
+
+  // The engine's one option check at its own API boundary (ValueError naming the option): the ranges that
+  // depend on the model. The Python layer checks everything first (options.py); every device calls this.
+  void validate(const T5Config& cfg) const;
 };
 
 struct RefineResult {

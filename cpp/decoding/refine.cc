@@ -11,6 +11,19 @@
 
 namespace gmlm {
 
+void RefineOptions::validate(const T5Config& cfg) const {
+  const int64_t K = length_beam;
+  GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
+  GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
+  GMLM_CHECK_ARG(length_beam_keep >= 0 && length_beam_keep <= K,
+                 "length_beam_keep must be in [1, length_beam = ", K, "] (or 0: keep all), got ", length_beam_keep);
+  GMLM_CHECK_ARG(length_offset > -cfg.max_target_len && length_offset < cfg.max_target_len,
+                 "length_offset must be in [", 1 - cfg.max_target_len, ", ", cfg.max_target_len - 1, "], got ",
+                 length_offset);
+  GMLM_CHECK_ARG(std::isfinite(repeat_penalty) && repeat_penalty >= 0.0,
+                 "repeat_penalty must be a number >= 0, got ", repeat_penalty);
+}
+
 namespace {
 
 // A candidate's output (repeats collapsed with stutter_remask) into *ids, and its score (docs step 4).
@@ -34,21 +47,8 @@ double rank_of(double score, const std::vector<int32_t>& ids, const RefineOption
   return score;
 }
 
-void check_options(const RefineOptions& o, const T5Config& cfg) {
-  const int64_t K = o.length_beam;
-  GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
-  GMLM_CHECK_ARG(o.iterations >= 1, "iterations must be >= 1, got ", o.iterations);
-  GMLM_CHECK_ARG(o.length_beam_keep >= 0 && o.length_beam_keep <= K,
-                 "length_beam_keep must be in [1, length_beam = ", K, "] (or 0: keep all), got ", o.length_beam_keep);
-  GMLM_CHECK_ARG(o.length_offset > -cfg.max_target_len && o.length_offset < cfg.max_target_len,
-                 "length_offset must be in [", 1 - cfg.max_target_len, ", ", cfg.max_target_len - 1, "], got ",
-                 o.length_offset);
-}
-
 void check_options(const RefineOptions& o, const T5Model& model) {
-  check_options(o, model.config());
-  GMLM_CHECK_ARG(std::isfinite(o.repeat_penalty) && o.repeat_penalty >= 0.0,
-                 "repeat_penalty must be a number >= 0, got ", o.repeat_penalty);
+  o.validate(model.config());
   GMLM_CHECK_ARG((!o.repeat_remask && o.repeat_penalty == 0.0) ||
                      static_cast<int64_t>(model.word_pieces().size()) == model.config().vocab_size,
                  "repeat_remask and repeat_penalty need the model's word pieces (the engine was built without its "

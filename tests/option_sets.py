@@ -1,0 +1,42 @@
+"""The decoding option sets every parity test shares: the reference against the CPU engine
+(test_engine_parity.py), the CUDA engine against the CPU (test_cuda_engine.py, those it implements), and
+the continuous-batching scheduler (test_serving.py). One list, so that a new option is added once.
+
+iterations 1/4/10, length_beam 1/3/5, linear and threshold, stutter on and off, random init, sampling,
+pruning, early_stop, length_offset, repeat_remask and repeat_penalty.
+"""
+REFINE_OPTION_SETS = [
+    dict(iterations=1, length_beam=1),
+    dict(iterations=4, length_beam=3),
+    dict(iterations=4, length_beam=3, stutter_remask=False),
+    dict(iterations=10, length_beam=5),
+    dict(iterations=10, length_beam=1, stutter_remask=False),
+    dict(iterations=1, length_beam=5, stutter_remask=False),
+    dict(iterations=4, length_beam=3, remask="threshold", threshold=0.5),
+    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, stutter_remask=False),
+    dict(iterations=4, length_beam=3, init="random", seed=1),
+    dict(iterations=4, length_beam=3, sampling=True, seed=2),
+    dict(iterations=4, length_beam=5, length_beam_keep=2),
+    dict(iterations=10, length_beam=5, length_beam_keep=1, remask="threshold", threshold=0.7, stutter_remask=False),
+    dict(iterations=4, length_beam=4, length_beam_keep=3, sampling=True, seed=3),
+    dict(iterations=10, length_beam=3, early_stop=True),
+    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.9, early_stop=True, stutter_remask=False),
+    dict(iterations=4, length_beam=3, length_offset=2),
+    dict(iterations=4, length_beam=3, repeat_remask=True),
+    dict(iterations=10, length_beam=5, remask="threshold", threshold=0.7, repeat_remask=True, stutter_remask=False),
+    dict(iterations=4, length_beam=5, length_beam_keep=2, length_offset=-3, sampling=True, seed=4),
+    dict(iterations=4, length_beam=4, repeat_penalty=0.5, repeat_remask=True),
+    dict(iterations=4, length_beam=5, length_beam_keep=2, repeat_penalty=100.0, stutter_remask=False),
+]
+
+# What the CUDA engine does not implement yet (docs/cuda.md): it refuses these with a ValueError.
+CUDA_LACKS = ("length_beam_keep", "repeat_remask", "repeat_penalty")
+
+
+def cuda_supports(opts: dict) -> bool:
+    return not any(opts.get(k) for k in CUDA_LACKS if not (k == "length_beam_keep" and
+                                                             opts.get(k) == opts.get("length_beam")))
+
+
+def option_id(opts: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in opts.items())
