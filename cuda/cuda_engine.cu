@@ -74,12 +74,6 @@ int64_t bucket(int64_t n) {
   return b;
 }
 
-CType parse_ctype(const std::string& s) {
-  if (s == "float32") return CType::f32;
-  if (s == "float16") return CType::f16;
-  if (s == "bfloat16") return CType::bf16;
-  throw std::invalid_argument("compute_type must be float32, float16 or bfloat16 on cuda, got " + s);
-}
 
 struct DevSelfAttn {
   DeviceBuffer ln, qkv, o;  // layer.0.layer_norm (f32, D); SelfAttention.{q,k,v} stacked (3I, D); .o (D, I)
@@ -108,7 +102,7 @@ struct GraphEntry {
 
 struct CudaEngine::Impl {
   T5Config cfg;
-  CType ct = CType::f32;
+  CType ct = CType::float32;
   int device = 0;
   int64_t D = 0, I = 0, F = 0, Fw = 0, V = 0, H = 0, Dh = 0, nl = 0, kv_ld = 0, maxS = 0, maxT = 0;
   bool use_graphs = true;
@@ -170,7 +164,7 @@ struct CudaEngine::Impl {
   DeviceBuffer upload(const WeightRef& w, bool compute_type) const {
     int64_t n = 1;
     for (int64_t d : w.shape) n *= d;
-    const CType t = compute_type ? ct : CType::f32;
+    const CType t = compute_type ? ct : CType::float32;
     DeviceBuffer b(ctype_size(t) * n);
     upload_converted(w.data, b.get(), t, n);
     return b;
@@ -206,7 +200,7 @@ struct CudaEngine::Impl {
   }
 
   Impl(const T5Config& config, const WeightMap& w, const std::string& compute_type, int dev)
-      : cfg(config), ct(parse_ctype(compute_type)), device(dev) {
+      : cfg(config), ct(compute_type_from_name(compute_type, "cuda")), device(dev) {
     cfg.validate();
     GMLM_CHECK_ARG(cfg.gmlm, "the CUDA engine decodes gmlm models only (this is an ar model)");
     cfg.check_weights(w);
@@ -677,7 +671,7 @@ std::vector<RefineResult> CudaEngine::translate(const std::vector<std::vector<in
   return impl_->translate(sources, opts);
 }
 const T5Config& CudaEngine::config() const { return impl_->cfg; }
-std::string CudaEngine::compute_type() const { return ctype_name(impl_->ct); }
+std::string CudaEngine::compute_type() const { return compute_type_name(impl_->ct); }
 std::string CudaEngine::device_description() const { return cuda::device_description(impl_->device); }
 EngineStats CudaEngine::stats() const { return impl_->stats; }
 void CudaEngine::set_use_graphs(bool on) {

@@ -26,18 +26,20 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
 // Run the statements with T the storage type of t: GMLM_CTYPE_SWITCH(t, T, kernel<T><<<...>>>(...));
 #define GMLM_CTYPE_SWITCH(t, T, ...)                        \
   switch (t) {                                              \
-    case ::gmlm::cuda::CType::f32: {                        \
+    case ::gmlm::cuda::CType::float32: {                        \
       using T = float;                                      \
       __VA_ARGS__;                                          \
     } break;                                                \
-    case ::gmlm::cuda::CType::f16: {                        \
+    case ::gmlm::cuda::CType::float16: {                        \
       using T = __half;                                     \
       __VA_ARGS__;                                          \
     } break;                                                \
-    case ::gmlm::cuda::CType::bf16: {                       \
+    case ::gmlm::cuda::CType::bfloat16: {                       \
       using T = __nv_bfloat16;                              \
       __VA_ARGS__;                                          \
     } break;                                                \
+    default: /* int8: the CPU's type, refused at load */    \
+      break;                                                \
   }
 
 __device__ __forceinline__ float warp_sum(float v) {

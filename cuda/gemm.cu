@@ -23,9 +23,10 @@ void check_cublas(cublasStatus_t st, const char* what) {
 
 cudaDataType_t data_type(CType t) {
   switch (t) {
-    case CType::f32: return CUDA_R_32F;
-    case CType::f16: return CUDA_R_16F;
-    case CType::bf16: return CUDA_R_16BF;
+    case CType::float32: return CUDA_R_32F;
+    case CType::float16: return CUDA_R_16F;
+    case CType::bfloat16: return CUDA_R_16BF;
+    default: break;   // int8: the CPU's type, refused at load
   }
   return CUDA_R_32F;
 }

@@ -12,15 +12,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/compute_type.h"
 #include <cuda_runtime_api.h>
 
 typedef struct cublasContext* cublasHandle_t;
 
 namespace gmlm::cuda {
 
-enum class CType { f32, f16, bf16 };
+using CType = ComputeType;   // core/compute_type.h (the CUDA engine runs float32, float16, bfloat16)
 std::size_t ctype_size(CType t);
-const char* ctype_name(CType t);
 
 // Throws std::runtime_error("CUDA error ... at file:line") for a failed runtime call.
 void check(cudaError_t e, const char* what, const char* file, int line);

@@ -42,15 +42,15 @@ void Gemm::compute<Device::cuda>(ConstMat a, ConstMat b, Mat y, ThreadPool&) con
   const int64_t M = a.rows, K = a.cols;
   if (M == 0 || y.cols == 0) return;
   if (epilogue != Epilogue::gated_gelu) {
-    cuda::gemm_nt(op_cublas(), cuda::CType::f32, a.data, a.ld, b.data, b.ld, y.data, y.ld, M, b.rows, K, alpha, beta);
+    cuda::gemm_nt(op_cublas(), cuda::CType::float32, a.data, a.ld, b.data, b.ld, y.data, y.ld, M, b.rows, K, alpha, beta);
     if (epilogue == Epilogue::relu)
-      cuda::ffn_activation(y.data, y.ld, y.data, cuda::CType::f32, y.ld, M, y.cols, false, 0, nullptr);
+      cuda::ffn_activation(y.data, y.ld, y.data, cuda::CType::float32, y.ld, M, y.cols, false, 0, nullptr);
   } else {
     // the fused gated weight interleaves wi_0 / wi_1 by column blocks (gated_layout)
     cuda::DeviceBuffer tmp(sizeof(float) * M * b.rows);
-    cuda::gemm_nt(op_cublas(), cuda::CType::f32, a.data, a.ld, b.data, b.ld, tmp.as<float>(), b.rows, M, b.rows, K,
+    cuda::gemm_nt(op_cublas(), cuda::CType::float32, a.data, a.ld, b.data, b.ld, tmp.as<float>(), b.rows, M, b.rows, K,
                   alpha, 0.f);
-    cuda::ffn_activation(tmp.as<float>(), b.rows, y.data, cuda::CType::f32, y.ld, M, y.cols, true,
+    cuda::ffn_activation(tmp.as<float>(), b.rows, y.data, cuda::CType::float32, y.ld, M, y.cols, true,
                          column_block(y.cols), nullptr);
     finish();
     return;
@@ -60,14 +60,14 @@ void Gemm::compute<Device::cuda>(ConstMat a, ConstMat b, Mat y, ThreadPool&) con
 
 template <>
 void RMSNorm::compute<Device::cuda>(ConstMat x, const float* gamma, Mat y, ThreadPool*) const {
-  cuda::rms_norm(x.data, x.ld, gamma, y.data, cuda::CType::f32, y.ld, x.rows, x.cols, eps, 1.f, nullptr);
+  cuda::rms_norm(x.data, x.ld, gamma, y.data, cuda::CType::float32, y.ld, x.rows, x.cols, eps, 1.f, nullptr);
   finish();
 }
 
 template <>
 void Embedding::compute<Device::cuda>(ConstMat table, const int32_t* ids, int64_t n, Mat y) const {
   GMLM_CHECK(y.ld == y.cols && table.ld == table.cols, "embedding on cuda needs contiguous rows");
-  cuda::embed(table.data, cuda::CType::f32, table.rows, ids, nullptr, nullptr, nullptr, y.data, n, y.cols, nullptr);
+  cuda::embed(table.data, cuda::CType::float32, table.rows, ids, nullptr, nullptr, nullptr, y.data, n, y.cols, nullptr);
   finish();
 }
 
@@ -93,7 +93,7 @@ void MultiHeadAttention::compute<Device::cuda>(ConstMat q, const int32_t* q_pos,
   cuda::copy_to_device(d_tab.get(), tab.data(), sizeof(int32_t) * tab.size());
   const int32_t* t = d_tab.as<int32_t>();
   cuda::attention(q.data, q.ld, k.data, k.ld, v.data, v.ld, t, t + R, q_pos ? q_pos : t + 2 * R, rel_bias, max_rel,
-                  out.data, cuda::CType::f32, out.ld, R, num_heads, head_dim, max_k, nullptr);
+                  out.data, cuda::CType::float32, out.ld, R, num_heads, head_dim, max_k, nullptr);
   finish();
 }
 
@@ -106,7 +106,7 @@ void VocabArgmax::compute<Device::cuda>(ConstMat h, ConstMat w, int32_t* pred, f
   cuda::DeviceBuffer logits(sizeof(float) * rows * V);
   for (int64_t r0 = 0; r0 < M; r0 += kChunk) {
     const int64_t nr = std::min(kChunk, M - r0);
-    cuda::gemm_nt(op_cublas(), cuda::CType::f32, h.data + r0 * h.ld, h.ld, w.data, w.ld, logits.as<float>(), V, nr, V,
+    cuda::gemm_nt(op_cublas(), cuda::CType::float32, h.data + r0 * h.ld, h.ld, w.data, w.ld, logits.as<float>(), V, nr, V,
                   D, 1.f, 0.f);
     cuda::vocab_reduce(logits.as<float>(), V, nr, V, pred + r0, conf + r0, nullptr, nullptr);
   }

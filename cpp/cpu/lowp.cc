@@ -29,21 +29,6 @@ std::atomic<uint64_t> g_calls{0};
 
 uint64_t next_call_id() { return ++g_calls; }
 
-ComputeType compute_type_from_name(const std::string& name) {
-  if (name == "float32") return ComputeType::float32;
-  if (name == "bfloat16") return ComputeType::bfloat16;
-  if (name == "int8") return ComputeType::int8;
-  throw std::invalid_argument("compute_type must be float32, bfloat16 or int8, got " + name);
-}
-
-const char* compute_type_name(ComputeType t) {
-  switch (t) {
-    case ComputeType::bfloat16: return "bfloat16";
-    case ComputeType::int8: return "int8";
-    default: return "float32";
-  }
-}
-
 void LowpWeights::install(const LowpWeights* set) { t_current = set; }
 const LowpWeights* LowpWeights::current() { return t_current; }
 

@@ -18,6 +18,8 @@
 // a row's neighbours, so every compute type is batch invariant (tests/test_lowp.py).
 #pragma once
 
+#include "core/compute_type.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -26,10 +28,9 @@
 
 namespace gmlm::cpu {
 
-enum class ComputeType { float32, bfloat16, int8 };
-
-ComputeType compute_type_from_name(const std::string& name);  // ValueError for others
-const char* compute_type_name(ComputeType t);
+using gmlm::ComputeType;             // core/compute_type.h: the one enum (the CPU runs float32, bfloat16, int8)
+using gmlm::compute_type_from_name;
+using gmlm::compute_type_name;
 bool onednn_built();
 // The compute types this CPU runs natively: int8 (AVX512-VNNI or AMX-INT8), bfloat16
 // (AVX512-BF16 or AMX-BF16) as oneDNN sees them (ONEDNN_MAX_CPU_ISA limits it).

@@ -17,8 +17,7 @@
 
 namespace gmlm::cuda {
 
-std::size_t ctype_size(CType t) { return t == CType::f32 ? 4 : 2; }
-const char* ctype_name(CType t) { return t == CType::f32 ? "float32" : t == CType::f16 ? "float16" : "bfloat16"; }
+std::size_t ctype_size(CType t) { return t == CType::float32 ? 4 : 2; }
 
 void check(cudaError_t e, const char* what, const char* file, int line) {
   if (e == cudaSuccess) return;
@@ -132,7 +131,7 @@ void ffn_activation(const float* f, int64_t ldf, void* y, CType yt, int64_t ldy,
 
 void upload_converted(const float* host, void* dev, CType t, int64_t n) {
   if (n <= 0) return;
-  if (t == CType::f32) {
+  if (t == CType::float32) {
     GMLM_CUDA_CHECK(cudaMemcpy(dev, host, sizeof(float) * n, cudaMemcpyHostToDevice));
     return;
   }
