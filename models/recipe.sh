@@ -201,3 +201,22 @@ python bench/model_table.py --gmlm models/gmlm-en-de --gmlm-configs \
   3x3,4x2,4x3,5x2,5x3,6x2,6x3,7x2,8x2,8x3,10x3,10x5,4x3+0,4x3+2,5x2+0,5x2+2,6x2+2,8x2+0,8x2+2 \
   --splits val --threads 2 --compute-type float32
 python models/make_golden.py
+
+# --- 2026-12-06, session 19: glancing training, measured, not shipped (a 2-core Intel Xeon with AMX, bf16 autocast) ---
+# 3j. Issue 40, item 4: the stage-7 pack continued for 1400 steps with glancing masks for half of each batch
+#     (GLAT, docs/training.md), and a control with the same schedule and no glancing. Val (engine float32,
+#     T=1 K=1 / T=2 K=1 / T=4 K=1 / T=8 K=2): shipped 26.28 / 29.07 / 30.81 / 32.43; glancing (last) 26.97 / 29.45 /
+#     30.78 / 32.33; control (last) 26.58 / 29.48 / 30.88 / 32.55. Glancing helps the single pass (+0.39 over the
+#     control) and costs the multi-pass rows (-0.10, -0.22) at 1.44x the time per step; neither is shipped (the
+#     control's +0.1 at the defaults is within the noise of one run). Cards: models/cards/gmlm-en-de-glat*.json.
+gmlm distill --teacher models/ar-en-de --out runs/distill8.de --beam-size 4 --threads 2 --no-progress
+for run in "glat --glancing-ratio 0.5 --glancing-share 0.5" "ctrl"; do
+  set -- $run
+  out=$1; shift
+  gmlm train --objective gmlm --out runs/$out --spm $SPM --encoder-layers 3 --decoder-layers 3 \
+    --train-target runs/distill8.de --init-from models/gmlm-en-de --schedule-offset 13900 --restart-warmup 200 \
+    --max-tokens 4096 --lr 1e-3 --warmup 300 --length-loss-weight 0.5 --val-every 350 --val-bleu-sentences 200 \
+    --max-steps 1400 --cooldown-steps 1400 --max-minutes 60 --threads 2 --no-progress "$@"
+done
+python bench/model_table.py --gmlm models/gmlm-en-de --gmlm runs/glat/last --gmlm runs/ctrl/last \
+  --gmlm-configs 1x1,2x1,4x1,8x2 --splits val --threads 2 --compute-type float32

@@ -15,6 +15,7 @@ import os
 import threading
 
 from .common import DecodeOptions, TranslatorFrontEnd
+from .options import OPTIONS
 from .config import ModelError, load_weights_numpy, read_model_dir
 from .tokenizer import load_model_tokenizer
 
@@ -94,18 +95,17 @@ def resolve_cpu_compute_type(compute_type: str, core) -> str:
 
 
 def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
-    """The compiled engine's options (by keyword) from validated decoding options: refinement options
-    for a gmlm model, beam_size and length_penalty for an ar model."""
-    if objective == "ar":
-        return dict(beam_size=opts.beam_size, length_penalty=opts.length_penalty)
-    return dict(iterations=opts.iterations, length_beam=opts.length_beam, length_beam_keep=opts.length_beam_keep,
-                length_offset=opts.length_offset,
-                remask=opts.remask, threshold=opts.threshold, stutter_remask=opts.stutter_remask,
-                early_stop=opts.early_stop, init=opts.init,
-                sampling=opts.sampling, seed=opts.seed, return_history=opts.return_history,
-                **({"return_candidates": True} if opts.rerank else {}),
-                **({"repeat_remask": True} if opts.repeat_remask else {}),
-                **({"repeat_penalty": opts.repeat_penalty} if opts.repeat_penalty else {}))
+    """The compiled engine's options (by keyword, the table's names) from validated decoding options: the
+    options.OPTIONS of the model's kind, less those the Python layer handles (rerank: the engine returns
+    every candidate instead). repeat_remask and repeat_penalty are passed only when set: the CUDA engine
+    refuses them."""
+    eo = {o.name: getattr(opts, o.name) for o in OPTIONS if o.models == objective and o.name != "rerank"}
+    for name in ("repeat_remask", "repeat_penalty"):
+        if name in eo and not eo[name]:
+            del eo[name]
+    if objective == "gmlm" and opts.rerank:
+        eo["return_candidates"] = True
+    return eo
 
 
 class Translator(TranslatorFrontEnd):
