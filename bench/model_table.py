@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                         add(ar, name, split, hyp, ref, secs, at_length_limit=at_limit)
     if args.gmlm:
         from gmlm_engine import Translator
-        from gmlm_engine.common import DEFAULT_LENGTH_OFFSET
+        from gmlm_engine.options import DEFAULT_LENGTH_OFFSET
 
         for g in args.gmlm:
             tr = Translator(g, intra_threads=args.threads, compute_type=args.compute_type)

@@ -51,7 +51,7 @@ def main() -> int:
     from gmlm_engine.engine import Translator
 
     src = load_split(args.data_dir, "test2016")[0]
-    from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
+    from gmlm_engine.options import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 
     opts = {"iterations": DEFAULT_ITERATIONS, "length_beam": DEFAULT_LENGTH_BEAM, **parse_options(args.options)}
     rows = []

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 from gmlm_engine import Translator
-from gmlm_engine.common import encode_sources, validate_options
+from gmlm_engine.common import encode_sources
+from gmlm_engine.options import validate_options
 from gmlm_engine.data import load_split
 from gmlm_engine.engine import engine_options
 from gmlm_engine.tools.evaluate import score

@@ -8,7 +8,7 @@ executable spec; tests/test_shipped_models.py checks the engine and the referenc
 import json
 from pathlib import Path
 
-from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
+from gmlm_engine.options import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 from gmlm_engine.pytorch.reference import ReferenceTranslator
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from gmlm_engine import benchmark
+from gmlm_engine.tools import benchmark
 from gmlm_engine.tools.benchmark import System, run_benchmark, write_results
 from gmlm_engine.tools.cli import build_parser, main
 from gmlm_engine.tools.evaluate import score
-from gmlm_engine.common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
+from gmlm_engine.options import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 from conftest import TINY_AR, TINY_GMLM
 
 TK = f"T={DEFAULT_ITERATIONS} K={DEFAULT_LENGTH_BEAM}"   # the defaults: the bench's headline row

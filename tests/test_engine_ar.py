@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 core = pytest.importorskip("gmlm_engine._core")
 
-from gmlm_engine.common import encode_sources, validate_options  # noqa: E402
+from gmlm_engine.common import encode_sources  # noqa: E402
+from gmlm_engine.options import validate_options  # noqa: E402
 from gmlm_engine.engine import Translator, engine_options  # noqa: E402
 from gmlm_engine.pytorch.reference import ReferenceTranslator  # noqa: E402
 

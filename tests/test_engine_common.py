@@ -130,7 +130,7 @@ def decision_margin(ref: ReferenceTranslator, src: str, opts: dict) -> float:
     import torch.nn.functional as F
 
     import gmlm_engine.pytorch.reference as reference_module
-    from gmlm_engine.common import log_threshold
+    from gmlm_engine.rules import log_threshold
 
     m, margins = ref.model, []
     own = m.vocab_logits

@@ -188,7 +188,7 @@ def test_repeat_remask_matches_the_reference():
 
 def test_the_rules_header_is_its_python_twin_on_random_inputs():
     """cpp/decoding/rules.h (compiled for the CPU and the CUDA kernels) against common.py / the reference."""
-    from gmlm_engine.common import gumbel_noise, hash_bits, random_init_tokens, source_hash
+    from gmlm_engine.rules import gumbel_noise, hash_bits, random_init_tokens, source_hash
 
     r = _rng(21)
     for _ in range(200):

@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from gmlm_engine import Translator
 from gmlm_engine.tools.cli import main
-from gmlm_engine.common import AtomicOutput
+from gmlm_engine.textio import AtomicOutput
 from gmlm_engine.config import ModelError, read_model_dir
 from conftest import TINY_GMLM
 

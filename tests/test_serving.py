@@ -18,7 +18,8 @@ import pytest
 
 core = pytest.importorskip("gmlm_engine._core")
 
-from gmlm_engine.common import encode_sources, validate_options  # noqa: E402
+from gmlm_engine.common import encode_sources  # noqa: E402
+from gmlm_engine.options import validate_options  # noqa: E402
 from gmlm_engine.engine import Translator, engine_options  # noqa: E402
 from gmlm_engine.serving import AsyncTranslator, QueueFull, Scheduler  # noqa: E402
 

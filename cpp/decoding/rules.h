@@ -1,5 +1,5 @@
 // The decoding rules that the CPU engine and the CUDA kernels share, written once and compiled for host
-// and device (docs/decoding.md; the Python twins in common.py and pytorch/reference.py are the spec and
+// and device (docs/decoding.md; the Python twins in rules.py and pytorch/reference.py are the spec and
 // tests/test_engine_ops.py and tests/test_engine_common.py check them against these on random inputs):
 //   - the counter-based hash RNG: a draw is a pure function of (seed, stream, source hash, candidate,
 //     iteration, position, vocabulary id), so results do not depend on batching, threads or device;

@@ -1,5 +1,6 @@
-"""What the reference decoder and the compiled engine share: results, source encoding,
-the counter-based RNG, batching of inputs, and the iterable/file front-ends.
+"""What the reference decoder and the compiled engine share: results, source checks and encoding,
+batching of inputs, and the translate_batch / iterable / file front-ends (options: options.py; the
+RNG and score rules: rules.py; text I/O: textio.py).
 
 No PyTorch here: the engine runtime imports this module.
 """
@@ -12,10 +13,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-import numpy as np
-
-from .options import (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM, DEFAULT_LENGTH_OFFSET, GMLM_ONLY,  # noqa: F401
-                      DecodeOptions, int_option, validate_options)
+from .options import (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM, DEFAULT_LENGTH_OFFSET, DecodeOptions, int_option,
+                      validate_options)
+from .textio import AtomicOutput, read_text_lines
 
 
 @dataclass
@@ -74,57 +74,6 @@ def encode_sources(tokenizer, cfg, texts: list[str]) -> list[list[int]]:
     return out
 
 
-# --- the counter-based RNG (docs/decoding.md) ------------------------------------------------
-_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix(z):
-    z = np.asarray(z, dtype=np.uint64)
-    z = z ^ (z >> np.uint64(30))
-    z = z * _M1
-    z = z ^ (z >> np.uint64(27))
-    z = z * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def source_hash(ids: list[int]) -> int:
-    """FNV-1a 64 over the little-endian int32 bytes of the encoder input ids."""
-    h = 0xCBF29CE484222325
-    for b in np.asarray(ids, dtype="<i4").tobytes():
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
-
-
-def hash_bits(seed: int, stream: int, src_hash, k, t: int, i, v) -> np.ndarray:
-    """64-bit hash of (seed, stream, source, candidate, iteration, position, vocab id); arguments
-    broadcast (numpy arrays of any integer type)."""
-    with np.errstate(over="ignore"):
-        h = _mix(np.asarray(np.uint64(seed) + _GOLDEN, dtype=np.uint64))
-        for x in (stream, src_hash, k, t, i, v):
-            h = _mix(h ^ np.asarray(x).astype(np.uint64))
-    return h
-
-
-def hash_uniform(h: np.ndarray) -> np.ndarray:
-    """Top 24 bits -> uniform float in (0, 1), exact in float32 and float64."""
-    return ((h >> np.uint64(40)).astype(np.float64) + 0.5) / float(1 << 24)
-
-
-def gumbel_noise(seed, src_hash, k, t, i, vocab_size) -> np.ndarray:
-    """(M, V) float32 Gumbel noise for M selected positions (src_hash, k, i arrays of length M)."""
-    v = np.arange(vocab_size, dtype=np.uint64)[None, :]
-    col = lambda a: np.asarray(a, dtype=np.uint64)[:, None]  # noqa: E731
-    u = hash_uniform(hash_bits(seed, 0, col(src_hash), col(k), t, col(i), v))
-    return (-np.log(-np.log(u))).astype(np.float32)
-
-
-def random_init_tokens(seed, src_hash, k, i, vocab_size, first_id) -> np.ndarray:
-    """Random initial tokens in [first_id, vocab_size) (stream 1, t = 0, v = 0)."""
-    h = hash_bits(seed, 1, np.asarray(src_hash, np.uint64), np.asarray(k, np.uint64), 0,
-                  np.asarray(i, np.uint64), 0)
-    return (first_id + (h >> np.uint64(40)) % np.uint64(vocab_size - first_id)).astype(np.int64)
-
-
 # --- batching -------------------------------------------------------------------------------
 def plan_batches(lengths: list[int], max_batch_size: int, batch_type: str, default_size: int) -> list[list[int]]:
     """Indices grouped into batches, sorted by length (longest first); results are put back in
@@ -153,96 +102,6 @@ def check_finite_scores(results, path, offset: int = 0, unit: str = "source") ->
 
         raise ModelError(f"{path}: the model computed non-finite scores for {len(bad)} input(s) "
                          f"(first: {position(bad[0], offset, unit)}); its weights or config.json are broken")
-
-
-def read_text_lines(f, name: str) -> Iterator[str]:
-    """The lines of a binary stream, one rule for files and stdin: lines end at "\n" (a "\r\n" ending
-    counts as "\n"); a bare "\r" or any other Unicode line separator inside a line stays part of
-    it. Invalid UTF-8 raises ValueError naming the line."""
-    for n, raw in enumerate(f, 1):
-        if raw.endswith(b"\n"):
-            raw = raw[:-1]
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{name}: line {n} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
-
-
-class AtomicOutput:
-    """Where translations are written, checked before any work is done (in the constructor):
-
-    - a regular file (or a new one) is written as a private temporary file next to it and renamed
-      over it only on success: a failure leaves the previous file untouched, and two runs on the same
-      path never share a temporary file (the last to finish wins, whole); the file keeps its mode;
-    - a symbolic link: the file it points to is replaced, the link stays;
-    - a device, FIFO or socket (/dev/null, /dev/stdout, a pipe) is written through, as a shell's
-      `>` would, never replaced;
-    - a directory, a read-only file, or the input file itself (however the path is spelled; `source`
-      is its path or an open file) is refused: IsADirectoryError, PermissionError, ValueError.
-    """
-
-    def __init__(self, path: str | os.PathLike, source=None):
-        import stat
-
-        self.path = os.fspath(path)
-        try:
-            st = os.stat(self.path)           # follows links: what a write would reach
-        except FileNotFoundError:
-            st = None
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(f"output {self.path} is a directory; give a file path")
-        if st is not None and source is not None:
-            try:
-                src = os.fstat(source.fileno()) if hasattr(source, "fileno") else os.stat(source)
-            except (OSError, ValueError):
-                src = None
-            if src is not None and (src.st_dev, src.st_ino) == (st.st_dev, st.st_ino):
-                raise ValueError(f"output {self.path} is the input file; write the translations to another file")
-        self.direct = st is not None and not stat.S_ISREG(st.st_mode)
-        if st is not None and not self.direct and (not st.st_mode & 0o222 or not os.access(self.path, os.W_OK)):
-            raise PermissionError(f"output {self.path} is read-only")
-        self.mode = None if st is None else stat.S_IMODE(st.st_mode)
-        self.target = os.path.realpath(self.path)
-        if not self.direct and not os.path.isdir(os.path.dirname(self.target) or "."):
-            raise FileNotFoundError(f"output {self.path}: the folder {os.path.dirname(self.target)} does not exist")
-
-    def __enter__(self):
-        if self.direct:
-            self.tmp = None
-            self.f = open(self.path, "w", encoding="utf-8")
-            return self.f
-        import secrets
-
-        folder, name = os.path.split(self.target)
-        for _ in range(100):
-            self.tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
-            try:   # O_EXCL: this run's own file; 0o666 & ~umask like any new file
-                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                break
-            except FileExistsError:
-                continue
-        else:  # pragma: no cover
-            raise FileExistsError(f"output {self.path}: cannot create a temporary file next to it")
-        self.f = os.fdopen(fd, "w", encoding="utf-8")
-        return self.f
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self.f.close()
-        finally:
-            if self.tmp is not None:
-                if exc_type is None:
-                    if self.mode is not None:
-                        os.chmod(self.tmp, self.mode)
-                    os.replace(self.tmp, self.target)
-                else:
-                    try:
-                        os.remove(self.tmp)
-                    except OSError:
-                        pass
-        return False
 
 
 class TranslatorFrontEnd:
@@ -396,13 +255,3 @@ def _progress(total: int, progress: bool | None):
     except ImportError:
         return _NoBar()
     return tqdm(total=total, unit="sent", desc="translate")
-
-
-def mean_score(conf) -> float:
-    conf = np.asarray(conf, dtype=np.float64)
-    return float(conf.sum() / len(conf)) if len(conf) else 0.0
-
-
-def log_threshold(threshold: float) -> float:
-    """Positions with conf < log(threshold) (float64) stay masked."""
-    return math.log(threshold)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import threading
 
-from .common import DecodeOptions, TranslatorFrontEnd
-from .options import OPTIONS
+from .common import TranslatorFrontEnd
+from .options import OPTIONS, DecodeOptions
 from .config import ModelError, load_weights_numpy, read_model_dir
 from .tokenizer import load_model_tokenizer
 

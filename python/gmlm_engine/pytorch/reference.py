@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..common import (TranslatorFrontEnd, gumbel_noise, log_threshold, mean_score, random_init_tokens,
-                     source_hash)
-from .model import load_torch_model
+from ..common import TranslatorFrontEnd
+from ..rules import gumbel_noise, log_threshold, mean_score, random_init_tokens, source_hash
 from ..tokenizer import NUM_SPECIAL, load_model_tokenizer
+from .model import load_torch_model
 
 DEFAULT_BATCH = 32
 

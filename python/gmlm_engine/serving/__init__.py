@@ -32,7 +32,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..common import TranslationResult, check_finite_scores, check_sources, encode_sources, validate_options
+from ..common import TranslationResult, check_finite_scores, check_sources, encode_sources
+from ..options import validate_options
 from ..engine import Translator, engine_options
 
 MODES = ("continuous", "static", "single")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import int_option
+from ..options import int_option
 from ..config import read_model_dir
 
 DEFAULT_BATCH_SIZE = 64
@@ -160,7 +160,7 @@ def _lines_of_file(row: dict) -> list[dict]:
     place (path, line number from 1) as the row id."""
     import io
 
-    from ..common import read_text_lines
+    from ..textio import read_text_lines
 
     path = row["path"]
     lines = read_text_lines(io.BytesIO(row["bytes"]), path)
@@ -197,7 +197,7 @@ def write_output(ds, out_dir, fmt: str, output_column: str) -> int:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in out.glob("*.parquet"))
     import contextlib
 
-    from ..common import AtomicOutput
+    from ..textio import AtomicOutput
 
     n, cur, expect = 0, None, 1
     with contextlib.ExitStack() as stack:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..common import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
+from ..options import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 from .evaluate import format_table, score
 
 QUALITY_BATCH = 64

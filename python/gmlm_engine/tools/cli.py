@@ -53,13 +53,14 @@ def _translator(args):
 
 
 def cmd_translate(args) -> int:
-    """Lines from --input or stdin (split by common.read_text_lines) to --output or stdout; --output is
+    """Lines from --input or stdin (split by textio.read_text_lines) to --output or stdout; --output is
     written only when every line is translated. With --ray: files to a folder on Ray Data."""
     if args.ray is not None:
         return cmd_translate_ray(args)
     import contextlib
 
-    from ..common import AtomicOutput, int_option, read_text_lines
+    from ..options import int_option
+    from ..textio import AtomicOutput, read_text_lines
 
     # the output path is checked before any work (a directory, a read-only file, the input itself)
     output = AtomicOutput(args.output, source=args.input or sys.stdin) if args.output else None
