@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How the shipped models were made. Steps 1 and the 2026-12-02 GMLMs: one 2-core AMD EPYC, 2 threads, fp32
 # (no native bf16). Steps 1b, 2b, 3b (2026-12-03): a 2-core Intel Xeon with AMX, bf16 autocast (--autocast
-# auto); the later steps name their machine. The shipped models: the AR model of step 1c, the GMLM of step 3g.
+# auto); the later steps name their machine. The shipped models: the AR model of step 1d, the GMLM of step 3k.
 # Each step's exact arguments are also in the model's training.json ("args",
 # "commands", "lineage"). The numbers are in the README and bench/results/models.md.
 set -euo pipefail
@@ -220,3 +220,16 @@ for run in "glat --glancing-ratio 0.5 --glancing-share 0.5" "ctrl"; do
 done
 python bench/model_table.py --gmlm models/gmlm-en-de --gmlm runs/glat/last --gmlm runs/ctrl/last \
   --gmlm-configs 1x1,2x1,4x1,8x2 --splits val --threads 2 --compute-type float32
+
+# --- 2026-12-06, session 19: the shipped GMLM (a 2-core Intel Xeon with AMX, bf16 autocast) --------------------------
+# 3k. A new lineage from the shipped AR model's weights (step 1d) on its distillation (runs/distill8.de of step 3h/3j):
+#     2400 steps, a cool-down over the last 1000, 31 minutes. Val (engine float32) T=1 K=1 / T=2 K=1 / T=4 K=1 / T=4 K=3 /
+#     T=8 K=2: last 26.74 / 29.84 / 31.54 / 32.39 / 33.26; stage 7 (shipped until now) 26.28 / 29.07 / 30.81 / 31.79 / 32.43.
+gmlm train --objective gmlm --out runs/arinit --spm $SPM --encoder-layers 3 --decoder-layers 3 \
+  --train-target runs/distill8.de --init-from models/ar-en-de --max-tokens 4096 --lr 1e-3 --warmup 300 \
+  --length-loss-weight 0.5 --val-every 400 --val-bleu-sentences 200 --max-steps 2400 --cooldown-steps 1000 \
+  --max-minutes 38 --threads 2 --no-progress
+python bench/model_table.py --gmlm models/gmlm-en-de --gmlm runs/arinit/last --gmlm runs/arinit/ckpt-1200 \
+  --gmlm-configs 1x1,2x1,4x1,4x3,8x2 --splits val --threads 2 --compute-type float32
+gmlm export runs/arinit/last --pack models/gmlm-en-de --force
+python models/make_golden.py
