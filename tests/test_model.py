@@ -87,6 +87,34 @@ def test_gmlm_initialised_from_t5_checkpoint(tmp_path):
         torch.testing.assert_close(sd[k], v)
 
 
+def test_init_stretch_layers_maps_blocks_onto_another_depth(tmp_path):
+    """--init-stretch-layers: a 2+2 checkpoint into a 4+1 model; encoder block i takes block i // 2, the one
+    decoder block takes block 0, the relative position bias stays in block 0; without it only matching names copy."""
+    from gmlm_engine.pytorch.export import export_hf
+    from gmlm_engine.pytorch.train import init_from_t5
+
+    hf_dir = export_hf(TINY_AR, tmp_path / "hf")
+    ar, files = load_torch_model(TINY_AR)
+    assert files.config.num_encoder_layers == 2 and files.config.num_decoder_layers == 2
+    cfg = ModelConfig(**{**files.config.to_dict(), "objective": "gmlm", "num_encoder_layers": 4,
+                         "num_decoder_layers": 1})
+    plain, stretched = T5Model(cfg), T5Model(cfg)
+    n_plain = len(init_from_t5(plain, hf_dir))
+    copied = init_from_t5(stretched, hf_dir, stretch=True)
+    assert len(copied) > n_plain
+    src, dst = ar.state_dict(), stretched.state_dict()
+    for i in range(4):
+        for k in dst:
+            if k.startswith(f"encoder.block.{i}.") and "relative_attention_bias" not in k:
+                torch.testing.assert_close(dst[k], src[k.replace(f"block.{i}.", f"block.{i // 2}.", 1)])
+    for k in dst:
+        if k.startswith("decoder.block.0."):
+            torch.testing.assert_close(dst[k], src[k])
+    assert not any("block.1." in k and "relative_attention_bias" in k for k in copied)
+    assert not torch.equal(plain.state_dict()["encoder.block.3.layer.0.SelfAttention.q.weight"],
+                           dst["encoder.block.3.layer.0.SelfAttention.q.weight"])
+
+
 @pytest.mark.parametrize("part", ["attention", "activation"])
 def test_set_dropout_sets_attention_and_feed_forward_dropout_apart(part):
     """With cfg.dropout_rate 0, a train-mode forward is deterministic until set_dropout gives the attention

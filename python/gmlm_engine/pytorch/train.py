@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import sys
 import time
@@ -263,8 +264,35 @@ def average_checkpoints(dirs: list[Path]) -> dict:
     return {k: (v / len(dirs)).float() for k, v in avg.items()}
 
 
-def init_from_t5(model: T5Model, folder: str) -> list[str]:
-    """Copy every tensor of a Hugging Face T5 checkpoint whose name and shape match; returns the names copied."""
+_BLOCK = re.compile(r"^(encoder|decoder)\.block\.(\d+)\.(.*)$")
+
+
+def stretch_layer_names(sd: dict, model: T5Model) -> dict:
+    """The checkpoint's tensors renamed for a stack of another depth: block i of the model's encoder (decoder)
+    takes block floor(i * n_source / n_model) of the checkpoint's, so 3 encoder blocks become 0,0,1,1,2,2 in a
+    6-block encoder and 3 decoder blocks become block 0 in a 1-block decoder. Tensors outside the blocks keep
+    their names; a block-0-only tensor (the relative position bias) goes to block 0 only."""
+    depth_src = {}
+    for k in sd:
+        m = _BLOCK.match(k)
+        if m:
+            depth_src[m[1]] = max(depth_src.get(m[1], 0), int(m[2]) + 1)
+    depth_dst = {"encoder": model.cfg.num_encoder_layers, "decoder": model.cfg.num_decoder_layers}
+    out = {k: v for k, v in sd.items() if not _BLOCK.match(k)}
+    for stack, n_dst in depth_dst.items():
+        n_src = depth_src.get(stack, 0)
+        for i in range(n_dst if n_src else 0):
+            j = i * n_src // n_dst
+            prefix = f"{stack}.block.{j}."
+            for k, v in sd.items():
+                if k.startswith(prefix):
+                    out[f"{stack}.block.{i}.{k[len(prefix):]}"] = v
+    return out
+
+
+def init_from_t5(model: T5Model, folder: str, stretch: bool = False) -> list[str]:
+    """Copy every tensor of a Hugging Face T5 checkpoint whose name and shape match; returns the names copied.
+    stretch: map the checkpoint's blocks onto a stack of another depth first (stretch_layer_names)."""
     from safetensors.torch import load_file
 
     f = Path(folder)
@@ -275,6 +303,8 @@ def init_from_t5(model: T5Model, folder: str) -> list[str]:
     else:
         raise FileNotFoundError(f"{f}: no model.safetensors or pytorch_model.bin (only local folders are "
                                 "supported: nothing is downloaded)")
+    if stretch:
+        sd = stretch_layer_names(sd, model)
     own = model.state_dict()
     copied = []
     for k, v in sd.items():
@@ -329,7 +359,7 @@ def run(args) -> int:
     model = T5Model(cfg).to(dev)
     model.set_dropout(args.attention_dropout, args.activation_dropout)
     if args.init_from and state is None:
-        copied = init_from_t5(model, args.init_from)
+        copied = init_from_t5(model, args.init_from, args.init_stretch_layers)
         print(f"initialised {len(copied)} tensors from {args.init_from}", file=sys.stderr)
     opt = torch.optim.AdamW(param_groups(model, args.weight_decay, args.embedding_lr_scale,
                                          args.query_lr_scale or None), lr=args.lr,

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-target-len", type=int, default=96)
     p.add_argument("--init-from", default=None, help="initialise from a Hugging Face T5 checkpoint folder "
                    "(matching names and shapes are copied)")
+    p.add_argument("--init-stretch-layers", action="store_true",
+                   help="with --init-from into a stack of another depth: block i takes the checkpoint's block "
+                        "floor(i * its depth / this depth) (3 encoder blocks -> 0,0,1,1,2,2 of 6; 3 decoder "
+                        "blocks -> block 0 of 1) instead of copying only the blocks whose names match")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--schedule-offset", type=int, default=0,
