@@ -436,6 +436,8 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
                  "leave it unset or equal to length_beam on device='cuda'");
   GMLM_CHECK_ARG(!o.repeat_remask && o.repeat_penalty == 0.0,
                  "repeat_remask and repeat_penalty are not implemented in the CUDA engine yet; use device='cpu'");
+  GMLM_CHECK_ARG(o.cache_refresh == 1, "cache_refresh (cached refinement) is not implemented in the CUDA engine yet; "
+                 "use device='cpu'");
   std::vector<RefineResult> results(B);
   if (B == 0) return results;
   GMLM_CUDA_CHECK(cudaSetDevice(device));

@@ -3,7 +3,7 @@
 the continuous-batching scheduler (test_serving.py). One list, so that a new option is added once.
 
 iterations 1/4/10, length_beam 1/3/5, linear and threshold, stutter on and off, random init, sampling,
-pruning, early_stop, length_offset, repeat_remask and repeat_penalty.
+pruning, early_stop, length_offset, repeat_remask, repeat_penalty and cached refinement (cache_refresh).
 """
 REFINE_OPTION_SETS = [
     dict(iterations=1, length_beam=1),
@@ -27,15 +27,20 @@ REFINE_OPTION_SETS = [
     dict(iterations=4, length_beam=5, length_beam_keep=2, length_offset=-3, sampling=True, seed=4),
     dict(iterations=4, length_beam=4, repeat_penalty=0.5, repeat_remask=True),
     dict(iterations=4, length_beam=5, length_beam_keep=2, repeat_penalty=100.0, stutter_remask=False),
+    dict(iterations=10, length_beam=3, cache_refresh=0),
+    dict(iterations=10, length_beam=5, cache_refresh=2, remask="threshold", threshold=0.7, stutter_remask=False),
+    dict(iterations=6, length_beam=3, cache_refresh=0, init="random", seed=5, sampling=True),
+    dict(iterations=10, length_beam=4, length_beam_keep=2, cache_refresh=3, repeat_remask=True, early_stop=True),
 ]
 
 # What the CUDA engine does not implement yet (docs/cuda.md): it refuses these with a ValueError.
-CUDA_LACKS = ("length_beam_keep", "repeat_remask", "repeat_penalty")
+# Each with the values it does implement.
+CUDA_LACKS = {"length_beam_keep": lambda v, o: v in (None, o.get("length_beam")), "repeat_remask": lambda v, o: not v,
+              "repeat_penalty": lambda v, o: not v, "cache_refresh": lambda v, o: v in (None, 1)}
 
 
 def cuda_supports(opts: dict) -> bool:
-    return not any(opts.get(k) for k in CUDA_LACKS if not (k == "length_beam_keep" and
-                                                             opts.get(k) == opts.get("length_beam")))
+    return all(ok(opts.get(k), opts) for k, ok in CUDA_LACKS.items())
 
 
 def option_id(opts: dict) -> str:

@@ -136,6 +136,7 @@ SLOW_OPTION_SETS = [
     dict(iterations=4, length_beam=3, remask="threshold", threshold=0.9),
     dict(iterations=10, length_beam=5, remask="threshold", threshold=0.7, stutter_remask=False),
     dict(iterations=4, length_beam=5, length_beam_keep=2),
+    dict(iterations=8, length_beam=2, cache_refresh=0),
 ]
 
 

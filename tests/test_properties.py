@@ -21,7 +21,7 @@ options = st.fixed_dictionaries({
     "iterations": st.integers(1, 4), "length_beam": st.integers(1, 3), "seed": st.integers(0, 2**63 - 1),
     "sampling": st.booleans(), "init": st.sampled_from(["mask", "random"]), "stutter_remask": st.booleans(),
     "early_stop": st.booleans(), "length_offset": st.integers(-3, 3), "repeat_remask": st.booleans(),
-    "repeat_penalty": st.sampled_from([0.0, 0.5]),
+    "repeat_penalty": st.sampled_from([0.0, 0.5]), "cache_refresh": st.sampled_from([1, 0, 2]),
 })
 
 

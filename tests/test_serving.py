@@ -30,7 +30,7 @@ OPTION_SETS = [dict(iterations=4, length_beam=3), dict(iterations=1, length_beam
                dict(iterations=10, length_beam=5, length_beam_keep=2), dict(iterations=3, length_beam=2, sampling=True, seed=4),
                dict(iterations=6, length_beam=3, remask="threshold", threshold=0.6, stutter_remask=False),
                dict(iterations=4, length_beam=4, init="random", seed=9, return_history=True),
-               dict(iterations=5, length_beam=3, repeat_remask=True)]
+               dict(iterations=5, length_beam=3, repeat_remask=True), dict(iterations=6, length_beam=2, cache_refresh=0)]
 
 
 @pytest.fixture(scope="module")

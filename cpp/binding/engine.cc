@@ -122,6 +122,7 @@ RefineOptions options_from_dict(const py::dict& d) {
     else if (k == "stutter_remask") o.stutter_remask = v.cast<bool>();
     else if (k == "repeat_remask") o.repeat_remask = v.cast<bool>();
     else if (k == "repeat_penalty") o.repeat_penalty = v.cast<double>();
+    else if (k == "cache_refresh") o.cache_refresh = v.cast<int64_t>();
     else if (k == "early_stop") o.early_stop = v.cast<bool>();
     else if (k == "init") init = v.cast<std::string>();
     else if (k == "sampling") o.sampling = v.cast<bool>();
@@ -154,6 +155,7 @@ py::dict refine_defaults() {
   d["stutter_remask"] = o.stutter_remask;
   d["repeat_remask"] = o.repeat_remask;
   d["repeat_penalty"] = o.repeat_penalty;
+  d["cache_refresh"] = o.cache_refresh;
   d["early_stop"] = o.early_stop;
   d["init"] = o.init_random ? "random" : "mask";
   d["sampling"] = o.sampling;
@@ -345,20 +347,21 @@ class Engine {
       for (size_t b = 0; b < tgt.size(); ++b) {
         GMLM_CHECK_ARG(static_cast<int64_t>(tgt[b].size()) <= model_->config().max_target_len, "target ", b,
                        " is longer than max_target_len");
-        const int64_t begin = static_cast<int64_t>(in.ids.size());
-        in.segs.push_back({begin, static_cast<int64_t>(tgt[b].size()), static_cast<int64_t>(b)});
-        for (size_t i = 0; i < tgt[b].size(); ++i) {
+        const int64_t begin = static_cast<int64_t>(in.ids.size()), n = static_cast<int64_t>(tgt[b].size());
+        in.segs.push_back({begin, n, n, begin, static_cast<int64_t>(b)});
+        for (int64_t i = 0; i < n; ++i) {
           in.ids.push_back(tgt[b][i]);
+          in.pos.push_back(static_cast<int32_t>(i));
           in.sel.push_back(static_cast<int32_t>(begin + i));
         }
       }
-      Tensor states;
-      model_->decode(in, enc, ws_, *pool_, states);
+      Tensor states, kv({static_cast<int64_t>(in.ids.size()), model_->decoder_kv_width()});
+      model_->decode(in, enc, kv, ws_, *pool_, states);
       logits.resize({states.dim(0), V});
       ops::Gemm()(mat(states), model_->output_embedding(), mat(logits), *pool_);
     }
     py::list out;
-    for (const DecoderSegment& s : in.segs) out.append(to_numpy(logits.data<float>() + s.begin * V, s.len, V));
+    for (const DecoderSegment& s : in.segs) out.append(to_numpy(logits.data<float>() + s.begin * V, s.rows, V));
     return out;
   }
 
@@ -379,6 +382,8 @@ class Engine {
     d["total"] = profile_.total_seconds;
     d["gemm_flops"] = profile_.gemm_flops;
     d["vocab_flops"] = profile_.vocab_flops;
+    d["decoder_rows"] = profile_.decoder_rows;
+    d["decoder_positions"] = profile_.decoder_positions;
     d["vocab_gemm_thread_seconds"] = profile_.vocab_gemm_thread_seconds;
     d["vocab_reduce_thread_seconds"] = profile_.vocab_reduce_thread_seconds;
     py::list shapes;

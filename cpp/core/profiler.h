@@ -24,6 +24,8 @@ class Profiler {
   std::array<double, static_cast<int>(Phase::count)> seconds{};
   double total_seconds = 0;
   double gemm_flops = 0, vocab_flops = 0;
+  // refinement passes: decoder rows computed, and the candidates' positions (rows an exact pass computes)
+  int64_t decoder_rows = 0, decoder_positions = 0;
   // thread-seconds inside the vocabulary step's tiles: BLAS calls vs the fused log-softmax/argmax
   double vocab_gemm_thread_seconds = 0, vocab_reduce_thread_seconds = 0;
   std::map<std::tuple<int64_t, int64_t, int64_t>, GemmStat> gemm_shapes;   // (M, N, K)

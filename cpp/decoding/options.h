@@ -22,6 +22,9 @@ struct RefineOptions {
   bool stutter_remask = true;
   bool repeat_remask = false;     // re-mask repeated word pieces and bigrams (ops::repeat_remask)
   double repeat_penalty = 0.0;    // ranking: a candidate whose output repeats (ops::repeats) scores this much lower
+  // cached refinement: pass t recomputes every position iff t == 0 or t % cache_refresh == 0 (0: never again);
+  // the other passes only the masked positions and those whose input changed, reusing the others' keys/values
+  int64_t cache_refresh = 1;
   bool early_stop = false;        // a pass that changes no token ends the candidate
   bool init_random = false;       // init == "random" (else "mask")
   bool sampling = false;

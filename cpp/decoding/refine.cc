@@ -20,6 +20,7 @@ void RefineOptions::validate(const T5Config& cfg) const {
   GMLM_CHECK_ARG(length_offset > -cfg.max_target_len && length_offset < cfg.max_target_len,
                  "length_offset must be in [", 1 - cfg.max_target_len, ", ", cfg.max_target_len - 1, "], got ",
                  length_offset);
+  GMLM_CHECK_ARG(cache_refresh >= 0 && cache_refresh <= 1000, "cache_refresh must be in [0, 1000], got ", cache_refresh);
   GMLM_CHECK_ARG(std::isfinite(repeat_penalty) && repeat_penalty >= 0.0,
                  "repeat_penalty must be a number >= 0, got ", repeat_penalty);
 }
@@ -77,6 +78,8 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
   const int64_t base = join(sources, &fresh, ws, pool);
   Tensor len_logits;
   model_.length_logits(fresh, len_logits, ws, pool);
+  std::vector<Request> newcomers;
+  int64_t kv_rows = 0;
   for (size_t b = 0; b < sources.size(); ++b) {
     Request r;
     r.id = next_id_++;
@@ -98,11 +101,40 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
       c.prev = c.tokens;
       c.conf.assign(c.len, 0.f);
       c.masked.assign(c.len, 1);
+      c.cached_in.assign(c.len, -1);
+      kv_rows += c.len;
     }
     ids.push_back(r.id);
+    newcomers.push_back(std::move(r));
+  }
+  int64_t row = pack_kv(kv_rows);
+  for (Request& r : newcomers) {
+    for (Candidate& c : r.cands) {
+      c.kv = row;
+      row += c.len;
+    }
     live_.push_back(std::move(r));
   }
   return ids;
+}
+
+int64_t RefineBatch::pack_kv(int64_t extra) {
+  const int64_t width = model_.decoder_kv_width();
+  int64_t rows = 0;
+  for (const Request& r : live_)
+    for (const Candidate& c : r.cands) rows += c.done ? 0 : c.len;
+  Tensor packed({rows + extra, width});
+  int64_t row = 0;
+  for (Request& r : live_)
+    for (Candidate& c : r.cands) {
+      if (c.done) continue;
+      if (r.o.cache_refresh != 1)
+        std::memcpy(packed.data<float>() + row * width, kv_.data<float>() + c.kv * width, sizeof(float) * c.len * width);
+      c.kv = row;
+      row += c.len;
+    }
+  kv_ = std::move(packed);
+  return row;
 }
 
 bool RefineBatch::cancel(int64_t id) {
@@ -182,6 +214,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
   std::vector<std::pair<int64_t, RefineResult>> finished;
   finished_.clear();
   if (live_.empty()) return finished;
+  if (left_) pack_kv(0);
   compact();
   const T5Config& cfg = model_.config();
   const int64_t V = cfg.vocab_size;
@@ -191,39 +224,50 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
   DecoderInput in;
   std::vector<std::pair<Request*, Candidate*>> owner_of_row;  // sampling: the candidate of each selected row
   std::vector<int32_t> pos_of_row;
-  int64_t n_argmax = 0;
+  int64_t n_argmax = 0, positions = 0;
   {
     Profiler::Scope scope(Phase::remask);
     for (int group = 0; group < 2; ++group) {
       for (Request& r : live_) {
         if (r.o.sampling != (group == 1)) continue;
+        // a full pass computes every position; the others (cached refinement) the fresh ones
+        const int64_t R = r.o.cache_refresh;
+        const bool full = r.t == 0 || (R >= 1 && r.t % R == 0);
         for (Candidate& c : r.cands) {
           if (c.done) continue;
           const int64_t begin = static_cast<int64_t>(in.ids.size());
-          in.segs.push_back({begin, c.len, r.source});
           c.sel_of.assign(c.len, -1);
           for (int64_t i = 0; i < c.len; ++i) {
             int32_t id = c.masked[i] ? cfg.mask_id : c.tokens[i];
             if (r.t == 0 && r.o.init_random) id = rules::init_token(r.o.seed, r.src_hash, c.k, i, V, cfg.first_random_id());
-            in.ids.push_back(id);
+            if (!full && !c.masked[i] && id == c.cached_in[i]) continue;
+            c.cached_in[i] = id;
             if (c.masked[i]) {
               c.sel_of[i] = static_cast<int32_t>(in.sel.size());
-              in.sel.push_back(static_cast<int32_t>(begin + i));
+              in.sel.push_back(static_cast<int32_t>(in.ids.size()));
               if (group == 1) {
                 owner_of_row.push_back({&r, &c});
                 pos_of_row.push_back(static_cast<int32_t>(i));
               }
             }
+            in.ids.push_back(id);
+            in.pos.push_back(static_cast<int32_t>(i));
           }
+          in.segs.push_back({begin, static_cast<int64_t>(in.ids.size()) - begin, c.len, c.kv, r.source});
+          positions += c.len;
         }
       }
       if (group == 0) n_argmax = static_cast<int64_t>(in.sel.size());
+    }
+    if (Profiler* prof = scope.profiler()) {
+      prof->decoder_rows += static_cast<int64_t>(in.ids.size());
+      prof->decoder_positions += positions;
     }
   }
 
   // 3b. decoder pass; vocabulary step on the selected rows only
   Tensor states;
-  model_.decode(in, enc_, ws, pool, states);
+  model_.decode(in, enc_, kv_, ws, pool, states);
   const int64_t n_sel = static_cast<int64_t>(in.sel.size());
   std::vector<int32_t> pred(n_sel);
   std::vector<float> conf(n_sel);

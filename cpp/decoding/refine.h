@@ -48,6 +48,8 @@ class RefineBatch : public ResumableBatch {
     int64_t passes = 0;
     std::vector<std::vector<int32_t>> history;
     std::vector<int32_t> sel_of;  // this pass: the selected row of each masked position, else -1
+    int64_t kv = 0;               // its position 0's row in kv_
+    std::vector<int32_t> cached_in;  // the input id each position had when its keys/values were computed
   };
   struct Request {
     int64_t id = 0;
@@ -63,8 +65,12 @@ class RefineBatch : public ResumableBatch {
   int64_t best_candidate(const Request& r, RefineResult* out) const;
   void snapshot(const Request& r, std::vector<CandidateState>* out, int64_t* best) const;
   std::vector<int64_t*> live_sources() override;
+  // kv_ := the cached rows of the live requests' candidates (renumbered; copied only for cached
+  // refinement, an exact pass rewrites them all), then `extra` rows; returns the first extra row.
+  int64_t pack_kv(int64_t extra);
 
   std::vector<Request> live_;  // in arrival order
+  Tensor kv_;                  // the decoder's self-attention keys/values (T5Model::decode), a block per candidate
   // The requests that finished in the latest step, as it left them (snapshot); replaced by each step.
   std::vector<std::pair<int64_t, std::pair<std::vector<CandidateState>, int64_t>>> finished_;
 };

@@ -279,7 +279,7 @@ void T5Model::length_logits(const EncoderOutput& enc, Tensor& logits, Workspace&
   ops::Gemm()(mat(ws.rows), mat(length_head_), mat(logits), pool);
 }
 
-void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Workspace& ws, ThreadPool& pool,
+void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& kv, Workspace& ws, ThreadPool& pool,
                      Tensor& states) const {
   GMLM_CHECK_ARG(cfg_.gmlm, "decode: refinement passes need a gmlm model (an ar model decodes with decode_step)");
   const int64_t D = cfg_.d_model, I = inner_, nl = cfg_.num_decoder_layers, kv_ld = 2 * I * nl;
@@ -288,23 +288,30 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Workspace
   const int64_t max_rel = cfg_.max_target_len - 1;
   const float eps = cfg_.layer_norm_epsilon;
   GMLM_CHECK(n_sel >= 1, "decode with no selected rows");
+  GMLM_CHECK(static_cast<int64_t>(in.pos.size()) == R && kv.dim(1) == kv_ld, "decoder input");
 
-  // segments for all rows, and for the selected rows of the last layer
+  // segments for the computed rows, and for the selected rows of the last layer; each row's cache row
   std::vector<ops::AttentionSegment> self_segs, cross_segs, sel_self, sel_cross;
+  std::vector<int64_t> kv_row(R);
   ws.q_pos.assign(n_sel, 0);
   int64_t j = 0;
   for (const DecoderSegment& s : in.segs) {
-    GMLM_CHECK(s.len >= 1 && s.len <= cfg_.max_target_len && s.begin + s.len <= R, "decoder segment");
+    GMLM_CHECK(s.len >= 1 && s.len <= cfg_.max_target_len && s.rows >= 0 && s.begin + s.rows <= R && s.kv >= 0 &&
+                   s.kv + s.len <= kv.dim(0), "decoder segment");
     const int64_t sb = enc.begin.at(s.source), sl = enc.len.at(s.source);
-    self_segs.push_back({s.begin, s.len, s.begin, s.len});
-    cross_segs.push_back({s.begin, s.len, sb, sl});
+    self_segs.push_back({s.begin, s.rows, s.kv, s.len});
+    cross_segs.push_back({s.begin, s.rows, sb, sl});
+    for (int64_t r = s.begin; r < s.begin + s.rows; ++r) {
+      GMLM_CHECK(in.pos[r] >= 0 && in.pos[r] < s.len, "decoder row position");
+      kv_row[r] = s.kv + in.pos[r];
+    }
     const int64_t j0 = j;
-    while (j < n_sel && in.sel[j] < s.begin + s.len) {
+    while (j < n_sel && in.sel[j] < s.begin + s.rows) {
       GMLM_CHECK(in.sel[j] >= s.begin, "selected rows must be ascending and inside the segments");
-      ws.q_pos[j] = static_cast<int32_t>(in.sel[j] - s.begin);
+      ws.q_pos[j] = in.pos[in.sel[j]];
       ++j;
     }
-    sel_self.push_back({j0, j - j0, s.begin, s.len});
+    sel_self.push_back({j0, j - j0, s.kv, s.len});
     sel_cross.push_back({j0, j - j0, sb, sl});
   }
   GMLM_CHECK(j == n_sel, "selected rows outside the segments");
@@ -313,20 +320,27 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Workspace
   ws.h.resize({R, D});
   ops::Embedding()(mat(shared_), in.ids.data(), R, mat(ws.x));
   {
-    // + learned absolute positions: x[r] += embed_positions[r - begin of its segment]
+    // + learned absolute positions: x[r] += embed_positions[pos[r]]
     Profiler::Scope scope(Phase::layers_other);
-    for (const DecoderSegment& s : in.segs)
-      for (int64_t i = 0; i < s.len; ++i) {
-        float* xr = ws.x.data<float>() + (s.begin + i) * D;
-        const float* pr = embed_positions_.data<float>() + i * D;
-        for (int64_t d = 0; d < D; ++d) xr[d] += pr[d];
-      }
+    for (int64_t r = 0; r < R; ++r) {
+      float* xr = ws.x.data<float>() + r * D;
+      const float* pr = embed_positions_.data<float>() + int64_t(in.pos[r]) * D;
+      for (int64_t d = 0; d < D; ++d) xr[d] += pr[d];
+    }
   }
   const ConstMat ckv = {enc.cross_kv.data<float>(), enc.cross_kv.dim(0), kv_ld, kv_ld};
+  const Mat cache = mat(kv);
   ops::MultiHeadAttention mha(cfg_.num_heads, cfg_.d_kv);
   ops::Gemm residual;
   residual.beta = 1.f;
 
+  // the computed rows' keys and values of layer l (columns [kv_col, kv_col + 2I) of `from`) into the cache
+  auto store_kv = [&](int64_t l, const Tensor& from, int64_t kv_col) {
+    Profiler::Scope scope(Phase::layers_other);
+    const int64_t ld = from.dim(1);
+    for (int64_t r = 0; r < R; ++r)
+      std::memcpy(cache.row(kv_row[r]) + 2 * I * l, from.data<float>() + r * ld + kv_col, sizeof(float) * 2 * I);
+  };
   // cross-attention and feed-forward of one block on the rows of x
   auto cross_and_ffn = [&](const DecoderBlock& blk, int64_t l, Mat x, const std::vector<ops::AttentionSegment>& segs) {
     const int64_t Xr = x.rows;
@@ -344,17 +358,26 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Workspace
 
   for (int64_t l = 0; l + 1 < nl; ++l) {
     const DecoderBlock& blk = decoder_[l];
-    self_attention(blk.self_attn, decoder_bias_, max_rel, self_segs, mat(ws.x), ws, pool);
+    ops::RMSNorm{eps}(mat(ws.x), blk.self_attn.layer_norm.data<float>(), mat(ws.h), &pool);
+    ws.qkv.resize({R, 3 * I});
+    ops::Gemm()(mat(ws.h), mat(blk.self_attn.qkv), mat(ws.qkv), pool);
+    store_kv(l, ws.qkv, I);
+    ws.att.resize({R, I});
+    mha(mat(ws.qkv).sub(0, R, 0, I), in.pos.data(), cache.sub(0, cache.rows, 2 * I * l, I),
+        cache.sub(0, cache.rows, 2 * I * l + I, I), self_segs, decoder_bias_.data<float>(), max_rel, mat(ws.att), pool);
+    residual(mat(ws.att), mat(blk.self_attn.o), mat(ws.x), pool);
     cross_and_ffn(blk, l, mat(ws.x), cross_segs);
   }
 
-  // last block: keys and values from all rows, everything else on the selected rows only
-  const DecoderBlock& last = decoder_[nl - 1];
+  // last block: keys and values of the computed rows, everything else on the selected rows only
+  const int64_t ll = nl - 1;
+  const DecoderBlock& last = decoder_[ll];
   const SelfAttentionLayer& sa = last.self_attn;
   ops::RMSNorm{eps}(mat(ws.x), sa.layer_norm.data<float>(), mat(ws.h), &pool);
   ws.qkv.resize({R, 2 * I});
   const ConstMat w_qkv = mat(sa.qkv);
   ops::Gemm()(mat(ws.h), w_qkv.sub(I, 2 * I, 0, D), mat(ws.qkv), pool);
+  store_kv(ll, ws.qkv, 0);
   ws.xs.resize({n_sel, D});
   ws.hs.resize({n_sel, D});
   {
@@ -367,11 +390,10 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Workspace
   ws.q.resize({n_sel, I});
   ops::Gemm()(mat(ws.hs), w_qkv.sub(0, I, 0, D), mat(ws.q), pool);
   ws.att.resize({n_sel, I});
-  const Mat kv = mat(ws.qkv);
-  mha(mat(ws.q), ws.q_pos.data(), kv.sub(0, R, 0, I), kv.sub(0, R, I, I), sel_self, decoder_bias_.data<float>(),
-      max_rel, mat(ws.att), pool);
+  mha(mat(ws.q), ws.q_pos.data(), cache.sub(0, cache.rows, 2 * I * ll, I), cache.sub(0, cache.rows, 2 * I * ll + I, I),
+      sel_self, decoder_bias_.data<float>(), max_rel, mat(ws.att), pool);
   residual(mat(ws.att), mat(sa.o), mat(ws.xs), pool);
-  cross_and_ffn(last, nl - 1, mat(ws.xs), sel_cross);
+  cross_and_ffn(last, ll, mat(ws.xs), sel_cross);
 
   states.resize({n_sel, D});
   ops::RMSNorm{eps}(mat(ws.xs), decoder_final_norm_.data<float>(), mat(states), &pool);

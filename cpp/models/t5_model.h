@@ -57,14 +57,20 @@ struct EncoderOutput {
   Tensor cross_kv;                  // (rows, num_decoder_layers * 2I): per layer [K | V]
 };
 
+// A length candidate in one decoder pass.
 struct DecoderSegment {
-  int64_t begin, len;  // rows of the segment in the decoder input
-  int64_t source;      // index into EncoderOutput
+  int64_t begin, rows;  // its computed rows in the decoder input
+  int64_t len;          // its positions (the keys and values its rows attend over)
+  int64_t kv;           // the row of its position 0 in the key/value cache
+  int64_t source;       // index into EncoderOutput
 };
 
-// One decoder pass: the input ids of all segments back to back and the rows to predict.
+// One decoder pass: the computed rows of all segments back to back (every position of a candidate in an
+// exact pass; with cached refinement only its fresh positions, docs/decoding.md), their positions, and
+// the rows to predict.
 struct DecoderInput {
   std::vector<int32_t> ids;
+  std::vector<int32_t> pos;  // each row's position in its candidate
   std::vector<DecoderSegment> segs;
   std::vector<int32_t> sel;  // ascending
 };
@@ -113,10 +119,14 @@ class T5Model {
   // Length logits (B, max_target_len) from the first (<len>) row of each source.
   void length_logits(const EncoderOutput& enc, Tensor& logits, Workspace& ws, ThreadPool& pool) const;
   // Decoder states (after the final norm, times D^-0.5 when the embeddings are tied) of the
-  // selected rows: (sel.size(), D). All rows are computed in every layer but the last,
-  // where only the keys/values need all rows and the rest runs on the selected rows.
-  void decode(const DecoderInput& in, const EncoderOutput& enc, Workspace& ws, ThreadPool& pool,
+  // selected rows: (sel.size(), D). The computed rows run through every layer but the last, where
+  // only their keys/values are needed and the rest runs on the selected rows. kv: the self-attention
+  // key/value cache, (rows, num_decoder_layers * 2I), per layer [K | V]; position i of segment s is
+  // row s.kv + i. Each layer writes its computed rows' keys/values there, then attends over all
+  // s.len positions of the segment (the others: what an earlier pass wrote).
+  void decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& kv, Workspace& ws, ThreadPool& pool,
               Tensor& states) const;
+  int64_t decoder_kv_width() const { return 2 * inner_ * cfg_.num_decoder_layers; }
   // ar models: one causal step of every row (see StepInput); decoder states (n, D) after the final
   // norm (times D^-0.5 when tied), ready for the output projection.
   void decode_step(const StepInput& in, const EncoderOutput& enc, SelfCache& cache, Workspace& ws, ThreadPool& pool,

@@ -155,7 +155,8 @@ class TranslatorFrontEnd:
                         threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,
-                        rerank=False, repeat_remask=False, repeat_penalty=0.0) -> list[TranslationResult]:
+                        rerank=False, repeat_remask=False, repeat_penalty=0.0,
+                        cache_refresh=1) -> list[TranslationResult]:
         """Translate a list of strings. The options are options.OPTIONS (this signature is tested against
         that table; docs/decoding.md lists them, README "Python API" explains them)."""
         options = dict(locals())

@@ -15,7 +15,7 @@ import os
 import threading
 
 from .common import TranslatorFrontEnd
-from .options import OPTIONS, DecodeOptions
+from .options import BY_NAME, OPTIONS, DecodeOptions
 from .config import ModelError, load_weights_numpy, read_model_dir
 from .tokenizer import load_model_tokenizer
 
@@ -97,11 +97,11 @@ def resolve_cpu_compute_type(compute_type: str, core) -> str:
 def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
     """The compiled engine's options (by keyword, the table's names) from validated decoding options: the
     options.OPTIONS of the model's kind, less those the Python layer handles (rerank: the engine returns
-    every candidate instead). repeat_remask and repeat_penalty are passed only when set: the CUDA engine
-    refuses them."""
+    every candidate instead). repeat_remask, repeat_penalty and cache_refresh are passed only when not at their
+    defaults: the CUDA engine refuses them."""
     eo = {o.name: getattr(opts, o.name) for o in OPTIONS if o.models == objective and o.name != "rerank"}
-    for name in ("repeat_remask", "repeat_penalty"):
-        if name in eo and not eo[name]:
+    for name in ("repeat_remask", "repeat_penalty", "cache_refresh"):
+        if name in eo and eo[name] == BY_NAME[name].default:
             del eo[name]
     if objective == "gmlm" and opts.rerank:
         eo["return_candidates"] = True
@@ -182,8 +182,8 @@ class Translator(TranslatorFrontEnd):
         return getattr(self._engine, "num_threads", 1)
 
     def _decode(self, srcs, opts):
-        for name in ("repeat_remask", "repeat_penalty"):
-            if getattr(opts, name) and self.device != "cpu":
+        for name in ("repeat_remask", "repeat_penalty", "cache_refresh"):
+            if getattr(opts, name) != BY_NAME[name].default and self.device != "cpu":
                 raise ValueError(f"{name} is not available on cuda yet (docs/cuda.md); use device='cpu'")
         if self.cfg.objective == "ar":
             return self._engine.translate_ar(srcs, **engine_options(opts, "ar"))

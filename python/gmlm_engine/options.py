@@ -77,6 +77,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("repeat_remask", bool, False, "also re-mask repeated word pieces and bigrams between passes"),
     Option("repeat_penalty", float, 0.0, "rank a candidate whose output repeats a word piece or bigram this much "
            "lower (step 4)", lo=0.0, hi=100.0),
+    Option("cache_refresh", int, 1, "cached refinement: a pass t with t % cache_refresh == 0 recomputes every "
+           "position, the others reuse the keys/values of positions whose input did not change (1: every pass, "
+           "exact; 0: only the first)", lo=0, hi=1000),
     Option("early_stop", bool, False, "end a candidate when a pass changes none of its tokens"),
     Option("init", str, "mask", "the first pass's input: every position <mask>, or random tokens",
            choices=("mask", "random")),

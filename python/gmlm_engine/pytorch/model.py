@@ -255,6 +255,32 @@ class T5Model(nn.Module):
             x = blk(x, self_bias, enc, cross_bias, ckv)
         return F.dropout(self.decoder.final_layer_norm(x), self.cfg.dropout_rate, self.training)
 
+    def decode_reusing(self, tgt_in, tgt_mask, src_mask, cross_kv, enc_index, cache, fresh):
+        """One gmlm refinement pass of cached refinement (docs/decoding.md, `cache_refresh`; eval mode):
+        like decode(), except that at every layer the self-attention keys and values of the positions where
+        `fresh` (B', T) is False are taken from `cache` (per layer [K, V], each (B', H, T, Dh): what the pass
+        that last computed them wrote), and the fresh positions' are computed and written into `cache`.
+        Only the fresh positions' states are meaningful."""
+        T = tgt_in.shape[1]
+        x = self.shared(tgt_in) + self.decoder.embed_positions.weight[:T]
+        self_bias = self.decoder.block[0].layer[0].SelfAttention.position_bias(T, T, tgt_in.device) \
+            + key_mask_bias(tgt_mask)
+        cross_bias = key_mask_bias(src_mask)[enc_index]
+        f = fresh[:, None, :, None]
+        for i, blk in enumerate(self.decoder.block):
+            s = blk.layer[0]
+            a = s.SelfAttention
+            h = s.layer_norm(x)
+            cache[i][0] = torch.where(f, a.split(a.k(h)), cache[i][0])
+            cache[i][1] = torch.where(f, a.split(a.v(h)), cache[i][1])
+            x = x + a(h, None, self_bias, (cache[i][0], cache[i][1]))
+            c = blk.layer[1]
+            k, v = cross_kv[i]
+            x = x + c.EncDecAttention(c.layer_norm(x), None, cross_bias, (k[enc_index], v[enc_index]))
+            ff = blk.layer[2]
+            x = x + ff.DenseReluDense(ff.layer_norm(x))
+        return self.decoder.final_layer_norm(x)
+
     def vocab_logits(self, h: torch.Tensor) -> torch.Tensor:
         """h: (..., D) decoder states -> (..., V)."""
         if self.cfg.tie_word_embeddings:

@@ -133,6 +133,11 @@ class ReferenceTranslator(TranslatorFrontEnd):
         prev = tokens.clone()
         history = [] if o.return_history else None
         log_thr = log_threshold(o.threshold) if o.remask == "threshold" else None
+        R = o.cache_refresh
+        if R != 1:   # cached refinement: per layer the keys/values of every position, and the inputs they saw
+            H, Dh = cfg.num_heads, cfg.d_kv
+            kv_cache = [[torch.zeros(N, H, Lmax, Dh, device=dev) for _ in range(2)] for _ in m.decoder.block]
+            cached_in = torch.full((N, Lmax), -1, dtype=torch.long)
 
         for t in range(T):
             live = (~done).nonzero().squeeze(1)
@@ -145,7 +150,19 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 r = live[rows].numpy()
                 inp[rows, cols] = torch.from_numpy(random_init_tokens(
                     o.seed, shash[r], cand_k[r], cols.numpy(), cfg.vocab_size, NUM_SPECIAL))
-            h = m.decode(inp.to(dev), valid[live, :Lm].to(dev), None, src_mask, ckv, enc_index[live.to(dev)])
+            vl = valid[live, :Lm]
+            if R == 1:
+                h = m.decode(inp.to(dev), vl.to(dev), None, src_mask, ckv, enc_index[live.to(dev)])
+            else:
+                full = t == 0 or (R >= 1 and t % R == 0)
+                fresh = vl & (torch.ones_like(vl) if full else masked[live, :Lm] | (inp != cached_in[live, :Lm]))
+                cached_in[live, :Lm] = torch.where(fresh, inp, cached_in[live, :Lm])
+                cache = [[kv[live, :, :Lm] for kv in layer] for layer in kv_cache]
+                h = m.decode_reusing(inp.to(dev), vl.to(dev), src_mask, ckv, enc_index[live.to(dev)], cache,
+                                     fresh.to(dev))
+                for layer, new in zip(kv_cache, cache):
+                    for kv, x in zip(layer, new):
+                        kv[live, :, :Lm] = x
             sel = masked[live, :Lm]                                               # (n, Lm)
             rows, cols = sel.nonzero(as_tuple=True)
             logp = F.log_softmax(m.vocab_logits(h[sel.to(dev)]).float(), dim=-1).cpu()   # (M, V)
