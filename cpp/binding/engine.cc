@@ -355,8 +355,8 @@ class Engine {
           in.sel.push_back(static_cast<int32_t>(begin + i));
         }
       }
-      Tensor states, kv({static_cast<int64_t>(in.ids.size()), model_->decoder_kv_width()});
-      model_->decode(in, enc, kv, ws_, *pool_, states);
+      Tensor states;
+      model_->decode(in, enc, nullptr, ws_, *pool_, states);
       logits.resize({states.dim(0), V});
       ops::Gemm()(mat(states), model_->output_embedding(), mat(logits), *pool_);
     }

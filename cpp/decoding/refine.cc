@@ -78,8 +78,6 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
   const int64_t base = join(sources, &fresh, ws, pool);
   Tensor len_logits;
   model_.length_logits(fresh, len_logits, ws, pool);
-  std::vector<Request> newcomers;
-  int64_t kv_rows = 0;
   for (size_t b = 0; b < sources.size(); ++b) {
     Request r;
     r.id = next_id_++;
@@ -102,39 +100,34 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
       c.conf.assign(c.len, 0.f);
       c.masked.assign(c.len, 1);
       c.cached_in.assign(c.len, -1);
-      kv_rows += c.len;
     }
     ids.push_back(r.id);
-    newcomers.push_back(std::move(r));
-  }
-  int64_t row = pack_kv(kv_rows);
-  for (Request& r : newcomers) {
-    for (Candidate& c : r.cands) {
-      c.kv = row;
-      row += c.len;
-    }
     live_.push_back(std::move(r));
   }
+  pack_kv();
   return ids;
 }
 
-int64_t RefineBatch::pack_kv(int64_t extra) {
+void RefineBatch::pack_kv() {
+  cached_ = std::any_of(live_.begin(), live_.end(), [](const Request& r) { return r.o.cache_refresh != 1; });
+  if (!cached_ && kv_.numel() == 0) return;
   const int64_t width = model_.decoder_kv_width();
   int64_t rows = 0;
   for (const Request& r : live_)
     for (const Candidate& c : r.cands) rows += c.done ? 0 : c.len;
-  Tensor packed({rows + extra, width});
+  Tensor packed;
+  if (cached_) packed = Tensor({rows, width});
   int64_t row = 0;
   for (Request& r : live_)
     for (Candidate& c : r.cands) {
       if (c.done) continue;
-      if (r.o.cache_refresh != 1)
-        std::memcpy(packed.data<float>() + row * width, kv_.data<float>() + c.kv * width, sizeof(float) * c.len * width);
-      c.kv = row;
+      const int64_t at = cached_ ? row : -1;
+      if (cached_ && r.o.cache_refresh != 1 && c.kv >= 0)
+        std::memcpy(packed.data<float>() + at * width, kv_.data<float>() + c.kv * width, sizeof(float) * c.len * width);
+      c.kv = at;
       row += c.len;
     }
   kv_ = std::move(packed);
-  return row;
 }
 
 bool RefineBatch::cancel(int64_t id) {
@@ -214,7 +207,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
   std::vector<std::pair<int64_t, RefineResult>> finished;
   finished_.clear();
   if (live_.empty()) return finished;
-  if (left_) pack_kv(0);
+  if (left_) pack_kv();
   compact();
   const T5Config& cfg = model_.config();
   const int64_t V = cfg.vocab_size;
@@ -253,7 +246,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
             in.ids.push_back(id);
             in.pos.push_back(static_cast<int32_t>(i));
           }
-          in.segs.push_back({begin, static_cast<int64_t>(in.ids.size()) - begin, c.len, c.kv, r.source});
+          in.segs.push_back({begin, static_cast<int64_t>(in.ids.size()) - begin, c.len, cached_ ? c.kv : begin, r.source});
           positions += c.len;
         }
       }
@@ -267,7 +260,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
 
   // 3b. decoder pass; vocabulary step on the selected rows only
   Tensor states;
-  model_.decode(in, enc_, kv_, ws, pool, states);
+  model_.decode(in, enc_, cached_ ? &kv_ : nullptr, ws, pool, states);
   const int64_t n_sel = static_cast<int64_t>(in.sel.size());
   std::vector<int32_t> pred(n_sel);
   std::vector<float> conf(n_sel);

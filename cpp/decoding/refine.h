@@ -48,7 +48,7 @@ class RefineBatch : public ResumableBatch {
     int64_t passes = 0;
     std::vector<std::vector<int32_t>> history;
     std::vector<int32_t> sel_of;  // this pass: the selected row of each masked position, else -1
-    int64_t kv = 0;               // its position 0's row in kv_
+    int64_t kv = -1;              // its position 0's row in kv_ (-1: none yet)
     std::vector<int32_t> cached_in;  // the input id each position had when its keys/values were computed
   };
   struct Request {
@@ -65,12 +65,14 @@ class RefineBatch : public ResumableBatch {
   int64_t best_candidate(const Request& r, RefineResult* out) const;
   void snapshot(const Request& r, std::vector<CandidateState>* out, int64_t* best) const;
   std::vector<int64_t*> live_sources() override;
-  // kv_ := the cached rows of the live requests' candidates (renumbered; copied only for cached
-  // refinement, an exact pass rewrites them all), then `extra` rows; returns the first extra row.
-  int64_t pack_kv(int64_t extra);
+  // kv_ := rows for every live candidate that runs passes (renumbered; the rows of a candidate with
+  // cached refinement keep their contents, an exact pass rewrites its own), or nothing when no live
+  // request uses cached refinement: then the decoder keeps no keys/values between passes.
+  void pack_kv();
 
   std::vector<Request> live_;  // in arrival order
   Tensor kv_;                  // the decoder's self-attention keys/values (T5Model::decode), a block per candidate
+  bool cached_ = false;        // some live request uses cached refinement: kv_ holds every candidate's rows
   // The requests that finished in the latest step, as it left them (snapshot); replaced by each step.
   std::vector<std::pair<int64_t, std::pair<std::vector<CandidateState>, int64_t>>> finished_;
 };

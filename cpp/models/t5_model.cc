@@ -279,7 +279,7 @@ void T5Model::length_logits(const EncoderOutput& enc, Tensor& logits, Workspace&
   ops::Gemm()(mat(ws.rows), mat(length_head_), mat(logits), pool);
 }
 
-void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& kv, Workspace& ws, ThreadPool& pool,
+void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* kv, Workspace& ws, ThreadPool& pool,
                      Tensor& states) const {
   GMLM_CHECK_ARG(cfg_.gmlm, "decode: refinement passes need a gmlm model (an ar model decodes with decode_step)");
   const int64_t D = cfg_.d_model, I = inner_, nl = cfg_.num_decoder_layers, kv_ld = 2 * I * nl;
@@ -288,7 +288,7 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& k
   const int64_t max_rel = cfg_.max_target_len - 1;
   const float eps = cfg_.layer_norm_epsilon;
   GMLM_CHECK(n_sel >= 1, "decode with no selected rows");
-  GMLM_CHECK(static_cast<int64_t>(in.pos.size()) == R && kv.dim(1) == kv_ld, "decoder input");
+  GMLM_CHECK(static_cast<int64_t>(in.pos.size()) == R && (!kv || kv->dim(1) == kv_ld), "decoder input");
 
   // segments for the computed rows, and for the selected rows of the last layer; each row's cache row
   std::vector<ops::AttentionSegment> self_segs, cross_segs, sel_self, sel_cross;
@@ -296,13 +296,14 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& k
   ws.q_pos.assign(n_sel, 0);
   int64_t j = 0;
   for (const DecoderSegment& s : in.segs) {
-    GMLM_CHECK(s.len >= 1 && s.len <= cfg_.max_target_len && s.rows >= 0 && s.begin + s.rows <= R && s.kv >= 0 &&
-                   s.kv + s.len <= kv.dim(0), "decoder segment");
+    GMLM_CHECK(s.len >= 1 && s.len <= cfg_.max_target_len && s.rows >= 0 && s.begin + s.rows <= R &&
+                   (kv ? s.kv >= 0 && s.kv + s.len <= kv->dim(0) : s.kv == s.begin && s.rows == s.len),
+               "decoder segment");
     const int64_t sb = enc.begin.at(s.source), sl = enc.len.at(s.source);
     self_segs.push_back({s.begin, s.rows, s.kv, s.len});
     cross_segs.push_back({s.begin, s.rows, sb, sl});
     for (int64_t r = s.begin; r < s.begin + s.rows; ++r) {
-      GMLM_CHECK(in.pos[r] >= 0 && in.pos[r] < s.len, "decoder row position");
+      GMLM_CHECK(in.pos[r] >= 0 && in.pos[r] < s.len && (kv || in.pos[r] == r - s.begin), "decoder row position");
       kv_row[r] = s.kv + in.pos[r];
     }
     const int64_t j0 = j;
@@ -329,17 +330,20 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& k
     }
   }
   const ConstMat ckv = {enc.cross_kv.data<float>(), enc.cross_kv.dim(0), kv_ld, kv_ld};
-  const Mat cache = mat(kv);
+  const Mat cache = kv ? mat(*kv) : Mat{};
   ops::MultiHeadAttention mha(cfg_.num_heads, cfg_.d_kv);
   ops::Gemm residual;
   residual.beta = 1.f;
 
-  // the computed rows' keys and values of layer l (columns [kv_col, kv_col + 2I) of `from`) into the cache
-  auto store_kv = [&](int64_t l, const Tensor& from, int64_t kv_col) {
+  // Layer l's keys and values, [K | V] in columns [kv_col, kv_col + 2I) of `fresh` (the computed rows):
+  // with a cache, stored there and read from there; without, read where they are.
+  auto keys_values = [&](int64_t l, const Tensor& fresh, int64_t kv_col) -> std::pair<ConstMat, ConstMat> {
+    const ConstMat f = mat(fresh);
+    if (!kv) return {f.sub(0, R, kv_col, I), f.sub(0, R, kv_col + I, I)};
     Profiler::Scope scope(Phase::layers_other);
-    const int64_t ld = from.dim(1);
     for (int64_t r = 0; r < R; ++r)
-      std::memcpy(cache.row(kv_row[r]) + 2 * I * l, from.data<float>() + r * ld + kv_col, sizeof(float) * 2 * I);
+      std::memcpy(cache.row(kv_row[r]) + 2 * I * l, f.row(r) + kv_col, sizeof(float) * 2 * I);
+    return {cache.sub(0, cache.rows, 2 * I * l, I), cache.sub(0, cache.rows, 2 * I * l + I, I)};
   };
   // cross-attention and feed-forward of one block on the rows of x
   auto cross_and_ffn = [&](const DecoderBlock& blk, int64_t l, Mat x, const std::vector<ops::AttentionSegment>& segs) {
@@ -361,10 +365,10 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& k
     ops::RMSNorm{eps}(mat(ws.x), blk.self_attn.layer_norm.data<float>(), mat(ws.h), &pool);
     ws.qkv.resize({R, 3 * I});
     ops::Gemm()(mat(ws.h), mat(blk.self_attn.qkv), mat(ws.qkv), pool);
-    store_kv(l, ws.qkv, I);
+    const auto [k, v] = keys_values(l, ws.qkv, I);
     ws.att.resize({R, I});
-    mha(mat(ws.qkv).sub(0, R, 0, I), in.pos.data(), cache.sub(0, cache.rows, 2 * I * l, I),
-        cache.sub(0, cache.rows, 2 * I * l + I, I), self_segs, decoder_bias_.data<float>(), max_rel, mat(ws.att), pool);
+    mha(mat(ws.qkv).sub(0, R, 0, I), in.pos.data(), k, v, self_segs, decoder_bias_.data<float>(), max_rel,
+        mat(ws.att), pool);
     residual(mat(ws.att), mat(blk.self_attn.o), mat(ws.x), pool);
     cross_and_ffn(blk, l, mat(ws.x), cross_segs);
   }
@@ -377,7 +381,7 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& k
   ws.qkv.resize({R, 2 * I});
   const ConstMat w_qkv = mat(sa.qkv);
   ops::Gemm()(mat(ws.h), w_qkv.sub(I, 2 * I, 0, D), mat(ws.qkv), pool);
-  store_kv(ll, ws.qkv, 0);
+  const auto [k, v] = keys_values(ll, ws.qkv, 0);
   ws.xs.resize({n_sel, D});
   ws.hs.resize({n_sel, D});
   {
@@ -390,8 +394,7 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& k
   ws.q.resize({n_sel, I});
   ops::Gemm()(mat(ws.hs), w_qkv.sub(0, I, 0, D), mat(ws.q), pool);
   ws.att.resize({n_sel, I});
-  mha(mat(ws.q), ws.q_pos.data(), cache.sub(0, cache.rows, 2 * I * ll, I), cache.sub(0, cache.rows, 2 * I * ll + I, I),
-      sel_self, decoder_bias_.data<float>(), max_rel, mat(ws.att), pool);
+  mha(mat(ws.q), ws.q_pos.data(), k, v, sel_self, decoder_bias_.data<float>(), max_rel, mat(ws.att), pool);
   residual(mat(ws.att), mat(sa.o), mat(ws.xs), pool);
   cross_and_ffn(last, ll, mat(ws.xs), sel_cross);
 

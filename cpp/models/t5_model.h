@@ -123,8 +123,10 @@ class T5Model {
   // only their keys/values are needed and the rest runs on the selected rows. kv: the self-attention
   // key/value cache, (rows, num_decoder_layers * 2I), per layer [K | V]; position i of segment s is
   // row s.kv + i. Each layer writes its computed rows' keys/values there, then attends over all
-  // s.len positions of the segment (the others: what an earlier pass wrote).
-  void decode(const DecoderInput& in, const EncoderOutput& enc, Tensor& kv, Workspace& ws, ThreadPool& pool,
+  // s.len positions of the segment (the others: what an earlier pass wrote). kv null: every segment
+  // computes all its positions in order (s.rows == s.len, s.kv == s.begin) and attends over this
+  // pass's keys/values only, which are not kept.
+  void decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* kv, Workspace& ws, ThreadPool& pool,
               Tensor& states) const;
   int64_t decoder_kv_width() const { return 2 * inner_ * cfg_.num_decoder_layers; }
   // ar models: one causal step of every row (see StepInput); decoder states (n, D) after the final
