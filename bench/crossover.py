@@ -12,8 +12,9 @@ Grid: d_model {256, 512, 1024} (d_ff = 4 d_model, 64-dim heads), decoder layers 
 vocabulary {8000, 32000}, L {16, 32, 64}, batch {1, 8, 64}. Sampled to keep the run near 10 minutes:
 every corner of (d_model, layers, vocabulary, L, batch) at {256, 1024} x {1, 6} x {8k, 32k} x
 {16, 64} x {1, 64}, and every one-factor line through the centre (512, 3, 8000, 32, 8).
-Systems: AR greedy (KV cache) and GMLM (T, K) in {(1, 1), (4, 1), (8, 2)}, one engine with --threads
-intra-op threads each, the same compute type. Reported per cell and system: ms per sentence (median
+Systems: AR greedy (KV cache) and GMLM (T, K) in {(1, 1), (4, 1), (8, 2)}, and (8, 2) with cached refinement
+never refreshed (cache_refresh=0, docs/decoding.md; its share of decoder rows computed is the engine's count
+on one source), one engine with --threads intra-op threads each, the same compute type. Reported per cell and system: ms per sentence (median
 of 3 timed runs of at least --min-seconds), multiply-adds per sentence and weight bytes read per
 sentence (the decoder's and the output projection's GEMM weights once per step or pass and batch,
 at the compute type's width; the encoder is the same for every system and counted apart).
@@ -35,7 +36,10 @@ from gmlm_engine import _core
 from gmlm_engine.config import ModelConfig
 from gmlm_engine.engine import resolve_cpu_compute_type
 
-SYSTEMS = [("AR greedy", None), ("GMLM T=1 K=1", (1, 1)), ("GMLM T=4 K=1", (4, 1)), ("GMLM T=8 K=2", (8, 2))]
+# name, (T, K, cache_refresh) or None for AR greedy
+SYSTEMS = [("AR greedy", None), ("GMLM T=1 K=1", (1, 1, 1)), ("GMLM T=4 K=1", (4, 1, 1)), ("GMLM T=8 K=2", (8, 2, 1)),
+           ("GMLM T=8 K=2 cached", (8, 2, 0))]
+GMLM_NAMES = [n for n, tk in SYSTEMS if tk]
 SRC_LEN = 20
 ENC_LAYERS = 3
 CENTRE = dict(d=512, layers=3, vocab=8000, L=32, batch=8)
@@ -73,8 +77,9 @@ def model(objective: str, d: int, layers: int, vocab: int, L: int, seed: int = 0
 
 
 def macs_and_bytes(objective: str, d: int, layers: int, vocab: int, L: int, batch: int, T: int = 1, K: int = 1,
-                   width: float = 1.0) -> dict:
-    """Decoder + output-projection multiply-adds and weight bytes per sentence (the encoder apart)."""
+                   width: float = 1.0, rows: float = 1.0) -> dict:
+    """Decoder + output-projection multiply-adds and weight bytes per sentence (the encoder apart); rows: the
+    share of decoder rows computed (cached refinement)."""
     I, F = d, 4 * d                                  # heads x 64 = d_model
     per_row = 3 * d * I + I * d + d * I + I * d + 2 * d * F      # self qkv, o, cross q, o, feed-forward
     dec_weights = layers * per_row                  # = the decoder's GEMM weights
@@ -86,7 +91,7 @@ def macs_and_bytes(objective: str, d: int, layers: int, vocab: int, L: int, batc
     else:
         masked = sum(L if t == 0 else L * (T - t) // T for t in range(T))   # rows on the vocabulary per candidate
         attn = T * K * L * layers * 2 * I * (L + S)
-        macs = T * K * L * per_row * layers + K * masked * d * vocab + attn
+        macs = rows * (T * K * L * per_row * layers + attn) + K * masked * d * vocab
         reads = T
     bytes_ = reads * (dec_weights + vocab * d) * width / batch
     return {"macs": int(macs), "weight_bytes": int(bytes_)}
@@ -143,12 +148,16 @@ def main(argv=None) -> int:
                 mb = macs_and_bytes("ar", c["d"], c["layers"], c["vocab"], c["L"], c["batch"], width=width)
                 check = engines["ar"].translate_ar(srcs[:1])[0]
             else:
-                T, K = tk
-                run = lambda T=T, K=K: engines["gmlm"].translate(  # noqa: E731
-                    gsrcs, iterations=T, length_beam=K, stutter_remask=False, length_offset=c["L"] - 1)
-                mb = macs_and_bytes("gmlm", c["d"], c["layers"], c["vocab"], c["L"], c["batch"], T, K, width)
-                check = engines["gmlm"].translate(gsrcs[:1], iterations=T, length_beam=K, stutter_remask=False,
-                                                  length_offset=c["L"] - 1)[0]
+                T, K, R = tk
+                opts = dict(iterations=T, length_beam=K, stutter_remask=False, length_offset=c["L"] - 1, cache_refresh=R)
+                run = lambda o=opts: engines["gmlm"].translate(gsrcs, **o)  # noqa: E731
+                engines["gmlm"].set_profiling(True)
+                check = engines["gmlm"].translate(gsrcs[:1], **opts)[0]
+                prof = engines["gmlm"].profile()
+                engines["gmlm"].set_profiling(False)
+                share = prof["decoder_rows"] / prof["decoder_positions"]
+                mb = {**macs_and_bytes("gmlm", c["d"], c["layers"], c["vocab"], c["L"], c["batch"], T, K, width, share),
+                      "rows_computed": round(share, 3)}
             if len(check[0]) != c["L"]:
                 raise RuntimeError(f"{name} emitted {len(check[0])} pieces, not L = {c['L']} ({c})")
             secs = time_system(run, args.min_seconds)
@@ -183,14 +192,17 @@ def markdown(doc: dict) -> str:
              "- Random-weight models, every system forced to emit exactly L pieces (see bench/crossover.py).",
              "- speed-up = AR greedy ms per sentence / the GMLM's (above 1: refinement is faster). MACs and bytes: "
              "decoder + output projection per sentence, in millions / MB.", "",
-             "| d_model | dec layers | vocab | L | batch | AR ms/sent | T=1 K=1 | T=4 K=1 | T=8 K=2 | AR MMACs | T=8 K=2 MMACs "
-             "| AR MB | T=8 K=2 MB |", "|" + "---|" * 13]
+             "- cached: T=8 K=2 with cache_refresh=0; rows: its share of decoder rows computed.", "",
+             "| d_model | dec layers | vocab | L | batch | AR ms/sent | T=1 K=1 | T=4 K=1 | T=8 K=2 | T=8 K=2 cached | rows "
+             "| AR MMACs | T=8 K=2 MMACs | cached MMACs | AR MB | T=8 K=2 MB |", "|" + "---|" * 16]
     for r in doc["rows"]:
         s = r["systems"]
         lines.append(f"| {r['d']} | {r['layers']} | {r['vocab']} | {r['L']} | {r['batch']} | "
                      f"{s['AR greedy']['ms_per_sentence']:.3f} | "
-                     + " | ".join(f"{r['speedup_over_ar'][n]:.2f}x" for n in ("GMLM T=1 K=1", "GMLM T=4 K=1", "GMLM T=8 K=2"))
+                     + " | ".join(f"{r['speedup_over_ar'][n]:.2f}x" for n in GMLM_NAMES)
+                     + f" | {s['GMLM T=8 K=2 cached']['rows_computed']:.2f}"
                      + f" | {s['AR greedy']['macs'] / 1e6:.1f} | {s['GMLM T=8 K=2']['macs'] / 1e6:.1f} | "
+                     f"{s['GMLM T=8 K=2 cached']['macs'] / 1e6:.1f} | "
                      f"{s['AR greedy']['weight_bytes'] / 1e6:.2f} | {s['GMLM T=8 K=2']['weight_bytes'] / 1e6:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -202,8 +214,7 @@ def plot(rows: list[dict], path: Path, doc: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    names = ("GMLM T=1 K=1", "GMLM T=4 K=1", "GMLM T=8 K=2")
-    for name, marker in zip(names, "os^"):
+    for name, marker in zip(GMLM_NAMES, "os^v"):
         xs = [r["systems"]["AR greedy"]["weight_bytes"] / max(r["systems"]["AR greedy"]["macs"], 1) for r in rows]
         ys = [r["speedup_over_ar"][name] for r in rows]
         axes[0].scatter(xs, ys, marker=marker, label=name, alpha=0.7)
