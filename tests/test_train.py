@@ -243,6 +243,43 @@ def test_glancing_masks_as_many_positions_as_the_first_pass_got_wrong_minus_the_
     assert 8 < int(glanced.sum()) < 32
 
 
+def test_predicted_context_masks_the_least_confident_positions_and_shows_the_models_own_predictions():
+    from gmlm_engine.pytorch.model import T5Model
+    from gmlm_engine.pytorch.train import predicted_context
+
+    torch.manual_seed(0)
+    tok = Tokenizer(TINY_GMLM / "spm.model")
+    cfg = ModelConfig(objective="gmlm", vocab_size=tok.vocab_size, d_model=32, d_kv=8, d_ff=64, num_heads=4,
+                      num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.0, max_target_len=64,
+                      mask_id=3, len_id=4)
+    model = T5Model(cfg).eval()
+    ex = Examples(tok, cfg, ["x y z"] * 40, [" ".join(["a man rides"] * (i % 6 + 1)) for i in range(40)])
+    gen = torch.Generator().manual_seed(0)
+    b = make_batch(ex, list(range(40)), cfg, gen)
+    valid, ref = b["tgt_mask"], b["target"]
+    with torch.no_grad():   # the model's own first pass, computed here independently
+        h = model.decode(torch.where(valid, cfg.mask_id, cfg.pad_id), valid, model.encode(b["src"], b["src_mask"]),
+                         b["src_mask"])
+        logp = torch.log_softmax(model.vocab_logits(h), -1)
+        conf, pred = logp.max(-1)
+    g = predicted_context(model, b, cfg, gen, share=1.0)
+    masked = g["labels"] != -100
+    assert torch.equal(masked.sum(1), (b["labels"] != -100).sum(1))    # as many as the uniform ratio drew
+    assert (masked <= valid).all() and (g["tgt_in"][masked] == cfg.mask_id).all()
+    assert (g["labels"][masked] == ref[masked]).all()
+    shown = valid & ~masked   # (the untrained model's own prediction may be <mask> itself, as in decoding)
+    assert (g["tgt_in"][shown] == pred[shown]).all() and (g["tgt_in"][shown] != ref[shown]).any()
+    for r in range(len(ref)):                                           # every masked one is below every shown one
+        if shown[r].any():
+            assert conf[r][masked[r]].max() <= conf[r][shown[r]].min()
+    same = predicted_context(model, b, cfg, gen, share=0.0)
+    assert torch.equal(same["tgt_in"], b["tgt_in"]) and torch.equal(same["labels"], b["labels"])
+    args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", "--predicted-context", "0.5",
+                                      "--glancing-ratio", "0.5"])
+    with pytest.raises(ValueError, match="--predicted-context"):
+        args.func(args)
+
+
 def test_glancing_options_are_checked():
     for extra in (["--glancing-ratio", "1.5"], ["--glancing-share", "-0.1"]):
         args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", *extra])

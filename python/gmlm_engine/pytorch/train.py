@@ -46,6 +46,11 @@ def _check(args) -> None:
         raise ValueError("--glancing-ratio and --glancing-share must be in [0, 1]")
     if args.glancing_ratio and args.objective != "gmlm":
         raise ValueError("--glancing-ratio applies to --objective gmlm only")
+    share = getattr(args, "predicted_context", 0.0)
+    if not 0 <= share <= 1:
+        raise ValueError("--predicted-context must be in [0, 1]")
+    if share and (args.objective != "gmlm" or args.glancing_ratio):
+        raise ValueError("--predicted-context applies to --objective gmlm only, without --glancing-ratio")
     for name in ("dropout", "attention_dropout", "activation_dropout"):
         v = getattr(args, name, None)
         if v is not None and not 0 <= v < 1:
@@ -110,6 +115,40 @@ def make_batch(ex: Examples, idx: list[int], cfg: ModelConfig, gen: torch.Genera
 
 
 @torch.no_grad()
+def first_pass(model: T5Model, b: dict, cfg: ModelConfig):
+    """The model's prediction and its log-probability at every position from an all-<mask> target of the
+    reference length (decoding's pass 0), and that all-<mask> input."""
+    tgt, valid = b["target"], b["tgt_mask"]
+    all_masked = torch.where(valid, torch.full_like(tgt, cfg.mask_id), torch.full_like(tgt, cfg.pad_id))
+    enc = model.encode(b["src"], b["src_mask"])
+    h = model.decode(all_masked, valid, enc, b["src_mask"])
+    logp = torch.log_softmax(model.vocab_logits(h[valid]).float(), dim=-1)
+    pred, conf = torch.full_like(tgt, -1), torch.full(tgt.shape, float("inf"), device=tgt.device)
+    top = logp.max(-1)
+    pred[valid], conf[valid] = top.indices, top.values
+    return pred, conf, all_masked
+
+
+@torch.no_grad()
+def predicted_context(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, share: float) -> dict:
+    """Training on the model's own context (in the spirit of SMART, Ghazvininejad et al. 2020): a share of
+    the batch's sentences is trained as decoding's pass 1 sees it. The model predicts every position from
+    an all-<mask> input; the n lowest-confidence positions (n from the uniform masking ratio of
+    make_batch) are masked and predicted against the reference, and every other position holds the model's
+    own prediction, errors included, instead of the reference token."""
+    tgt, valid = b["target"], b["tgt_mask"]
+    pred, conf, _ = first_pass(model, b, cfg)
+    n = (b["labels"] != -100).sum(1)
+    masked = conf.argsort(dim=1, stable=True).argsort(dim=1) < n[:, None]   # padding has conf inf: last
+    rows = (torch.rand(len(tgt), generator=gen) < share).to(tgt.device)[:, None]
+    inp = torch.where(masked, torch.full_like(tgt, cfg.mask_id), pred).masked_fill(~valid, cfg.pad_id)
+    out = dict(b)
+    out["tgt_in"] = torch.where(rows, inp, b["tgt_in"])
+    out["labels"] = torch.where(rows, tgt.masked_fill(~masked, -100), b["labels"])
+    return out
+
+
+@torch.no_grad()
 def glance(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, ratio: float, share: float) -> dict:
     """Glancing masks (GLAT, Qian et al. 2021, adapted to masked refinement): a share of the batch's
     sentences get masks sized by the model's own first-pass errors instead of the uniform ratio.
@@ -121,11 +160,7 @@ def glance(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, rati
     T=1 decoding relies on); a model that errs often sees more of the reference.
     """
     tgt, valid = b["target"], b["tgt_mask"]
-    all_masked = torch.where(valid, torch.full_like(tgt, cfg.mask_id), torch.full_like(tgt, cfg.pad_id))
-    enc = model.encode(b["src"], b["src_mask"])
-    h = model.decode(all_masked, valid, enc, b["src_mask"])
-    pred = torch.full_like(tgt, -1)
-    pred[valid] = model.vocab_logits(h[valid]).argmax(-1)
+    pred, _, all_masked = first_pass(model, b, cfg)
     wrong = ((pred != tgt) & valid).sum(1)
     L = valid.sum(1)
     n = torch.clamp(L - torch.round(ratio * wrong.float()).long(), min=1)
@@ -424,6 +459,8 @@ def run(args) -> int:
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 if args.glancing_ratio:
                     b = glance(model, b, cfg, gen, args.glancing_ratio, args.glancing_share)
+                elif getattr(args, "predicted_context", 0.0):
+                    b = predicted_context(model, b, cfg, gen, args.predicted_context)
                 loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -73,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "count as reference tokens and mask the rest (0: off, the uniform masking ratio only)")
     p.add_argument("--glancing-share", type=float, default=1.0,
                    help="gmlm: share of each batch's sentences masked by glancing; the rest keep the uniform ratio")
+    p.add_argument("--predicted-context", type=float, default=0.0, metavar="SHARE",
+                   help="gmlm: this share of each batch's sentences is trained as decoding's pass 1 sees it: the "
+                        "lowest-confidence positions of the model's own first pass masked, its predictions around "
+                        "them (0: off)")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-bleu-sentences", type=int, default=200)
     p.add_argument("--keep-last", type=int, default=5, help="checkpoints kept for averaging")
