@@ -207,9 +207,10 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, multi30k):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_glancing_masks_as_many_positions_as_the_first_pass_got_wrong_minus_the_revealed_share():
+def _untrained_first_pass():
+    """An untrained tiny GMLM, a batch of 40 targets, and the model's own first pass over it (computed here
+    independently of train.py): its log-probabilities (B, L, V)."""
     from gmlm_engine.pytorch.model import T5Model
-    from gmlm_engine.pytorch.train import glance
 
     torch.manual_seed(0)
     tok = Tokenizer(TINY_GMLM / "spm.model")
@@ -217,15 +218,23 @@ def test_glancing_masks_as_many_positions_as_the_first_pass_got_wrong_minus_the_
                       num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.0, max_target_len=64,
                       mask_id=3, len_id=4)
     model = T5Model(cfg).eval()
-    tgt = [" ".join(["a man rides"] * (i % 6 + 1)) for i in range(40)]
-    ex = Examples(tok, cfg, ["x y z"] * 40, tgt)
+    ex = Examples(tok, cfg, ["x y z"] * 40, [" ".join(["a man rides"] * (i % 6 + 1)) for i in range(40)])
     gen = torch.Generator().manual_seed(0)
     b = make_batch(ex, list(range(40)), cfg, gen)
-    valid, ref = b["tgt_mask"], b["target"]
-    with torch.no_grad():   # the model's own first pass, computed here independently
+    valid = b["tgt_mask"]
+    with torch.no_grad():
         h = model.decode(torch.where(valid, cfg.mask_id, cfg.pad_id), valid, model.encode(b["src"], b["src_mask"]),
                          b["src_mask"])
-        wrong = ((model.vocab_logits(h).argmax(-1) != ref) & valid).sum(1)
+        logp = torch.log_softmax(model.vocab_logits(h), -1)
+    return model, cfg, gen, b, logp
+
+
+def test_glancing_masks_as_many_positions_as_the_first_pass_got_wrong_minus_the_revealed_share():
+    from gmlm_engine.pytorch.train import glance
+
+    model, cfg, gen, b, logp = _untrained_first_pass()
+    valid, ref = b["tgt_mask"], b["target"]
+    wrong = ((logp.argmax(-1) != ref) & valid).sum(1)
     assert (wrong > 0).all()                                            # an untrained model errs everywhere
     for ratio in (0.0, 0.5, 1.0):
         g = glance(model, b, cfg, gen, ratio, share=1.0)
@@ -244,24 +253,11 @@ def test_glancing_masks_as_many_positions_as_the_first_pass_got_wrong_minus_the_
 
 
 def test_predicted_context_masks_the_least_confident_positions_and_shows_the_models_own_predictions():
-    from gmlm_engine.pytorch.model import T5Model
     from gmlm_engine.pytorch.train import predicted_context
 
-    torch.manual_seed(0)
-    tok = Tokenizer(TINY_GMLM / "spm.model")
-    cfg = ModelConfig(objective="gmlm", vocab_size=tok.vocab_size, d_model=32, d_kv=8, d_ff=64, num_heads=4,
-                      num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.0, max_target_len=64,
-                      mask_id=3, len_id=4)
-    model = T5Model(cfg).eval()
-    ex = Examples(tok, cfg, ["x y z"] * 40, [" ".join(["a man rides"] * (i % 6 + 1)) for i in range(40)])
-    gen = torch.Generator().manual_seed(0)
-    b = make_batch(ex, list(range(40)), cfg, gen)
+    model, cfg, gen, b, logp = _untrained_first_pass()
     valid, ref = b["tgt_mask"], b["target"]
-    with torch.no_grad():   # the model's own first pass, computed here independently
-        h = model.decode(torch.where(valid, cfg.mask_id, cfg.pad_id), valid, model.encode(b["src"], b["src_mask"]),
-                         b["src_mask"])
-        logp = torch.log_softmax(model.vocab_logits(h), -1)
-        conf, pred = logp.max(-1)
+    conf, pred = logp.max(-1)
     g = predicted_context(model, b, cfg, gen, share=1.0)
     masked = g["labels"] != -100
     assert torch.equal(masked.sum(1), (b["labels"] != -100).sum(1))    # as many as the uniform ratio drew
