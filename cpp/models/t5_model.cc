@@ -341,8 +341,17 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
     const ConstMat f = mat(fresh);
     if (!kv) return {f.sub(0, R, kv_col, I), f.sub(0, R, kv_col + I, I)};
     Profiler::Scope scope(Phase::layers_other);
-    for (int64_t r = 0; r < R; ++r)
-      std::memcpy(cache.row(kv_row[r]) + 2 * I * l, f.row(r) + kv_col, sizeof(float) * 2 * I);
+    auto copy = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        std::memcpy(cache.row(kv_row[r]) + 2 * I * l, f.row(r) + kv_col, sizeof(float) * 2 * I);
+    };
+    constexpr int64_t kBlock = 128;  // rows per task: a copy of many rows is memory-bound, worth both cores
+    if (R < 2 * kBlock) {
+      copy(0, R);
+    } else {
+      pool.parallel_for((R + kBlock - 1) / kBlock,
+                        [&](int64_t t, int) { copy(t * kBlock, std::min(R, (t + 1) * kBlock)); });
+    }
     return {cache.sub(0, cache.rows, 2 * I * l, I), cache.sub(0, cache.rows, 2 * I * l + I, I)};
   };
   // cross-attention and feed-forward of one block on the rows of x
