@@ -149,7 +149,8 @@ def main(argv=None) -> int:
                 check = engines["ar"].translate_ar(srcs[:1])[0]
             else:
                 T, K, R = tk
-                opts = dict(iterations=T, length_beam=K, stutter_remask=False, length_offset=c["L"] - 1, cache_refresh=R)
+                opts = dict(iterations=T, length_beam=K, stutter_remask=False, length_offset=c["L"] - 1, cache_refresh=R,
+                            repeat_penalty=0.0)   # random weights, no tokenizer: no word pieces
                 run = lambda o=opts: engines["gmlm"].translate(gsrcs, **o)  # noqa: E731
                 engines["gmlm"].set_profiling(True)
                 check = engines["gmlm"].translate(gsrcs[:1], **opts)[0]

@@ -29,13 +29,14 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="val")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compute-type", default="float32")
     p.add_argument("--configs", default=None, help="T:K:repeat_remask(0|1):repeat_penalty,... (default: the grid)")
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = p.parse_args(argv)
     configs = CONFIGS if not args.configs else [
         (int(t), int(k), bool(int(r)), float(pen)) for t, k, r, pen in (c.split(":") for c in args.configs.split(","))]
     src, ref = load_split(args.data_dir, args.split, "en", "de")
-    tr = Translator(args.model, compute_type="float32", intra_threads=args.threads)
+    tr = Translator(args.model, compute_type=args.compute_type, intra_threads=args.threads)
     rows = []
     for t, k, rr, pen in configs:
         res = tr.translate_batch(src, iterations=t, length_beam=k, repeat_remask=rr, repeat_penalty=pen,

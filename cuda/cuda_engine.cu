@@ -12,7 +12,8 @@
 // every t, seed and option set. The host never waits for the iteration it just launched: it reads
 // the done flags of iteration t-2 (copied asynchronously to pinned memory) before launching t,
 // while t-1 keeps the GPU busy; when candidates have finished, the live ones are re-packed (new
-// row tables, possibly a smaller bucket) and the loop stops as soon as all are done.
+// row tables, possibly a smaller bucket) and the loop stops as soon as all are done. The tokens and
+// confidences then come to the host, which scores and ranks the candidates with the CPU engine's functions.
 //
 // Differences from the CPU engine, by design: every row of a live candidate goes through all
 // decoder layers and the vocabulary GEMM (the CPU engine restricts the last layer and the vocabulary
@@ -37,6 +38,7 @@
 #include "cuda/launch.h"
 #include "decoding/rules.h"
 #include "layers/transformer.h"
+#include "ops/select.h"
 
 namespace gmlm::cuda {
 
@@ -104,6 +106,7 @@ struct CudaEngine::Impl {
   T5Config cfg;
   CType ct = CType::float32;
   int device = 0;
+  std::vector<uint8_t> word_pieces;  // per vocabulary id (repeat_penalty); empty: not given
   int64_t D = 0, I = 0, F = 0, Fw = 0, V = 0, H = 0, Dh = 0, nl = 0, kv_ld = 0, maxS = 0, maxT = 0;
   bool use_graphs = true;
   EngineStats stats;
@@ -131,7 +134,6 @@ struct CudaEngine::Impl {
   DeviceBuffer enc_tab, ckv, enc_states, len_logits, lengths;
   // home state
   DeviceBuffer tokens, conf, masked, prev, in_ids, history, cand_tab, cand_hash, home_tab, done, passes, params;
-  DeviceBuffer best, score, score_scratch;
   // work tables of the current bucket: work_home, self k_begin, self k_len, self q_pos, cross k_begin,
   // cross k_len (6 x rows_cap), work_cand, work_begin (2 x cands_cap)
   DeviceBuffer work_tab;
@@ -199,9 +201,12 @@ struct CudaEngine::Impl {
     s.o = upload(w.at(p + ".SelfAttention.o.weight"), true);
   }
 
-  Impl(const T5Config& config, const WeightMap& w, const std::string& compute_type, int dev)
-      : cfg(config), ct(compute_type_from_name(compute_type, "cuda")), device(dev) {
+  Impl(const T5Config& config, const WeightMap& w, const std::string& compute_type, int dev,
+       std::vector<uint8_t> pieces)
+      : cfg(config), ct(compute_type_from_name(compute_type, "cuda")), device(dev), word_pieces(std::move(pieces)) {
     cfg.validate();
+    GMLM_CHECK_ARG(word_pieces.empty() || static_cast<int64_t>(word_pieces.size()) == cfg.vocab_size,
+                   "word_pieces has ", word_pieces.size(), " flags for a vocabulary of ", cfg.vocab_size);
     GMLM_CHECK_ARG(cfg.gmlm, "the CUDA engine decodes gmlm models only (this is an ar model)");
     cfg.check_weights(w);
     require_device(device);
@@ -434,8 +439,9 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   GMLM_CHECK_ARG(o.length_beam_keep == 0 || o.length_beam_keep == K,
                  "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
                  "leave it unset or equal to length_beam on device='cuda'");
-  GMLM_CHECK_ARG(!o.repeat_remask && o.repeat_penalty == 0.0,
-                 "repeat_remask and repeat_penalty are not implemented in the CUDA engine yet; use device='cpu'");
+  GMLM_CHECK_ARG(!o.repeat_remask, "repeat_remask is not implemented in the CUDA engine yet; use device='cpu'");
+  GMLM_CHECK_ARG(o.repeat_penalty == 0.0 || !word_pieces.empty(),
+                 "repeat_penalty needs the model's word pieces (the engine was built without its tokenizer)");
   GMLM_CHECK_ARG(o.cache_refresh == 1, "cache_refresh (cached refinement) is not implemented in the CUDA engine yet; "
                  "use device='cpu'");
   std::vector<RefineResult> results(B);
@@ -519,11 +525,8 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   grow(in_ids, sizeof(int32_t) * R_home);
   history_on = o.return_history;
   if (history_on) grow(history, sizeof(int32_t) * T * R_home);
-  grow(score_scratch, sizeof(double) * R_home);
   grow(done, C);
   grow(passes, sizeof(int32_t) * C);
-  grow(best, sizeof(int32_t) * B);
-  grow(score, sizeof(double) * B);
   grow(cand_hash, sizeof(uint64_t) * C);
   // tables whose capacity defines their layout: grow in steps so the layout (and graphs) survive
   if (cand_tab.bytes() < 3 * sizeof(int32_t) * C) grow(cand_tab, 3 * sizeof(int32_t) * C_cap_needed);
@@ -631,30 +634,37 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
     GMLM_CUDA_CHECK(cudaEventRecord(done_ev[s], stream));
   }
 
-  // 4. scores and the best candidate per source, then the results to the host
-  select_best(st, params.as<LoopParams>(), B, K, score_scratch.as<double>(), best.as<int32_t>(), score.as<double>(),
-              stream);
-  std::vector<int32_t> h_tokens(R_home), h_best(B), h_passes(C), h_hist;
-  std::vector<double> h_score(B);
+  // 4. the candidates to the host; scores and the best candidate per source there, by the CPU engine's own
+  //    functions (ops::candidate_output, ops::candidate_rank: one home for step 4)
+  std::vector<int32_t> h_tokens(R_home), h_passes(C), h_hist;
+  std::vector<float> h_conf(R_home);
   GMLM_CUDA_CHECK(cudaMemcpyAsync(h_tokens.data(), tokens.get(), sizeof(int32_t) * R_home, cudaMemcpyDeviceToHost, stream));
-  GMLM_CUDA_CHECK(cudaMemcpyAsync(h_best.data(), best.get(), sizeof(int32_t) * B, cudaMemcpyDeviceToHost, stream));
+  GMLM_CUDA_CHECK(cudaMemcpyAsync(h_conf.data(), conf.get(), sizeof(float) * R_home, cudaMemcpyDeviceToHost, stream));
   GMLM_CUDA_CHECK(cudaMemcpyAsync(h_passes.data(), passes.get(), sizeof(int32_t) * C, cudaMemcpyDeviceToHost, stream));
-  GMLM_CUDA_CHECK(cudaMemcpyAsync(h_score.data(), score.get(), sizeof(double) * B, cudaMemcpyDeviceToHost, stream));
   if (history_on) {
     h_hist.resize(T * R_home);
     GMLM_CUDA_CHECK(cudaMemcpyAsync(h_hist.data(), history.get(), sizeof(int32_t) * T * R_home, cudaMemcpyDeviceToHost,
                                     stream));
   }
   GMLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<int32_t> out;
   for (int64_t b = 0; b < B; ++b) {
-    GMLM_CHECK(h_best[b] >= 0 && h_best[b] < K, "best candidate ", h_best[b]);
-    const int64_t c = b * K + h_best[b], begin = c_begin[c], L = c_len[c];
     RefineResult& r = results[b];
-    for (int64_t i = 0; i < L; ++i) {
-      const int32_t tk = h_tokens[begin + i];
-      if (!o.stutter_remask || i == 0 || tk != h_tokens[begin + i - 1]) r.ids.push_back(tk);
+    int64_t c = -1;
+    double best_rank = 0.0;
+    for (int64_t k = 0; k < K; ++k) {   // ties: the lower k
+      const int64_t ck = b * K + k;
+      const double s = ops::candidate_output(h_tokens.data() + c_begin[ck], h_conf.data() + c_begin[ck], c_len[ck],
+                                             o.stutter_remask, &out);
+      const double rank = ops::candidate_rank(s, out, o.repeat_penalty, word_pieces.data());
+      if (c < 0 || rank > best_rank) {
+        c = ck;
+        best_rank = rank;
+        r.score = s;
+        r.ids = out;
+      }
     }
-    r.score = h_score[b];
+    const int64_t begin = c_begin[c], L = c_len[c];
     r.passes = h_passes[c];
     if (history_on)
       for (int64_t p = 0; p < r.passes; ++p)
@@ -664,8 +674,9 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   return results;
 }
 
-CudaEngine::CudaEngine(const T5Config& config, const WeightMap& weights, const std::string& compute_type, int device)
-    : impl_(std::make_unique<Impl>(config, weights, compute_type, device)) {}
+CudaEngine::CudaEngine(const T5Config& config, const WeightMap& weights, const std::string& compute_type, int device,
+                       std::vector<uint8_t> word_pieces)
+    : impl_(std::make_unique<Impl>(config, weights, compute_type, device, std::move(word_pieces))) {}
 CudaEngine::~CudaEngine() = default;
 
 std::vector<RefineResult> CudaEngine::translate(const std::vector<std::vector<int32_t>>& sources,

@@ -26,8 +26,10 @@ class CudaEngine {
  public:
   // compute_type: "float32", "float16" or "bfloat16" (weights converted on load; the residual
   // stream and all reductions stay float32). device: the CUDA device index. Throws
-  // std::invalid_argument for bad weights/options and std::runtime_error when CUDA fails.
-  CudaEngine(const T5Config& config, const WeightMap& weights, const std::string& compute_type, int device);
+  // std::invalid_argument for bad weights/options and std::runtime_error when CUDA fails. word_pieces: per
+  // vocabulary id, whether it is a word piece (repeat_penalty's test; empty: repeat_penalty is refused).
+  CudaEngine(const T5Config& config, const WeightMap& weights, const std::string& compute_type, int device,
+             std::vector<uint8_t> word_pieces = {});
   ~CudaEngine();
   CudaEngine(const CudaEngine&) = delete;
   CudaEngine& operator=(const CudaEngine&) = delete;

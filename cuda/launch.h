@@ -139,9 +139,5 @@ void update_candidates(const LoopState& st, const LoopParams* p, const int32_t* 
                        int64_t num_work, const int32_t* pred, const float* pconf, int64_t max_len, cudaStream_t s);
 // p->t += 1 (one thread).
 void advance_iteration(LoopParams* p, cudaStream_t s);
-// Per source: score of each of its K candidates (mean conf over the output tokens, float64 as numpy
-// sums; adjacent repeats dropped with stutter), the best (ties: the lower k).
-void select_best(const LoopState& st, const LoopParams* p, int64_t num_sources, int64_t K, double* scratch,
-                 int32_t* best, double* score, cudaStream_t s);
 
 }  // namespace gmlm::cuda

@@ -3,11 +3,13 @@
 the continuous-batching scheduler (test_serving.py). One list, so that a new option is added once.
 
 iterations 1/4/10, length_beam 1/3/5, linear and threshold, stutter on and off, random init, sampling,
-pruning, early_stop, length_offset, repeat_remask, repeat_penalty and cached refinement (cache_refresh).
+pruning, early_stop, length_offset, repeat_remask, repeat_penalty (on by default: 0.1; off in one set) and cached
+refinement (cache_refresh).
 """
 REFINE_OPTION_SETS = [
     dict(iterations=1, length_beam=1),
     dict(iterations=4, length_beam=3),
+    dict(iterations=4, length_beam=3, repeat_penalty=0.0),
     dict(iterations=4, length_beam=3, stutter_remask=False),
     dict(iterations=10, length_beam=5),
     dict(iterations=10, length_beam=1, stutter_remask=False),
@@ -36,7 +38,7 @@ REFINE_OPTION_SETS = [
 # What the CUDA engine does not implement yet (docs/cuda.md): it refuses these with a ValueError.
 # Each with the values it does implement.
 CUDA_LACKS = {"length_beam_keep": lambda v, o: v in (None, o.get("length_beam")), "repeat_remask": lambda v, o: not v,
-              "repeat_penalty": lambda v, o: not v, "cache_refresh": lambda v, o: v in (None, 1)}
+              "cache_refresh": lambda v, o: v in (None, 1)}
 
 
 def cuda_supports(opts: dict) -> bool:

@@ -16,6 +16,7 @@ from gmlm_engine.common import encode_sources  # noqa: E402
 from gmlm_engine.options import validate_options  # noqa: E402
 from gmlm_engine.engine import Translator, engine_options  # noqa: E402
 from gmlm_engine.pytorch.reference import ReferenceTranslator  # noqa: E402
+from gmlm_engine.rules import repeats  # noqa: E402
 
 from conftest import TINY_AR, TINY_GMLM  # noqa: E402
 from test_engine_common import make_random_model, mismatches, test_sentences, torch_one_thread  # noqa: E402,F401
@@ -154,18 +155,24 @@ def test_rerank_parity_with_the_reference(opts):
     assert [r.length_candidates for r in b] == [r.length_candidates for r in plain]
 
 
-def test_rerank_picks_the_candidate_the_ar_model_prefers():
+@pytest.mark.parametrize("penalty", [0.0, 0.1, 100.0])
+def test_rerank_picks_the_candidate_the_ar_model_prefers(penalty):
+    """The AR model's mean log-probability ranks the candidates, less repeat_penalty for one that repeats."""
     eng = Translator(TINY_GMLM, compute_type="float32", rerank_model=TINY_AR)
-    ar = eng.reranker
+    ar, word = eng.reranker, eng.tokenizer.word_pieces()
     src = test_sentences(12)
     outs = eng._decode(encode_sources(eng.tokenizer, eng.cfg, src), validate_options(
         "gmlm", eng.cfg.max_target_len, iterations=3, length_beam=4, rerank=True))
     srcs = encode_sources(ar.tokenizer, ar.cfg, src)
-    res = eng.translate_batch(src, iterations=3, length_beam=4, rerank=True)
+    res = eng.translate_batch(src, iterations=3, length_beam=4, rerank=True, repeat_penalty=penalty)
+    penalised = 0
     for s, out, r in zip(srcs, outs, res):
         scores = ar._score([s] * len(out[5]), [c[0] for c in out[5]])
-        best = max(range(len(scores)), key=lambda k: (scores[k], -k))
+        rank = [x - (penalty if repeats(c[0], word) else 0.0) for x, c in zip(scores, out[5])]
+        penalised += rank != scores
+        best = max(range(len(rank)), key=lambda k: (rank[k], -k))
         assert r.tokens == eng.tokenizer.pieces(out[5][best][0])
+    assert penalised or not penalty      # the tiny model repeats itself: the penalty is exercised
     # the AR score is the mean teacher-forced log-probability: an AR model's own greedy output (ended by
     # eos) scores what greedy search reported for it
     shipped = Translator(SHIPPED_AR, compute_type="float32")

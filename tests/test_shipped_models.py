@@ -71,7 +71,7 @@ def test_repeat_penalty_ranks_a_repeating_candidate_below_a_clean_one(multi30k):
     """On val sentences, with K=3: an output that changes under repeat_penalty changes from one that repeats
     itself to one that does not; the penalty never picks a repeating output over a clean one."""
     from gmlm_engine.data import load_split
-    from gmlm_engine.pytorch.reference import repeats
+    from gmlm_engine.rules import repeats
 
     src, _ = load_split(multi30k, "val", "en", "de")
     tr = Translator("default", compute_type="float32")

@@ -517,11 +517,13 @@ class Batch {
 // gmlm_engine._core.CudaEngine: the model on one GPU, the refinement loop on the device (cuda/).
 class CudaEngineBinding {
  public:
-  CudaEngineBinding(const py::dict& config, const py::dict& weights, const std::string& compute_type, int device) {
+  CudaEngineBinding(const py::dict& config, const py::dict& weights, const std::string& compute_type, int device,
+                    const std::vector<bool>& word_pieces) {
     T5Config cfg = config_from_dict(config);
     WeightMap w = weights_from_dict(weights);
+    std::vector<uint8_t> pieces(word_pieces.begin(), word_pieces.end());
     py::gil_scoped_release release;
-    engine_ = std::make_unique<cuda::CudaEngine>(cfg, w, compute_type, device);
+    engine_ = std::make_unique<cuda::CudaEngine>(cfg, w, compute_type, device, std::move(pieces));
   }
 
   py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
@@ -594,10 +596,12 @@ void register_engine(py::module_& m) {
         "'devices': descriptions}. Never raises: a missing driver or GPU is reported in 'reason'.");
 #if GMLM_WITH_CUDA
   py::class_<CudaEngineBinding>(m, "CudaEngine", "A GMLM model loaded into the CUDA engine (one GPU).")
-      .def(py::init<const py::dict&, const py::dict&, const std::string&, int>(), py::arg("config"), py::arg("weights"),
-           py::arg("compute_type") = "float32", py::arg("device") = 0,
+      .def(py::init<const py::dict&, const py::dict&, const std::string&, int, const std::vector<bool>&>(),
+           py::arg("config"), py::arg("weights"), py::arg("compute_type") = "float32", py::arg("device") = 0,
+           py::arg("word_pieces") = std::vector<bool>(),
            "Load a model onto CUDA device `device`: config and weights as for Engine; compute_type float32,\n"
-           "float16 or bfloat16. RuntimeError when CUDA or the device is unavailable.")
+           "float16 or bfloat16; word_pieces as for Engine (repeat_penalty). RuntimeError when CUDA or the\n"
+           "device is unavailable.")
       .def("translate", &CudaEngineBinding::translate, py::arg("sources"),
            "As Engine.translate, on the GPU. The GIL is released while decoding.")
       .def("stats", &CudaEngineBinding::stats,

@@ -21,7 +21,7 @@ struct RefineOptions {
   double log_threshold = 0.0;     // log(threshold), used with threshold_remask
   bool stutter_remask = true;
   bool repeat_remask = false;     // re-mask repeated word pieces and bigrams (ops::repeat_remask)
-  double repeat_penalty = 0.0;    // ranking: a candidate whose output repeats (ops::repeats) scores this much lower
+  double repeat_penalty = 0.1;    // ranking: a candidate whose output repeats (ops::repeats) scores this much lower
   // cached refinement: pass t recomputes every position iff t == 0 or t % cache_refresh == 0 (0: never again);
   // the other passes only the masked positions and those whose input changed, reusing the others' keys/values
   int64_t cache_refresh = 1;

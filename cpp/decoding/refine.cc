@@ -27,25 +27,14 @@ void RefineOptions::validate(const T5Config& cfg) const {
 
 namespace {
 
-// A candidate's output (repeats collapsed with stutter_remask) into *ids, and its score (docs step 4).
+// A candidate's output and score, and its rank (docs step 4: ops::candidate_output, ops::candidate_rank).
 template <typename C>
 double candidate_output(const C& c, bool stutter_remask, std::vector<int32_t>* ids) {
-  std::vector<float> cf;
-  ids->clear();
-  for (int64_t i = 0; i < c.len; ++i)
-    if (!stutter_remask || i == 0 || c.tokens[i] != c.tokens[i - 1]) {
-      ids->push_back(c.tokens[i]);
-      cf.push_back(c.conf[i]);
-    }
-  return ops::mean_score(cf.data(), static_cast<int64_t>(cf.size()));
+  return ops::candidate_output(c.tokens.data(), c.conf.data(), c.len, stutter_remask, ids);
 }
 
-// What step 4 ranks candidates by: the score, less repeat_penalty for an output that repeats itself.
 double rank_of(double score, const std::vector<int32_t>& ids, const RefineOptions& o, const T5Model& model) {
-  if (o.repeat_penalty != 0.0 &&
-      ops::repeats(ids.data(), static_cast<int64_t>(ids.size()), model.word_pieces().data()))
-    return score - o.repeat_penalty;
-  return score;
+  return ops::candidate_rank(score, ids, o.repeat_penalty, model.word_pieces().data());
 }
 
 void check_options(const RefineOptions& o, const T5Model& model) {

@@ -88,6 +88,24 @@ double mean_score(const float* conf, int64_t n) {
   return rules::pairwise_sum(d.data(), n) / static_cast<double>(n);
 }
 
+double candidate_output(const int32_t* tokens, const float* conf, int64_t len, bool stutter_remask,
+                        std::vector<int32_t>* ids) {
+  std::vector<float> cf;
+  ids->clear();
+  for (int64_t i = 0; i < len; ++i)
+    if (!stutter_remask || i == 0 || tokens[i] != tokens[i - 1]) {
+      ids->push_back(tokens[i]);
+      cf.push_back(conf[i]);
+    }
+  return mean_score(cf.data(), static_cast<int64_t>(cf.size()));
+}
+
+double candidate_rank(double score, const std::vector<int32_t>& ids, double repeat_penalty, const uint8_t* word_piece) {
+  if (repeat_penalty != 0.0 && repeats(ids.data(), static_cast<int64_t>(ids.size()), word_piece))
+    return score - repeat_penalty;
+  return score;
+}
+
 void length_candidates(const float* logits, int64_t n, int64_t k, int32_t* lengths) {
   GMLM_CHECK(k >= 1 && k <= n, "length_beam ", k, " for ", n, " length classes");
   // log_softmax as PyTorch computes it: (x - max) - log(sum(exp(x - max)))

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace gmlm::ops {
 
@@ -31,6 +32,15 @@ bool repeats(const int32_t* tokens, int64_t L, const uint8_t* word_piece);
 // The mean of conf in float64, summed exactly as numpy's float64 sum (pairwise, 8 accumulators),
 // so that scores equal the reference decoder's bit for bit given equal confidences.
 double mean_score(const float* conf, int64_t n);
+
+// Step 4 of docs/decoding.md for one candidate, the one home of the rule for the CPU and CUDA engines: its
+// output, tokens[0..len) with adjacent repeats collapsed under stutter_remask, into *ids, and its score, the
+// mean_score of the kept confidences (returned).
+double candidate_output(const int32_t* tokens, const float* conf, int64_t len, bool stutter_remask,
+                        std::vector<int32_t>* ids);
+// What candidates are ranked by: the score, less repeat_penalty when the output repeats itself (word_piece may
+// be null only when repeat_penalty is 0).
+double candidate_rank(double score, const std::vector<int32_t>& ids, double repeat_penalty, const uint8_t* word_piece);
 
 // Length candidates from the length logits (n classes, class c = length c + 1): the k classes of
 // highest log_softmax, ties broken by the shorter length. lengths[0..k) gets the lengths.

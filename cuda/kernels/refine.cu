@@ -11,7 +11,6 @@
 //                      positions sit in dynamic shared memory; the ranks are O(L^2) comparisons,
 //                      a few thousand per candidate at these lengths, cheaper than a sort.
 //   advance_iteration  one thread: t += 1 (so a captured graph can be replayed for every t).
-//   select_best        one thread per source: scores (float64, numpy's pairwise sum) and the best k.
 //   remask_test        one block per candidate: remask_block alone, for the op tests.
 #include "cuda/device_common.cuh"
 
@@ -186,28 +185,6 @@ __global__ void init_kernel(LoopState st, const LoopParams* __restrict__ p, int6
 
 __global__ void advance_kernel(LoopParams* p) { p->t += 1; }
 
-__global__ void select_best_kernel(LoopState st, const LoopParams* __restrict__ p, int64_t B, int64_t K,
-                                   double* scratch, int32_t* best, double* score) {
-  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b >= B) return;
-  int32_t best_k = -1;
-  double best_s = 0.;
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t c = b * K + k, begin = st.cand_begin[c], L = st.cand_len[c];
-    double* d = scratch + begin;
-    int64_t n = 0;
-    for (int64_t i = 0; i < L; ++i)
-      if (!p->stutter || i == 0 || st.tokens[begin + i] != st.tokens[begin + i - 1]) d[n++] = st.conf[begin + i];
-    const double s = n ? rules::pairwise_sum(d, n) / static_cast<double>(n) : 0.0;
-    if (best_k < 0 || s > best_s) {
-      best_k = static_cast<int32_t>(k);
-      best_s = s;
-    }
-  }
-  best[b] = best_k;
-  score[b] = best_s;
-}
-
 size_t candidate_smem(int64_t max_len) { return static_cast<size_t>(max_len) * (4 + 4 + 1 + 1) + 16; }
 
 }  // namespace
@@ -246,13 +223,6 @@ void update_candidates(const LoopState& st, const LoopParams* p, const int32_t* 
 
 void advance_iteration(LoopParams* p, cudaStream_t s) {
   advance_kernel<<<1, 1, 0, s>>>(p);
-  GMLM_CUDA_CHECK_LAUNCH();
-}
-
-void select_best(const LoopState& st, const LoopParams* p, int64_t num_sources, int64_t K, double* scratch,
-                 int32_t* best, double* score, cudaStream_t s) {
-  if (num_sources <= 0) return;
-  select_best_kernel<<<blocks_for(num_sources, 64), 64, 0, s>>>(st, p, num_sources, K, scratch, best, score);
   GMLM_CUDA_CHECK_LAUNCH();
 }
 

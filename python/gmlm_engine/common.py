@@ -13,8 +13,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from .options import (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM, DEFAULT_LENGTH_OFFSET, DecodeOptions, int_option,
-                      validate_options)
+from .options import (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM, DEFAULT_LENGTH_OFFSET, DEFAULT_REPEAT_PENALTY,
+                      DecodeOptions, int_option, validate_options)
+from .rules import repeats
 from .textio import AtomicOutput, read_text_lines
 
 
@@ -132,16 +133,20 @@ class TranslatorFrontEnd:
                              "vocabulary")
         return ar
 
-    def _rerank(self, texts: list[str], outs: list[tuple]) -> list[tuple]:
+    def _rerank(self, texts: list[str], outs: list[tuple], repeat_penalty: float) -> list[tuple]:
         """AR reranking (docs/decoding.md): each sentence's scored candidates ranked by the AR model's
-        mean log-probability (ties: the lower candidate index); the winner's output, GMLM score and passes."""
+        mean log-probability, less repeat_penalty for an output that repeats itself (ties: the lower
+        candidate index); the winner's output, GMLM score and passes."""
         ar = self.reranker
+        word = self.tokenizer.word_pieces()
         with ar._tokenizer():
             srcs = encode_sources(ar.tokenizer, ar.cfg, texts)
         pairs = [(b, c) for b, out in enumerate(outs) for c in out[5]]
         scores = ar._score([srcs[b] for b, _ in pairs], [c[0] for _, c in pairs]) if pairs else []
         best: dict[int, tuple] = {}
         for (b, cand), s in zip(pairs, scores):
+            if repeat_penalty and repeats(cand[0], word):
+                s -= repeat_penalty
             if b not in best or s > best[b][0]:
                 best[b] = (s, cand)
         return [(best[b][1][0], best[b][1][1], best[b][1][2], out[3], out[4]) for b, out in enumerate(outs)]
@@ -155,7 +160,7 @@ class TranslatorFrontEnd:
                         threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,
-                        rerank=False, repeat_remask=False, repeat_penalty=0.0,
+                        rerank=False, repeat_remask=False, repeat_penalty=DEFAULT_REPEAT_PENALTY,
                         cache_refresh=1) -> list[TranslationResult]:
         """Translate a list of strings. The options are options.OPTIONS (this signature is tested against
         that table; docs/decoding.md lists them, README "Python API" explains them)."""
@@ -182,7 +187,7 @@ class TranslatorFrontEnd:
             idx = [todo[b] for b in batch]
             outs = self._decode([enc_ids[i] for i in idx], opts)
             if opts.rerank:
-                outs = self._rerank([source[i] for i in idx], outs)
+                outs = self._rerank([source[i] for i in idx], outs, opts.repeat_penalty)
             with self._tokenizer():
                 for i, (ids, score, passes, hist, cands) in zip(idx, outs):
                     results[i] = TranslationResult(

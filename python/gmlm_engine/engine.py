@@ -97,10 +97,10 @@ def resolve_cpu_compute_type(compute_type: str, core) -> str:
 def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
     """The compiled engine's options (by keyword, the table's names) from validated decoding options: the
     options.OPTIONS of the model's kind, less those the Python layer handles (rerank: the engine returns
-    every candidate instead). repeat_remask, repeat_penalty and cache_refresh are passed only when not at their
-    defaults: the CUDA engine refuses them."""
+    every candidate instead). repeat_remask and cache_refresh are passed only when not at their defaults: the
+    CUDA engine refuses them."""
     eo = {o.name: getattr(opts, o.name) for o in OPTIONS if o.models == objective and o.name != "rerank"}
-    for name in ("repeat_remask", "repeat_penalty", "cache_refresh"):
+    for name in ("repeat_remask", "cache_refresh"):
         if name in eo and eo[name] == BY_NAME[name].default:
             del eo[name]
     if objective == "gmlm" and opts.rerank:
@@ -154,7 +154,8 @@ class Translator(TranslatorFrontEnd):
         weights = load_weights_numpy(self.files)
         try:
             if kind == "cuda":
-                self._engine = core.CudaEngine(self.cfg.to_dict(), weights, self.compute_type, index)
+                self._engine = core.CudaEngine(self.cfg.to_dict(), weights, self.compute_type, index,
+                                               self.tokenizer.word_pieces())
             else:
                 self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads, self.compute_type,
                                            self.tokenizer.word_pieces())
@@ -182,7 +183,7 @@ class Translator(TranslatorFrontEnd):
         return getattr(self._engine, "num_threads", 1)
 
     def _decode(self, srcs, opts):
-        for name in ("repeat_remask", "repeat_penalty", "cache_refresh"):
+        for name in ("repeat_remask", "cache_refresh"):
             if getattr(opts, name) != BY_NAME[name].default and self.device != "cpu":
                 raise ValueError(f"{name} is not available on cuda yet (docs/cuda.md); use device='cpu'")
         if self.cfg.objective == "ar":

@@ -1,6 +1,6 @@
 """The decoding rules in Python, the spec that cpp/decoding/rules.h implements for the CPU engine and the CUDA
 kernels (tests/test_engine_ops.py holds the two to each other on random inputs): the counter-based RNG of
-docs/decoding.md, the candidate score's mean and the threshold test. numpy only: the runtime imports it.
+docs/decoding.md, the candidate score's mean, the threshold test and the repeat tests. numpy only: the runtime imports it.
 """
 from __future__ import annotations
 
@@ -68,3 +68,31 @@ def mean_score(conf) -> float:
 def log_threshold(threshold: float) -> float:
     """Positions with conf < log(threshold) (float64) stay masked."""
     return math.log(threshold)
+
+
+# --- repeats (repeat_remask, repeat_penalty) ----------------------------------------------------
+def repeat_mask(tokens: list[int], conf: list[float], word_piece) -> list[int]:
+    """Repeat re-masking of one candidate (docs/decoding.md, step 3): the positions to mask."""
+    out, first, ends = set(), {}, {}
+    for j, v in enumerate(tokens):
+        hits = []
+        if word_piece[v]:
+            if v in first:
+                hits.append(first[v])
+            else:
+                first[v] = j
+        if j >= 1:
+            b = (tokens[j - 1], v)
+            if b in ends:
+                hits.append(ends[b])
+            else:
+                ends[b] = j
+        for i in hits:
+            out.add(j if conf[j] <= conf[i] else i)
+    return sorted(out)
+
+
+def repeats(tokens: list[int], word_piece) -> bool:
+    """Whether an output repeats itself as repeat_mask sees it (a word piece or a bigram occurring twice):
+    the test of repeat_penalty (docs/decoding.md, step 4)."""
+    return bool(repeat_mask(tokens, [0.0] * len(tokens), word_piece))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common import TranslatorFrontEnd
-from ..rules import gumbel_noise, log_threshold, mean_score, random_init_tokens, source_hash
+from ..rules import gumbel_noise, log_threshold, mean_score, random_init_tokens, repeat_mask, repeats, source_hash
 from ..tokenizer import NUM_SPECIAL, load_model_tokenizer
 from .model import load_torch_model
 
@@ -37,33 +37,6 @@ def lowest_confidence(c: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     srt = torch.sort(c, dim=1, stable=True).indices
     rank.scatter_(1, srt, torch.arange(c.shape[1]).expand_as(srt).contiguous())
     return rank < n[:, None]
-
-
-def repeat_mask(tokens: list[int], conf: list[float], word_piece) -> list[int]:
-    """Repeat re-masking of one candidate (docs/decoding.md, step 3): the positions to mask."""
-    out, first, ends = set(), {}, {}
-    for j, v in enumerate(tokens):
-        hits = []
-        if word_piece[v]:
-            if v in first:
-                hits.append(first[v])
-            else:
-                first[v] = j
-        if j >= 1:
-            b = (tokens[j - 1], v)
-            if b in ends:
-                hits.append(ends[b])
-            else:
-                ends[b] = j
-        for i in hits:
-            out.add(j if conf[j] <= conf[i] else i)
-    return sorted(out)
-
-
-def repeats(tokens: list[int], word_piece) -> bool:
-    """Whether an output repeats itself as repeat_mask sees it (a word piece or a bigram occurring twice):
-    the test of repeat_penalty (docs/decoding.md, step 4)."""
-    return bool(repeat_mask(tokens, [0.0] * len(tokens), word_piece))
 
 
 def most_confident(c: torch.Tensor) -> torch.Tensor:
