@@ -1,9 +1,9 @@
 """Repeated phrases against quality: repeat_remask and repeat_penalty (docs/decoding.md, steps 3 and 4) on a
-split, the compiled engine in float32. BLEU, the repetition rate of `gmlm eval` (percent of outputs with a
+split, the compiled engine (float32 unless --compute-type). BLEU, the repetition rate of `gmlm eval` (percent of outputs with a
 repeated word bigram or a repeated word of 5+ letters), the length ratio, and decoder passes per sentence.
 
     GMLM_DATA_DIR=../shared/data/multi30k python bench/repetition.py [--split val] [--model default] \
-        [--out bench/results/repetition_val]
+        [--compute-type float32] [--time ROUNDS] [--out bench/results/repetition_val]
 
 Select on val; report test2016.
 """
@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compute-type", default="float32")
     p.add_argument("--configs", default=None, help="T:K:repeat_remask(0|1):repeat_penalty,... (default: the grid)")
+    p.add_argument("--time", type=int, default=0, metavar="ROUNDS",
+                   help="also time each config at batch 1 and 64 (sent/s, median of ROUNDS interleaved rounds)")
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = p.parse_args(argv)
     configs = CONFIGS if not args.configs else [
@@ -45,13 +47,30 @@ def main(argv=None) -> int:
         rows.append({"T": t, "K": k, "repeat_remask": rr, "repeat_penalty": pen, "passes": t * k,
                      "bleu": s["bleu"], "repetition_%": s["repetition"], "len_ratio": s["len_ratio"]})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    table = format_table(rows, ["T", "K", "repeat_remask", "repeat_penalty", "passes", "bleu", "repetition_%",
-                                "len_ratio"])
+    cols = ["T", "K", "repeat_remask", "repeat_penalty", "passes", "bleu", "repetition_%", "len_ratio"]
+    if args.time:
+        import statistics
+        import time
+
+        speed = {(i, b): [] for i in range(len(configs)) for b in (1, 64)}
+        for _ in range(args.time):
+            for i, (t, k, rr, pen) in enumerate(configs):
+                for b in (1, 64):
+                    start = time.perf_counter()
+                    tr.translate_batch(src, iterations=t, length_beam=k, repeat_remask=rr, repeat_penalty=pen,
+                                       max_batch_size=b)
+                    speed[i, b].append(len(src) / (time.perf_counter() - start))
+        for i, row in enumerate(rows):
+            for b in (1, 64):
+                row[f"sent/s batch {b}"] = round(statistics.median(speed[i, b]), 1)
+                row[f"vs first, batch {b}"] = round(row[f"sent/s batch {b}"] / rows[0][f"sent/s batch {b}"], 3)
+        cols += ["sent/s batch 1", "vs first, batch 1", "sent/s batch 64", "vs first, batch 64"]
+    table = format_table(rows, cols)
     print(table)
     if args.out:
         Path(args.out + ".json").write_text(json.dumps({"model": args.model, "split": args.split, "rows": rows},
                                                        indent=1) + "\n")
-        Path(args.out + ".md").write_text(f"# Repetition, {args.split}, {args.model} (engine float32)\n\n"
+        Path(args.out + ".md").write_text(f"# Repetition, {args.split}, {args.model} (engine {args.compute_type})\n\n"
                                           f"`{' '.join(['python bench/repetition.py'] + (argv or sys.argv[1:]))}`"
                                           f"\n\n{table}\n")
     return 0
