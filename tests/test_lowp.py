@@ -119,28 +119,65 @@ def test_translations_close_to_float32_and_batch_invariant(ct):
 
 
 @needs_onednn
-def test_isa_limited_to_avx2_falls_back_to_float32():
-    """ONEDNN_MAX_CPU_ISA=AVX2 (a CPU without AMX / AVX-512: no native bfloat16 or int8): asking for
-    them warns and computes in float32, with float32's results; auto picks float32."""
+def test_isa_limited_to_avx2_runs_int8_and_falls_back_for_bfloat16():
+    """ONEDNN_MAX_CPU_ISA=AVX2 (a CPU without AVX-512 or VNNI): int8 stays native (the engine's AVX2
+    kernel, cpu/gemm_s8_avx2.h) and auto picks it; bfloat16 warns and computes in float32, with
+    float32's results. With the portable kernels too (GMLM_CPU_ISA=generic) int8 falls back as well."""
     code = (
-        "import warnings\n"
+        "import sys, warnings\n"
         "from gmlm_engine import _core\n"
         "from gmlm_engine.engine import Translator\n"
         f"d = {str(TINY_GMLM)!r}\n"
-        "info = _core.build_info(); assert 'avx2' in info['onednn'] and info['native_compute_types'] == ['float32'], info\n"
+        "generic = sys.argv[1] == 'generic'\n"
+        "info = _core.build_info()\n"
+        "assert 'avx2' in info['onednn'] and info['native_compute_types'] == (['float32'] if generic else ['float32', 'int8']), info\n"
         "src = ['A man rides a bike.', 'Two dogs.']\n"
         "ref = [r.tokens for r in Translator(d, intra_threads=1, compute_type='float32').translate_batch(src)]\n"
-        "assert Translator(d, compute_type='auto').compute_type == 'float32'\n"
-        "for ct in ('bfloat16', 'int8'):\n"
+        "assert Translator(d, compute_type='auto').compute_type == ('float32' if generic else 'int8')\n"
+        "for ct in ('bfloat16', 'int8') if generic else ('bfloat16',):\n"
         "    with warnings.catch_warnings(record=True) as w:\n"
         "        warnings.simplefilter('always')\n"
         "        tr = Translator(d, intra_threads=1, compute_type=ct)\n"
         "    assert tr.compute_type == 'float32' and any('no native support' in str(x.message) for x in w)\n"
         "    assert [r.tokens for r in tr.translate_batch(src)] == ref\n"
         "print('ok')\n")
-    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr
+    for isa in ("avx2", "generic"):
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", GMLM_CPU_ISA=isa)
+        r = subprocess.run([sys.executable, "-c", code, isa], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout.startswith("ok"), (isa, r.stderr)
+
+
+def test_avx2_int8_kernel_sums_exactly():
+    """The AVX2 int8 kernel (forced with GMLM_CPU_ISA=avx2 and ONEDNN_MAX_CPU_ISA=AVX2, where oneDNN's
+    own int8 saturates) gives the exact int32 sums at the extremes of both ranges: weights and
+    activations of +-127 with equal signs (every pair sum at its maximum, 2 x 127 x 127) and with
+    mixed signs, random values, odd K and N (padding), 1 to 67 rows. Integer-valued inputs with a
+    row maximum of 127 quantise to themselves (scales 1), so the result is the integer product (K <= 1039:
+    the float32 output holds every sum exactly)."""
+    code = (
+        "import json, numpy as np\nfrom gmlm_engine import _core\n"
+        "assert _core.build_info()['cpu_isa'] == 'avx2' and 'int8' in _core.build_info()['native_compute_types']\n"
+        "rng = np.random.default_rng(3)\nbad = []\n"
+        "for n, k in ((64, 256), (40, 1024), (17, 33), (8000, 256), (33, 1023)):\n"
+        "    for kind in ('max', 'min', 'mixed', 'random'):\n"
+        "        if kind == 'random':\n"
+        "            w = rng.integers(-127, 128, (n, k)); a = rng.integers(-127, 128, (67, k))\n"
+        "        else:\n"
+        "            w = np.full((n, k), 127); a = np.full((67, k), 127 if kind == 'max' else -127)\n"
+        "            if kind == 'mixed': w[:, 1::2] = -127; a[:, 1::2] = 127\n"
+        "        w[:, 0] = 127; a[:, 0] = 127\n"
+        "        g = _core.ops.LowpGemm(w.astype(np.float32), 'int8')\n"
+        "        ref = a @ w.T\n"
+        "        for m in (1, 2, 3, 5, 16, 67):\n"
+        "            y = g.run(a[:m].astype(np.float32), 2)\n"
+        "            if not np.array_equal(y.astype(np.int64), ref[:m]): bad.append((n, k, kind, m))\n"
+        "print(json.dumps(bad))\n")
+    if core.build_info()["cpu_isa"] == "generic":
+        pytest.skip("this CPU has no AVX2")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", GMLM_CPU_ISA="avx2")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-800:]
+    assert r.stdout.strip() == "[]"
 
 
 def test_the_default_compute_type_is_the_fastest_native_one(tmp_path, capsys):
@@ -230,7 +267,8 @@ def test_int8_few_rows_kernel_gives_onednns_bits():
 @needs_onednn
 def test_int8_translations_do_not_depend_on_the_few_rows_kernel():
     """The AR model at batch 1 (every step 1 row: the GEMV kernel) and the GMLM, with the kernel on and
-    off (GMLM_NO_GEMV=1): the same tokens and the same scores, bit for bit."""
+    off (GMLM_NO_GEMV=1), and on the AVX2 path (GMLM_CPU_ISA=avx2, ONEDNN_MAX_CPU_ISA=AVX2: the AVX2
+    kernel for every product): the same tokens and the same scores, bit for bit."""
     native("int8")
     code = ("import json, sys\nfrom gmlm_engine import Translator\nfrom test_engine_common import test_sentences\n"
             "src = test_sentences(24)\nout = []\n"
@@ -240,7 +278,8 @@ def test_int8_translations_do_not_depend_on_the_few_rows_kernel():
             "    out += [(r.tokens, r.score) for r in tr.translate_batch(src, max_batch_size=1, **o)]\n"
             "print(json.dumps(out))\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    paths = ({"GMLM_NO_GEMV": "0"}, {"GMLM_NO_GEMV": "1"}, {"GMLM_CPU_ISA": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                           env={**env, "GMLM_NO_GEMV": off}) for off in ("0", "1")]
+                           env={**env, **path}) for path in paths]
     assert all(r.returncode == 0 for r in runs), [r.stderr[-500:] for r in runs]
-    assert runs[0].stdout == runs[1].stdout
+    assert runs[0].stdout == runs[1].stdout == runs[2].stdout

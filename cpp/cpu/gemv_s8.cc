@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "cpu/kernels.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -21,7 +22,7 @@ bool gemv_s8_available() {
     const char* off = std::getenv("GMLM_NO_GEMV");
     if (off && *off && std::strcmp(off, "0") != 0) return false;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+    return cpu_isa() == CpuIsa::avx512 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
   }();
   return ok;
 #else

@@ -24,7 +24,8 @@ struct GemvWeight {
   std::vector<int32_t> wsum;        // (N) sum_k w[n, k]
 };
 
-// True where this CPU runs the kernel (AVX512-VNNI and AVX512-BW); GMLM_NO_GEMV=1 turns it off (benchmarks).
+// True where this CPU runs the kernel (AVX512-VNNI and AVX512-BW, GMLM_CPU_ISA not capping AVX-512);
+// GMLM_NO_GEMV=1 turns it off (benchmarks).
 bool gemv_s8_available();
 // Empty unless N is a multiple of 64 and the kernel is available.
 GemvWeight pack_gemv_s8(const int8_t* w, int64_t N, int64_t K);

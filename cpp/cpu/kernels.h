@@ -52,6 +52,11 @@ struct Kernels {
 // Scratch floats attention_head needs.
 inline int64_t attention_scratch_size(int64_t nk, int64_t dh) { return ((nk + 15) / 16 * 16) * (dh + 8) + 16; }
 
+// The instruction set the engine's own kernels use: the CPU's best, capped by GMLM_CPU_ISA
+// ("generic": portable code only, "avx2": no AVX-512), so that a big CPU tests every path.
+enum class CpuIsa { generic = 0, avx2 = 1, avx512 = 2 };
+CpuIsa cpu_isa();
+
 // The best table for this CPU (chosen once).
 const Kernels& kernels();
 // The portable table (tests compare it with the vectorised one).

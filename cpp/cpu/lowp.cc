@@ -1,5 +1,6 @@
 #include "cpu/lowp.h"
 
+#include "cpu/gemm_s8_avx2.h"
 #include "cpu/gemv_s8.h"
 
 #include <algorithm>
@@ -57,6 +58,7 @@ struct LowpWeights::Weight {
   std::vector<int8_t> s8;         // (N, K) int8
   std::vector<float> scale;       // (N) int8 dequantisation scale per output channel
   GemvWeight gemv;                // int8, the few-rows path (cpu/gemv_s8.h); empty where unavailable
+  GemmS8Avx2Weight avx2;          // int8 on AVX2 (cpu/gemm_s8_avx2.h); empty where oneDNN and gemv cover it
   mutable std::mutex mutex;       // guards packed
   mutable std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Packed>> packed;  // by (first row, rows)
 };
@@ -210,16 +212,24 @@ void single_threaded_openmp() {
 
 bool onednn_built() { return true; }
 
-bool native_support(ComputeType t) {
+static bool onednn_has(dnnl::cpu_isa want) {
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
-  const auto has = [&](dnnl::cpu_isa want) {
-    return (static_cast<unsigned>(isa) & static_cast<unsigned>(want)) == static_cast<unsigned>(want);
-  };
+  return (static_cast<unsigned>(isa) & static_cast<unsigned>(want)) == static_cast<unsigned>(want);
+}
+
+// oneDNN's s8 x s8 -> s32 sums are exact where it multiplies with VNNI (vpdpbusd) or AMX; on plain
+// AVX2 / AVX-512 its kernels use vpmaddubsw, whose int16 pair sums saturate (cpu/gemm_s8_avx2.h).
+static bool onednn_int8_exact() {
+  static const bool exact = onednn_has(dnnl::cpu_isa::avx512_core_vnni) || onednn_has(dnnl::cpu_isa::avx2_vnni);
+  return exact;
+}
+
+bool native_support(ComputeType t) {
   switch (t) {
     case ComputeType::int8:
-      return has(dnnl::cpu_isa::avx512_core_vnni) || has(dnnl::cpu_isa::avx2_vnni);
+      return onednn_int8_exact() || gemm_s8_avx2_available();
     case ComputeType::bfloat16:
-      return has(dnnl::cpu_isa::avx512_core_bf16);
+      return onednn_has(dnnl::cpu_isa::avx512_core_bf16);
     default:
       return true;
   }
@@ -264,6 +274,8 @@ void LowpWeights::add(const float* w, int64_t N, int64_t K) {
         lw->s8[n * K + k] = static_cast<int8_t>(std::lrint(std::clamp(w[n * K + k] / s, -127.f, 127.f)));
     }
     lw->gemv = pack_gemv_s8(lw->s8.data(), N, K);
+    // the AVX2 kernel takes the products neither oneDNN (where inexact) nor the VNNI few-rows kernel does
+    if (!onednn_int8_exact() || lw->gemv.packed.empty()) lw->avx2 = pack_gemm_s8_avx2(lw->s8.data(), N, K);
   } else {
     return;  // float32: nothing to prepare
   }
@@ -311,11 +323,16 @@ void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t 
       std::memset(aq + M * K, 0, static_cast<size_t>((Mp - M) * K));
     }
   }
-  // the product of the padded rows into scratch (f32 or s32, both 4 bytes), then the real rows into C;
-  // int8 with a few rows: the GEMV kernel (the same exact int32 sums, without oneDNN's fixed costs)
+  // the product of the padded rows into scratch (f32 or s32, both 4 bytes), then the real rows into C.
+  // int8, all with the same exact int32 sums: a few rows on AVX512-VNNI, the GEMV kernel (without
+  // oneDNN's fixed costs); on AVX2, the AVX2 kernel for a few rows, and for all rows where oneDNN's
+  // sums are not exact; else oneDNN
   float* acc = thread_scratch(6, static_cast<size_t>(Mp * N));
-  if (!bf16 && M <= kGemvMaxRows && !w.gemv.packed.empty() && row % 64 == 0 && N % 64 == 0) {
+  const bool few = M <= kGemvMaxRows;
+  if (!bf16 && few && !w.gemv.packed.empty() && row % 64 == 0 && N % 64 == 0) {
     gemv_s8(w.gemv, static_cast<const int8_t*>(a), K, M, K, row, N, reinterpret_cast<int32_t*>(acc), N);
+  } else if (!bf16 && !w.avx2.packed.empty() && (few || !onednn_int8_exact())) {
+    gemm_s8_avx2(w.avx2, static_cast<const int8_t*>(a), K, M, row, N, reinterpret_cast<int32_t*>(acc), N);
   } else {
     const Packed& wp = packed(w, row, N);
     execute(primitive({Mp, N, K, static_cast<int>(w.type)}, wp.desc), a, wp, acc);
