@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "cpu/gemv_f32.h"
 
 extern "C" {
 void scipy_openblas_set_num_threads(int num_threads);
@@ -42,9 +43,10 @@ void check_dims(int64_t M, int64_t N, int64_t K) {
 
 void sgemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
               float beta, float* C, int64_t ldc) {
-  init_blas();
   check_dims(M, N, K);
   if (M == 0 || N == 0) return;
+  if (M <= kGemvF32MaxRows && gemv_f32_available()) return gemv_f32(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  init_blas();
   scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(M), static_cast<blasint>(N),
                     static_cast<blasint>(K), alpha, A, static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta,
                     C, static_cast<blasint>(ldc));
