@@ -66,3 +66,49 @@ def test_repetition_measure():
     assert not repeats("Der Mann und die Frau.")                            # short words may recur
     assert repetition_rate(["a b a b", "x y", "", "Straße Straße"]) == 50.0
     assert score(["Ein Hund und ein Hund."], ["Ein Hund."])["repetition"] == 100.0
+
+
+def test_every_command_prints_its_help(capsys):
+    """`gmlm --help` and every subcommand's --help print their usage (a bare % in an option's help once
+    made argparse raise TypeError)."""
+    import argparse
+
+    import pytest
+
+    from gmlm_engine.tools.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"translate", "eval", "serve", "bench", "train"} <= set(sub.choices)
+    for argv in [["--help"]] + [[name, "--help"] for name in sub.choices]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0, argv
+        assert "usage:" in capsys.readouterr().out, argv
+
+
+def test_sigterm_removes_the_unfinished_output(tmp_path):
+    """`gmlm translate -o OUT` ended by SIGTERM (timeout, systemd, Kubernetes) while it works: exit status
+    143, no OUT and no hidden .partial file left beside it (as with Ctrl-C)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "out.txt"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.tools.cli", "translate", "--model", str(TINY_GMLM),
+                             "--compute-type", "float32", "-o", str(out)], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        proc.stdin.write(b"A man rides a bike.\n")       # stdin stays open: the command waits for more lines
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".out.txt.*.partial")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(tmp_path.glob(".out.txt.*.partial")), "the command never opened its output"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read().decode()[-500:]
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    assert not out.exists() and list(tmp_path.iterdir()) == []

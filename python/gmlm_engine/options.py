@@ -194,15 +194,16 @@ def add_cli_flags(group) -> None:
             continue
         flag = "--" + o.name.replace("_", "-")
         default = "" if o.default is None else f" (default: {o.default})"
+        doc = o.doc.replace("%", "%%")   # argparse formats help with %: a bare % in a doc broke --help
         if o.type is bool:
             if o.default:
                 group.add_argument("--no-" + o.name.replace("_", "-"), dest=o.name, action="store_const",
-                                   const=False, default=None, help=f"turn off: {o.doc}")
+                                   const=False, default=None, help=f"turn off: {doc}")
             else:
-                group.add_argument(flag, dest=o.name, action="store_const", const=True, default=None, help=o.doc)
+                group.add_argument(flag, dest=o.name, action="store_const", const=True, default=None, help=doc)
         else:
             group.add_argument(flag, dest=o.name, type=o.type, default=None, choices=o.choices or None,
-                               help=o.doc + default)
+                               help=doc + default)
 
 
 def cli_options(args) -> dict:

@@ -238,7 +238,12 @@ def run_benchmark(systems: list[System], src: list[str], ref: list[str], batch_s
 
 
 # --- outputs ----------------------------------------------------------------------------------
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+ISA_FLAGS = ("avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+# The environment variables that cap an instruction set: the engine's kernels, oneDNN (the engine's and
+# CTranslate2's), CTranslate2's own kernels, OpenBLAS's kernel choice.
+ISA_CAPS = ("GMLM_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "CT2_FORCE_CPU_ISA", "OPENBLAS_CORETYPE")
 
 
 def cpu_isa_flags() -> list[str]:
@@ -268,7 +273,15 @@ def machine_info(threads: int) -> dict:
                 cores.add((phys, val))
     except OSError:
         pass
-    info = {"cpu": cpu, "cpu_isa": cpu_isa_flags(), "logical_cpus": os.cpu_count(), "physical_cores": len(cores) or None,
+    from .. import _core
+
+    build = _core.build_info()
+    # what the engine and the baselines actually ran: the kernels' instruction set, oneDNN's, and the caps
+    # set in the environment (a bigger CPU measuring the AVX2 path: docs/benchmark.md)
+    engine_isa = {"engine_cpu_isa": build.get("cpu_isa"), "onednn": build.get("onednn"),
+                  "native_compute_types": build.get("native_compute_types"),
+                  "isa_caps": {k: os.environ[k] for k in ISA_CAPS if os.environ.get(k)}}
+    info = {"cpu": cpu, "cpu_isa": cpu_isa_flags(), **engine_isa, "logical_cpus": os.cpu_count(), "physical_cores": len(cores) or None,
             "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "threads_per_system": threads, "os": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
@@ -289,8 +302,10 @@ def machine_info(threads: int) -> dict:
 
 
 def machine_line(m: dict) -> str:
-    return (f"{m['cpu']}, {m['physical_cores']} physical cores / {m['logical_cpus']} logical CPUs, "
-            f"{m['threads_per_system']} threads per system, {m['os']}")
+    caps = ", ".join(f"{k}={v}" for k, v in (m.get("isa_caps") or {}).items())
+    isa = f", engine ISA {m.get('engine_cpu_isa')}, {m.get('onednn')}" if m.get("engine_cpu_isa") else ""
+    return (f"{m['cpu']}, {m['physical_cores']} physical cores / {m['logical_cpus']} logical CPUs{isa}"
+            f"{f' (capped: {caps})' if caps else ''}, {m['threads_per_system']} threads per system, {m['os']}")
 
 
 COLUMNS = ["system", "batch_size", "bleu", "chrf", "len_ratio", "sent_per_s", "tok_per_s", "latency_p50_ms", "latency_p90_ms",

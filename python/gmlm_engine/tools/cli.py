@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 
 from ..options import add_cli_flags, cli_options
 
@@ -274,15 +277,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """The command was ended by a signal (exit status 128 + the signal's number)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While a command runs, SIGTERM (what timeout, systemd and Kubernetes send) ends it like Ctrl-C does,
+    through Python's unwinding, so that an unfinished output file (textio.AtomicOutput's .partial) is
+    removed. A command that runs a server installs its own handlers over this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated(signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..config import ModelError
 
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except (ValueError, OSError, RuntimeError, ModelError) as e:
         print(f"gmlm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        print(f"terminated ({e})", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
