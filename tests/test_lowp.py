@@ -225,7 +225,10 @@ def test_generic_and_vectorised_conversion_kernels_agree():
     runs = run_per_kernel_set(code, isas=("generic", "avx2", "best"))
     assert runs["generic"].pop("isa") == "generic"
     runs["avx2"].pop("isa"), runs["best"].pop("isa")
-    assert runs["generic"] == runs["avx2"] == runs["best"]
+    # the portable kernels have no int8 GEMM of their own: where oneDNN's int8 is not exact (no VNNI, or
+    # ONEDNN_MAX_CPU_ISA=AVX2) int8 is native only with AVX2; the types they share must agree bit for bit
+    assert runs["avx2"] and runs["avx2"] == runs["best"]
+    assert all(runs["generic"][ct] == runs["avx2"][ct] for ct in runs["generic"])
 
 
 def test_quantisation_kernel_rounds_half_away_from_zero():
