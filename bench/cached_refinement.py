@@ -1,4 +1,4 @@
-"""Cached refinement in the engine (issue 40, item 2; docs/decoding.md, `cache_refresh`): quality, the share of
+"""Cached refinement in the engine (docs/decoding.md, `cache_refresh`): quality, the share of
 decoder rows computed, and speed, for each refresh rule at the given (T, K) configurations.
 
     GMLM_DATA_DIR=../shared/data/multi30k python bench/cached_refinement.py [--configs 8x2,10x3] \

@@ -1,4 +1,4 @@
-"""Deleting and repairing a repeat, emulated over the reference decoder (issue 40, first item; not a decoding
+"""Deleting and repairing a repeat, emulated over the reference decoder (not a decoding
 option: measured, not built). The GMLM's repeats sit in length candidates one word too long, so: decode (T=8 K=2,
 repeat_remask and repeat_penalty 0.1), then for each output that repeats itself (`gmlm eval`'s measure) take its
 first repeated word of 5+ letters or repeated word bigram, and either

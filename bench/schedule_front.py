@@ -5,7 +5,7 @@
 
 Engine, float32, 1 thread, batches of 64. "passes" counts every candidate's decoder passes (a pruned
 candidate ran one), i.e. the decoder work per sentence in candidate passes; the linear schedule's is T x K.
-Results: bench/results/schedule_front_{split}.{json,md} (issue 40, item 3).
+Results: bench/results/schedule_front_{split}.{json,md}.
 """
 from __future__ import annotations
 

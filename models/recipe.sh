@@ -70,7 +70,7 @@ done
 python bench/model_table.py --gmlm runs/g33/last --gmlm runs/g61/last --gmlm-configs 4x3,10x3 --splits val \
   --threads 2 --compute-type auto --batch1 200 --json bench/results/layouts.json
 
-# --- 2026-12-03, session 7: the shipped AR model ----------------------------------------------------------
+# --- 2026-12-03: the shipped AR model ----------------------------------------------------------
 # 1c. The AR model of step 1b resumed from its step-4596 state (runs/ar2/state.pt) on 4096-token batches, the
 #     same schedule, a linear cool-down planned to step 8596; --max-minutes (which counts the first 55) stopped
 #     it at step 8352. Selected on val (CT2 beam 4: last 31.16, best 30.62, averaged 30.40), packed.
@@ -84,7 +84,7 @@ python bench/model_table.py --ar runs/ar2/best --ar runs/ar2/averaged --ar runs/
 gmlm export runs/ar2/last --pack models/ar-en-de --force
 python models/make_golden.py
 
-# --- 2026-12-03, session 8: a GMLM from the AR model of step 1c (a 2-core AMD EPYC with AVX512-BF16, no AMX; bf16 autocast) --
+# --- 2026-12-03: a GMLM from the AR model of step 1c (a 2-core AMD EPYC with AVX512-BF16, no AMX; bf16 autocast) --
 # 2c. Distillation by the AR model of step 1c (targets: 49.09 BLEU against the training references, ratio 0.937;
 #     the same figures when rerun on 2026-12-04 on an AVX2-only EPYC).
 gmlm distill --teacher models/ar-en-de --out runs/distill7.de --beam-size 4 --threads 2 --no-progress
@@ -97,7 +97,7 @@ gmlm train --objective gmlm --out runs/gmlm9 --spm $SPM --encoder-layers 3 --dec
   --max-minutes 120 --threads 2 --no-progress
 gmlm export runs/gmlm9/last --pack models/gmlm-en-de --force     # runs/gmlm9/last = ckpt-1000
 
-# --- 2026-12-04, sessions 9-10: the GMLM shipped until 2026-12-05 (a 2-core AMD EPYC with AVX2 only: fp32) ---------------------------
+# --- 2026-12-04: the GMLM shipped until 2026-12-05 (a 2-core AMD EPYC with AVX2 only: fp32) ---------------------------
 # 3d. The step-1000 pack of step 3c (models/gmlm-en-de at commit 290717f) continued on the same targets (runs/distill7.de
 #     of step 2c, rerun here with identical figures): a fresh AdamW state, the inverse-sqrt schedule continued at
 #     step 1000 (no second warm-up) with a linear cool-down to 0 over all 1200 steps; 98 minutes, validation loss
@@ -112,7 +112,7 @@ python bench/model_table.py --gmlm runs/gmlm10/last --gmlm runs/gmlm10/averaged 
 gmlm export runs/gmlm10/last --pack models/gmlm-en-de --force   # runs/gmlm10/last = ckpt-1200
 python models/make_golden.py
 
-# --- 2026-12-05, session 11: the shipped GMLM (a 2-core AMD EPYC Zen 4 with AVX512-BF16, no AMX; bf16 autocast) -----
+# --- 2026-12-05: the shipped GMLM (a 2-core AMD EPYC Zen 4 with AVX512-BF16, no AMX; bf16 autocast) -----
 # 3e. The pack of step 3d continued on the same targets (runs/distill7.de of step 2c, rerun: identical figures) on a
 #     second cool-down: a fresh AdamW state, the inverse-sqrt schedule continued at step 2200 (lr 3.7e-4, no warm-up),
 #     linear to 0 over 1800 steps; 34 minutes, validation loss 3.224 after the restart -> 3.106. Selected on val
@@ -131,21 +131,21 @@ python bench/model_table.py --gmlm runs/gmlm11/last --gmlm-configs 4x3+0,4x3+2,1
 gmlm export runs/gmlm11/last --pack models/gmlm-en-de --force   # runs/gmlm11/last = ckpt-1800
 python models/make_golden.py
 
-# --- 2026-12-05, sessions 12-13: the shipped GMLM (a 2-core AMD EPYC Zen 4, bf16 autocast) ---------------------
-# 3f. Stage 4: the pack of step 3e continued the same way at step 4000 (lr 2.7e-4), stopped by --max-minutes at step
+# --- 2026-12-05: the shipped GMLM (a 2-core AMD EPYC Zen 4, bf16 autocast) ---------------------
+# 3f. Cycle 4: the pack of step 3e continued the same way at step 4000 (lr 2.7e-4), stopped by --max-minutes at step
 #     2156 of 2300; the average of its last 5 checkpoints was committed as a candidate (1a35806; card:
-#     models/cards/gmlm-en-de-stage4.training.json). Val T=4 K=3 / T=6 K=2 / T=10 K=3: 29.36 / 29.25 / 30.02.
+#     models/cards/gmlm-en-de-2026-12-05-cycle4.training.json). Val T=4 K=3 / T=6 K=2 / T=10 K=3: 29.36 / 29.25 / 30.02.
 gmlm train --objective gmlm --out runs/gmlm12 --spm $SPM --encoder-layers 3 --decoder-layers 3 \
   --train-target runs/distill7.de --init-from models/gmlm-en-de --schedule-offset 4000 --max-tokens 4096 \
   --lr 1e-3 --warmup 300 --length-loss-weight 0.5 --val-every 300 --val-bleu-sentences 200 --max-steps 2300 \
   --cooldown-steps 2300 --max-minutes 45 --threads 2 --no-progress
-gmlm export runs/gmlm12/averaged --pack runs/gmlm-en-de-stage4
-# 3g. Stage 5, shipped: the stage-4 pack continued at step 6300 (lr 2.2e-4), ramped up over 200 steps, a cool-down
+gmlm export runs/gmlm12/averaged --pack runs/gmlm-en-de-2026-12-05-cycle4
+# 3g. Cycle 5, shipped: the cycle-4 pack continued at step 6300 (lr 2.2e-4), ramped up over 200 steps, a cool-down
 #     over all 2800 steps (54 minutes). Val (engine float32): last 29.30 / 29.46 / 30.41 at T=4 K=3 / T=6 K=2 /
 #     T=10 K=3, the average of the last 5 checkpoints 29.32 / 29.40 / 30.44 (tied; the last has the lower
 #     validation loss, 3.118 vs 3.127). The sweep that chose the defaults T=5 K=2 (README "Decoding defaults").
 gmlm train --objective gmlm --out runs/gmlm13 --spm $SPM --encoder-layers 3 --decoder-layers 3 \
-  --train-target runs/distill7.de --init-from runs/gmlm-en-de-stage4 --schedule-offset 6300 --restart-warmup 200 \
+  --train-target runs/distill7.de --init-from runs/gmlm-en-de-2026-12-05-cycle4 --schedule-offset 6300 --restart-warmup 200 \
   --max-tokens 4096 --lr 1e-3 --warmup 300 --length-loss-weight 0.5 --val-every 300 --val-bleu-sentences 200 \
   --max-steps 2800 --cooldown-steps 2800 --max-minutes 58 --threads 2 --no-progress
 python bench/model_table.py --gmlm runs/gmlm13/last --gmlm runs/gmlm13/averaged --gmlm-configs 4x3,6x2,10x3 \
@@ -155,7 +155,7 @@ python bench/model_table.py --gmlm runs/gmlm13/last --splits val --threads 2 --c
 gmlm export runs/gmlm13/last --pack models/gmlm-en-de --force   # runs/gmlm13/last = ckpt-2800
 python models/make_golden.py
 
-# --- 2026-12-05, sessions 14-15: the shipped AR model, a regularised run from scratch (a 2-core AMD EPYC Zen 4, bf16 autocast) ---
+# --- 2026-12-05: the shipped AR model, a regularised run from scratch (a 2-core AMD EPYC Zen 4, bf16 autocast) ---
 # 1d. Dropout 0.3 on embeddings, residual branches and final norms, 0.1 on attention probabilities and feed-forward
 #     hidden units; 10000 steps of 4096-token batches with a linear cool-down over the last 3000; about 4 hours,
 #     so run in pieces: the same command with --resume continues exactly (state.pt is written at every validation).
@@ -166,7 +166,7 @@ gmlm train --objective ar --out runs/ar5 --spm $SPM --encoder-layers 3 --decoder
   --dropout 0.3 --attention-dropout 0.1 --activation-dropout 0.1 --max-tokens 4096 --lr 1e-3 --warmup 300 \
   --max-steps 10000 --cooldown-steps 3000 --val-every 500 --val-bleu-sentences 200 --max-minutes 400 \
   --threads 2 --no-progress --resume
-# Session 15: the run reached step 10000 (246 minutes in all; validation loss 1.772). Selected on val (CTranslate2
+# the run reached step 10000 (246 minutes in all; validation loss 1.772). Selected on val (CTranslate2
 # float32, greedy / beam 4 / beam 4 lp 1.5): last 34.62 / 35.81 / 36.32, averaged 34.19 / 35.19 / 35.70; best = last.
 python bench/model_table.py --ar runs/ar5/last --ar runs/ar5/averaged --beams 1,4 --length-penalties 1.0,1.5 \
   --splits val --threads 2
@@ -174,8 +174,8 @@ gmlm export runs/ar5/last --pack models/ar-en-de --force
 python models/make_golden.py
 python bench/model_table.py --ar models/ar-en-de --beams 1,4 --length-penalties 1.0,1.5,2.0 --splits val,test2016 \
   --threads 1 --json bench/results/models_ar.json
-# 3h. Stage 6 (shipped until stage 7): re-distilled from the new AR model (targets 39.51 BLEU against the training references, ratio
-#     0.937), the stage-5 pack continued at step 9100 for 1800 steps (37 minutes). Val (engine float32) T=4 K=3 /
+# 3h. Cycle 6 (shipped until cycle 7): re-distilled from the new AR model (targets 39.51 BLEU against the training references, ratio
+#     0.937), the cycle-5 pack continued at step 9100 for 1800 steps (37 minutes). Val (engine float32) T=4 K=3 /
 #     T=5 K=2 / T=10 K=5: last 31.16 / 30.84 / 32.27, averaged 31.01 / 30.87 / 31.85.
 gmlm distill --teacher models/ar-en-de --out runs/distill8.de --beam-size 4 --threads 2 --no-progress
 gmlm train --objective gmlm --out runs/gmlm14 --spm $SPM --encoder-layers 3 --decoder-layers 3 \
@@ -186,7 +186,7 @@ python bench/model_table.py --gmlm runs/gmlm14/last --gmlm runs/gmlm14/averaged 
   --splits val --threads 2 --compute-type float32
 gmlm export runs/gmlm14/last --pack models/gmlm-en-de --force
 python models/make_golden.py
-# 3i. Stage 7, shipped (2026-12-05, session 16): the stage-6 pack continued on the same targets at step 10900 for 3000
+# 3i. Cycle 7, shipped (2026-12-05): the cycle-6 pack continued on the same targets at step 10900 for 3000
 #     steps (59 minutes, bf16). Val (engine float32) T=4 K=3 / T=5 K=2 / T=10 K=5: last 31.77 / 31.79 / 32.84,
 #     averaged 31.94 / 31.64 / 32.30, best (step 2700) 32.17 / 31.46 / 32.63. Then the decoding-defaults sweep on val
 #     (README "Decoding defaults"), which moved the defaults to T=8 K=2.
@@ -202,8 +202,8 @@ python bench/model_table.py --gmlm models/gmlm-en-de --gmlm-configs \
   --splits val --threads 2 --compute-type float32
 python models/make_golden.py
 
-# --- 2026-12-06, session 19: glancing training, measured, not shipped (a 2-core Intel Xeon with AMX, bf16 autocast) ---
-# 3j. Issue 40, item 4: the stage-7 pack continued for 1400 steps with glancing masks for half of each batch
+# --- 2026-12-06: glancing training, measured, not shipped (a 2-core Intel Xeon with AMX, bf16 autocast) ---
+# 3j. the cycle-7 pack continued for 1400 steps with glancing masks for half of each batch
 #     (GLAT, docs/training.md), and a control with the same schedule and no glancing. Val (engine float32,
 #     T=1 K=1 / T=2 K=1 / T=4 K=1 / T=8 K=2): shipped 26.28 / 29.07 / 30.81 / 32.43; glancing (last) 26.97 / 29.45 /
 #     30.78 / 32.33; control (last) 26.58 / 29.48 / 30.88 / 32.55. Glancing helps the single pass (+0.39 over the
@@ -221,10 +221,10 @@ done
 python bench/model_table.py --gmlm models/gmlm-en-de --gmlm runs/glat/last --gmlm runs/ctrl/last \
   --gmlm-configs 1x1,2x1,4x1,8x2 --splits val --threads 2 --compute-type float32
 
-# --- 2026-12-06, session 19: the shipped GMLM (a 2-core Intel Xeon with AMX, bf16 autocast) --------------------------
+# --- 2026-12-06: the shipped GMLM (a 2-core Intel Xeon with AMX, bf16 autocast) --------------------------
 # 3k. A new lineage from the shipped AR model's weights (step 1d) on its distillation (runs/distill8.de of step 3h/3j):
 #     2400 steps, a cool-down over the last 1000, 31 minutes. Val (engine float32) T=1 K=1 / T=2 K=1 / T=4 K=1 / T=4 K=3 /
-#     T=8 K=2: last 26.74 / 29.84 / 31.54 / 32.39 / 33.26; stage 7 (shipped until now) 26.28 / 29.07 / 30.81 / 31.79 / 32.43.
+#     T=8 K=2: last 26.74 / 29.84 / 31.54 / 32.39 / 33.26; cycle 7 (shipped until now) 26.28 / 29.07 / 30.81 / 31.79 / 32.43.
 gmlm train --objective gmlm --out runs/arinit --spm $SPM --encoder-layers 3 --decoder-layers 3 \
   --train-target runs/distill8.de --init-from models/ar-en-de --max-tokens 4096 --lr 1e-3 --warmup 300 \
   --length-loss-weight 0.5 --val-every 400 --val-bleu-sentences 200 --max-steps 2400 --cooldown-steps 1000 \
@@ -234,7 +234,7 @@ python bench/model_table.py --gmlm models/gmlm-en-de --gmlm runs/arinit/last --g
 gmlm export runs/arinit/last --pack models/gmlm-en-de --force   # shipped until step 3l
 python models/make_golden.py
 
-# 3l. (session 20, 2-core Intel Xeon with AMX) Tried first: a 6+1 layout from the AR model's stretched blocks on the
+# 3l. (2-core Intel Xeon with AMX) Tried first: a 6+1 layout from the AR model's stretched blocks on the
 #     same data and recipe (stopped at step 1200: 3.3-4.7 BLEU below 3+3 at the same step; card
 #     models/cards/gmlm-en-de-6+1-stretch.training.json):
 #       gmlm train --objective gmlm --out runs/g61s --spm $SPM --encoder-layers 6 --decoder-layers 1 \

@@ -126,7 +126,7 @@ def test_ar_model_rejects_wrong_objective_options():
     assert len(tr.translate_batch(["A man.", ""], beam_size=3)) == 2
 
 
-# --- issue 17: the reproducers of "silently wrong" and "unclear", kept fixed ----------------------
+# --- the reproducers of "silently wrong" and "unclear", kept fixed ----------------------
 @pytest.fixture(scope="module")
 def engine():
     from gmlm_engine import Translator

@@ -1,4 +1,4 @@
-"""Issue 39's probe, kept: each test failed before its fix (crashes, hangs, invented sentences,
+"""The black-box probes of the engine's surface, kept: each test failed before its fix (crashes, hangs, invented sentences,
 destroyed outputs, unclear errors). The server's items are in test_serving.py."""
 import json
 import os
@@ -287,3 +287,33 @@ def test_serve_argument_errors_are_one_line_and_status_2(capsys, args, what):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert what in err and "Traceback" not in err
+
+
+# --- every entry checks its options: the public resumable batch and the AR call, like translate_batch ----
+def test_the_resumable_batch_and_the_ar_call_check_every_option(tr):
+    """`new_batch().add` and `translate_ar` are public: a value of the wrong type or out of range is a
+    ValueError naming the option, never pybind11's cast error, a request that never finishes
+    (iterations 2^62) or a MemoryError (beam_size 100000 allocated its cache before the check)."""
+    from conftest import TINY_AR
+
+    batch = tr.new_batch()
+    bad = [({"iterations": 2**62}, "iterations"), ({"iterations": 2**70}, "iterations"),
+           ({"iterations": "x"}, "iterations"), ({"iterations": 2.5}, "iterations"), ({"iterations": True}, "iterations"),
+           ({"seed": -1}, "seed"), ({"stutter_remask": 1}, "stutter_remask"), ({"repeat_penalty": "0.1"}, "repeat_penalty"),
+           ({"remask": 3}, "remask"), ({"remask": "threshold", "threshold": "high"}, "threshold"),
+           ({"length_beam": None}, "length_beam")]
+    for opts, name in bad:
+        with pytest.raises(ValueError, match=name):
+            batch.add([[10, 1]], [opts])
+    assert batch.requests == 0
+    ar = Translator(TINY_AR, intra_threads=1, compute_type="float32")
+    with pytest.raises(ValueError, match="beam_size"):
+        ar._engine.translate_ar([[10, 1]], beam_size=100000)
+    ar_batch = ar.new_batch()
+    for opts, name in [({"beam_size": "4"}, "beam_size"), ({"beam_size": 10**6}, "beam_size"),
+                       ({"length_penalty": "1"}, "length_penalty")]:
+        with pytest.raises(ValueError, match=name):
+            ar_batch.add([[10, 1]], [opts])
+    # and the good options still work on both
+    assert batch.add([[10, 1]], [{"iterations": 2, "seed": 3}])
+    assert ar_batch.add([[10, 1]], [{"beam_size": 2, "length_penalty": 1}])

@@ -382,7 +382,7 @@ def test_schemathesis_against_the_served_schema(server):
     assert httpx.post(server + "/v1/translate", json={"text": ["A dog."]}, timeout=30).status_code == 200
 
 
-# --- issue 39: one request cannot monopolise the server, nor take others down with it -----------------
+# --- one request cannot monopolise the server, nor take others down with it -----------------
 def test_cost_limit_and_fair_admission(tr, sentences):
     """A request over max_cost is refused (TooLarge, a ValueError); a big one within it holds at most
     half the pass, so a small request submitted after it joins at once and finishes in its own T passes."""

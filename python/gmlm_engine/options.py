@@ -28,7 +28,7 @@ DEFAULT_ITERATIONS = 8
 DEFAULT_LENGTH_BEAM = 2
 # The recommended length_offset (docs/decoding.md, step 1), chosen on val for the shipped GMLM.
 DEFAULT_LENGTH_OFFSET = 1
-# The recommended repeat_penalty (docs/decoding.md, step 4), chosen on val for the shipped GMLM (issue 40): at the
+# The recommended repeat_penalty (docs/decoding.md, step 4), chosen on val for the shipped GMLM: at the
 # defaults it cuts the outputs that repeat themselves from 37.2 to 32.1 % at the same BLEU (33.54, engine float32;
 # int8 33.35 -> 33.33); 0.2 / 0.3 cut to 30.3 / 29.4 % at 33.53 / 33.51 (README "Repeated phrases").
 DEFAULT_REPEAT_PENALTY = 0.1

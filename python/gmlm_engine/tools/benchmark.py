@@ -471,7 +471,7 @@ def plot_results(rows: list[dict], path: Path, meta: dict) -> Path:
 DEFAULT_TK = (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM)     # the Translator's defaults: the headline row
 GRID = list(dict.fromkeys([(t, k) for t in (1, 2, 4, 6, 10) for k in (1, 3, 5)] + [(5, 2), (6, 2), (8, 2), DEFAULT_TK]))
 # Timed at every batch size: the defaults; (4, 3), (10, 5): the models issue's goals; (5, 2): a faster point of
-# the val front (the defaults before 2026-12-05, session 16; docs/benchmark.md).
+# the val front (the defaults before 2026-12-05; docs/benchmark.md).
 FIXED_CORE = list(dict.fromkeys([DEFAULT_TK, (4, 3), (5, 2), (10, 5)]))
 THRESHOLDS = (0.5, 0.7, 0.9)
 THRESHOLD_TK = (10, 3)
