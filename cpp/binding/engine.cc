@@ -106,6 +106,36 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
 // The options of one refinement request by keyword (translate_batch's names, python/gmlm_engine/options.py;
 // absent keys keep RefineOptions' defaults). The one place where Python options become the C++ struct: the
 // types here, the ranges in check_options (decoding/refine.cc) at the engine's own boundary.
+// An option's value as its type, or ValueError naming the option (never pybind11's "Unable to cast").
+int64_t int_value(const std::string& k, const py::handle& v) {
+  GMLM_CHECK_ARG(py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v), k, " must be an integer, got ",
+                 std::string(py::repr(v)));
+  try {
+    return v.cast<int64_t>();
+  } catch (const py::cast_error&) {
+    GMLM_CHECK_ARG(false, k, " is out of range, got ", std::string(py::repr(v)));
+  }
+  return 0;
+}
+uint64_t seed_value(const std::string& k, const py::handle& v) {
+  const int64_t x = int_value(k, v);
+  GMLM_CHECK_ARG(x >= 0, k, " must be in [0, 2^63 - 1], got ", x);
+  return static_cast<uint64_t>(x);
+}
+double float_value(const std::string& k, const py::handle& v) {
+  GMLM_CHECK_ARG((py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v)) && !py::isinstance<py::bool_>(v),
+                 k, " must be a number, got ", std::string(py::repr(v)));
+  return v.cast<double>();
+}
+bool bool_value(const std::string& k, const py::handle& v) {
+  GMLM_CHECK_ARG(py::isinstance<py::bool_>(v), k, " must be True or False, got ", std::string(py::repr(v)));
+  return v.cast<bool>();
+}
+std::string str_value(const std::string& k, const py::handle& v) {
+  GMLM_CHECK_ARG(py::isinstance<py::str>(v), k, " must be a string, got ", std::string(py::repr(v)));
+  return v.cast<std::string>();
+}
+
 RefineOptions options_from_dict(const py::dict& d) {
   RefineOptions o;
   std::optional<double> threshold;
@@ -113,22 +143,22 @@ RefineOptions options_from_dict(const py::dict& d) {
   for (auto item : d) {
     const std::string k = py::str(item.first);
     const py::handle v = item.second;
-    if (k == "iterations") o.iterations = v.cast<int64_t>();
-    else if (k == "length_beam") o.length_beam = v.cast<int64_t>();
-    else if (k == "length_beam_keep") o.length_beam_keep = v.is_none() ? 0 : v.cast<int64_t>();
-    else if (k == "length_offset") o.length_offset = v.cast<int64_t>();
-    else if (k == "remask") remask = v.cast<std::string>();
-    else if (k == "threshold") { if (!v.is_none()) threshold = v.cast<double>(); }
-    else if (k == "stutter_remask") o.stutter_remask = v.cast<bool>();
-    else if (k == "repeat_remask") o.repeat_remask = v.cast<bool>();
-    else if (k == "repeat_penalty") o.repeat_penalty = v.cast<double>();
-    else if (k == "cache_refresh") o.cache_refresh = v.cast<int64_t>();
-    else if (k == "early_stop") o.early_stop = v.cast<bool>();
-    else if (k == "init") init = v.cast<std::string>();
-    else if (k == "sampling") o.sampling = v.cast<bool>();
-    else if (k == "seed") o.seed = v.is_none() ? 0 : v.cast<uint64_t>();
-    else if (k == "return_history") o.return_history = v.cast<bool>();
-    else if (k == "return_candidates") o.return_candidates = v.cast<bool>();
+    if (k == "iterations") o.iterations = int_value(k, v);
+    else if (k == "length_beam") o.length_beam = int_value(k, v);
+    else if (k == "length_beam_keep") o.length_beam_keep = v.is_none() ? 0 : int_value(k, v);
+    else if (k == "length_offset") o.length_offset = int_value(k, v);
+    else if (k == "remask") remask = str_value(k, v);
+    else if (k == "threshold") { if (!v.is_none()) threshold = float_value(k, v); }
+    else if (k == "stutter_remask") o.stutter_remask = bool_value(k, v);
+    else if (k == "repeat_remask") o.repeat_remask = bool_value(k, v);
+    else if (k == "repeat_penalty") o.repeat_penalty = float_value(k, v);
+    else if (k == "cache_refresh") o.cache_refresh = int_value(k, v);
+    else if (k == "early_stop") o.early_stop = bool_value(k, v);
+    else if (k == "init") init = str_value(k, v);
+    else if (k == "sampling") o.sampling = bool_value(k, v);
+    else if (k == "seed") o.seed = v.is_none() ? 0 : seed_value(k, v);
+    else if (k == "return_history") o.return_history = bool_value(k, v);
+    else if (k == "return_candidates") o.return_candidates = bool_value(k, v);
     else GMLM_CHECK_ARG(false, "unknown option ", k);
   }
   GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
@@ -171,8 +201,8 @@ ArOptions ar_options_from_dict(const py::dict& d) {
     const std::string key = py::str(item.first);
     GMLM_CHECK_ARG(key == "beam_size" || key == "length_penalty", "unknown option ", key, " for an ar model");
   }
-  if (d.contains("beam_size")) o.beam_size = d["beam_size"].cast<int64_t>();
-  if (d.contains("length_penalty")) o.length_penalty = d["length_penalty"].cast<double>();
+  if (d.contains("beam_size")) o.beam_size = int_value("beam_size", d["beam_size"]);
+  if (d.contains("length_penalty")) o.length_penalty = float_value("length_penalty", d["length_penalty"]);
   return o;
 }
 

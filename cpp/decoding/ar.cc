@@ -355,6 +355,7 @@ std::vector<double> ar_score(const T5Model& model, const std::vector<std::vector
 
 std::vector<RefineResult> ar_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
                                    const ArOptions& opts, Workspace& ws, ThreadPool& pool) {
+  check_options(opts);  // before the reservation below, which a huge beam_size would make fail
   ArBatch batch(model);
   batch.reserve(static_cast<int64_t>(sources.size()) * (opts.beam_size > 1 ? 2 * opts.beam_size : 1));
   const std::vector<int64_t> ids = batch.add(sources, std::vector<ArOptions>(sources.size(), opts), ws, pool);

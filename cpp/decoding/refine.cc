@@ -14,7 +14,7 @@ namespace gmlm {
 void RefineOptions::validate(const T5Config& cfg) const {
   const int64_t K = length_beam;
   GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
-  GMLM_CHECK_ARG(iterations >= 1, "iterations must be >= 1, got ", iterations);
+  GMLM_CHECK_ARG(iterations >= 1 && iterations <= 1000, "iterations must be in [1, 1000], got ", iterations);
   GMLM_CHECK_ARG(length_beam_keep >= 0 && length_beam_keep <= K,
                  "length_beam_keep must be in [1, length_beam = ", K, "] (or 0: keep all), got ", length_beam_keep);
   GMLM_CHECK_ARG(length_offset > -cfg.max_target_len && length_offset < cfg.max_target_len,
