@@ -293,6 +293,10 @@ const LowpWeights::Weight* LowpWeights::find(const float* b, int64_t ldb, int64_
   return &w;
 }
 
+bool lowp_on_avx2_kernel(const LowpWeights::Weight& w, int64_t M) {
+  return w.type == ComputeType::int8 && !w.avx2.packed.empty() && (M <= kGemvMaxRows || !onednn_int8_exact());
+}
+
 // Rows of a primitive: M rounded up to a few buckets, so that the number of primitives (each a JIT
 // compilation) stays small whatever the batch; the padding rows are zeros and their results dropped.
 static int64_t padded_rows(int64_t M) { return M <= 16 ? 16 : (M + 31) / 32 * 32; }
@@ -328,10 +332,9 @@ void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t 
   // oneDNN's fixed costs); on AVX2, the AVX2 kernel for a few rows, and for all rows where oneDNN's
   // sums are not exact; else oneDNN
   float* acc = thread_scratch(6, static_cast<size_t>(Mp * N));
-  const bool few = M <= kGemvMaxRows;
-  if (!bf16 && few && !w.gemv.packed.empty() && row % 64 == 0 && N % 64 == 0) {
+  if (!bf16 && M <= kGemvMaxRows && !w.gemv.packed.empty() && row % 64 == 0 && N % 64 == 0) {
     gemv_s8(w.gemv, static_cast<const int8_t*>(a), K, M, K, row, N, reinterpret_cast<int32_t*>(acc), N);
-  } else if (!bf16 && !w.avx2.packed.empty() && (few || !onednn_int8_exact())) {
+  } else if (lowp_on_avx2_kernel(w, M)) {
     gemm_s8_avx2(w.avx2, static_cast<const int8_t*>(a), K, M, row, N, reinterpret_cast<int32_t*>(acc), N);
   } else {
     const Packed& wp = packed(w, row, N);
@@ -424,6 +427,7 @@ void LowpWeights::add(const float*, int64_t, int64_t) {
                                 " needs an engine built with oneDNN (this one is not)");
 }
 const LowpWeights::Weight* LowpWeights::find(const float*, int64_t, int64_t*) const { return nullptr; }
+bool lowp_on_avx2_kernel(const LowpWeights::Weight&, int64_t) { return false; }
 void lowp_gemm_nt(const LowpWeights::Weight&, int64_t, int64_t, int64_t, const float*, int64_t, float, float*,
                   int64_t, uint64_t) {
   throw std::runtime_error("lowp_gemm_nt: built without oneDNN");

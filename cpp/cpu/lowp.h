@@ -65,6 +65,11 @@ class LowpWeights {
 // of A convert (bfloat16) or quantise (int8) them once.
 uint64_t next_call_id();
 
+// True where a product of M rows with w runs on the engine's AVX2 int8 kernel (cpu/gemm_s8_avx2.h),
+// which has no per-call cost: the ops may then cut it into narrow column tiles (for balance between
+// threads at a few rows) instead of the wide tasks oneDNN needs.
+bool lowp_on_avx2_kernel(const LowpWeights::Weight& w, int64_t M);
+
 // Computes with w (rows [row, row + N)) in its compute type; call: next_call_id() of the op call.
 void lowp_gemm_nt(const LowpWeights::Weight& w, int64_t row, int64_t M, int64_t N, const float* A, int64_t lda,
                   float beta, float* C, int64_t ldc, uint64_t call);

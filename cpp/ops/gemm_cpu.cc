@@ -19,13 +19,21 @@ void Gemm::compute_lowp(const cpu::LowpWeights::Weight& w, int64_t wrow, ConstMa
   const int64_t M = a.rows;
   const bool gated = epilogue == Epilogue::gated_gelu;
   const int64_t n_out = y.cols;
-  int64_t rb = ((M + 1) / 2 + 7) / 8 * 8;
-  rb = std::min(std::max(rb, int64_t{16}), kLowpRowBlock);
-  const int64_t n_rb = (M + rb - 1) / rb;
   // column chunks: whole gated blocks (gated_layout) for gated GELU, multiples of 64 otherwise
   const int64_t unit = gated ? column_block(n_out) : 64;
   const int64_t units = (n_out + unit - 1) / unit;
-  const int64_t n_cc = n_rb < 2 && units >= 2 && n_out >= 512 ? 2 : 1;
+  int64_t rb, n_cc;
+  if (cpu::lowp_on_avx2_kernel(w, M)) {
+    // no per-call cost: row blocks of 64 and chunks of about 128 columns, so that a few rows (a
+    // refinement pass at batch 1: 10-40) still give both threads even work (the GMLM at batch 1 on Zen 5
+    // capped to AVX2, 2 threads: GEMM time -11 %)
+    rb = 64;
+    n_cc = std::max<int64_t>(1, std::min(units, (n_out + 127) / 128));
+  } else {
+    rb = std::min(std::max(((M + 1) / 2 + 7) / 8 * 8, int64_t{16}), kLowpRowBlock);
+    n_cc = (M + rb - 1) / rb < 2 && units >= 2 && n_out >= 512 ? 2 : 1;
+  }
+  const int64_t n_rb = (M + rb - 1) / rb;
   const int64_t cw = (units + n_cc - 1) / n_cc * unit;
   const cpu::Kernels& k = cpu::kernels();
   const uint64_t call = cpu::next_call_id();
