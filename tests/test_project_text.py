@@ -1,5 +1,6 @@
-"""The project speaks to its users: no work-log, tracker or internal step numbers ("session 12", "issue 40",
-"stage 7") in what it ships or documents; README stays a front door (at most 250 lines)."""
+"""The project speaks to its users: no work-log, tracker or internal step numbers (the words for a work
+session, a tracker issue or a stage followed by a number) in what it ships or documents; README stays a
+front door (at most 250 lines)."""
 import re
 import subprocess
 from pathlib import Path
