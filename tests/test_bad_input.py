@@ -296,3 +296,35 @@ def test_corrupted_model_directories_raise_model_error_naming_file_and_problem(t
     with pytest.raises(ModelError, match=message) as e:
         cls(d)
     assert filename in str(e.value)
+
+
+def test_a_model_directory_that_is_a_symlink_loop_is_a_model_error(tmp_path):
+    from gmlm_engine import ModelError, Translator
+
+    loop = tmp_path / "model"
+    loop.symlink_to(tmp_path / "other")
+    (tmp_path / "other").symlink_to(loop)
+    with pytest.raises(ModelError, match="loop"):
+        Translator(loop)
+    with pytest.raises(FileNotFoundError):
+        Translator(tmp_path / "missing")
+
+
+def test_a_huge_line_is_truncated_before_it_is_tokenized():
+    """Only the start of a text far longer than the model reads is tokenized, with the same pieces as
+    tokenizing all of it and truncating (SentencePiece segments each word on its own); a long run of
+    whitespace before the words does not lose them."""
+    from gmlm_engine.common import CHARS_PER_TOKEN_BOUND, encode_sources
+    from gmlm_engine import Translator
+
+    tr = Translator(TINY_GMLM, compute_type="float32")
+    cfg, tok = tr.cfg, tr.tokenizer
+    words = "A man rides a red bike down the busy street while two dogs play in the snow . "
+    huge = words * 20000                                  # 1.6 MB, about 300k pieces
+    room = cfg.max_source_len - 2
+    assert len(huge) > room * CHARS_PER_TOKEN_BOUND
+    with pytest.warns(UserWarning, match="truncated"):
+        got = encode_sources(tok, cfg, [huge, " " * (room * CHARS_PER_TOKEN_BOUND + 10) + "A dog."])
+    full = tok.encode([huge])[0]
+    assert got[0] == [cfg.len_id] + full[:room] + [cfg.eos_id]
+    assert got[1] == [cfg.len_id] + tok.encode(["A dog."])[0] + [cfg.eos_id]

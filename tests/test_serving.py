@@ -200,11 +200,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(*extra):
+def _start(*extra, preexec_fn=None):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gmlm_engine.tools.cli", "serve", "--model", str(TINY_GMLM), "--port",
                              str(port), "--threads", "2", "--log-level", "warning", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -221,7 +221,7 @@ def _start(*extra):
 
 @pytest.fixture(scope="module")
 def server():
-    proc, url = _start("--max-texts", "8", "--max-chars", "300", "--header-timeout", "2", "--max-cost", "50000")
+    proc, url = _start("--max-texts", "8", "--max-chars", "300", "--header-timeout", "2", "--max-cost", "5000000")
     yield url
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
@@ -305,6 +305,8 @@ def test_stream_health_metrics_openapi(server, tr, sentences):
     assert models["models"][0]["defaults"]["iterations"] == 8 and models["max_texts"] == 8
     h = httpx.get(server + "/health").json()
     assert h["status"] == "ok" and h["mode"] == "continuous"
+    # a model's name, never the server's file system (the install path)
+    assert "/" not in h["model"] and all("/" not in json.dumps(m) for m in models["models"]), (h, models)
     m = httpx.get(server + "/metrics").text
     for name in ("gmlm_queue_depth", "gmlm_live_rows", "gmlm_passes_total", "gmlm_request_latency_seconds_bucket"):
         assert name in m
@@ -329,7 +331,7 @@ def test_a_client_that_disconnects_frees_its_rows(server, sentences):
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(sentences):
-    proc, url = _start("--max-cost", "30000")
+    proc, url = _start("--max-cost", "10000000")
     out = {}
 
     def slow():
@@ -388,10 +390,10 @@ def test_cost_limit_and_fair_admission(tr, sentences):
     half the pass, so a small request submitted after it joins at once and finishes in its own T passes."""
     from gmlm_engine.serving import TooLarge
 
-    sched = Scheduler(tr, max_candidates=64, max_cost=4096)
+    sched = Scheduler(tr, max_candidates=64, max_cost=200000)
     try:
-        with pytest.raises(TooLarge, match="at most 4096"):
-            sched.submit(sentences[:16], length_beam=40, iterations=8)
+        with pytest.raises(TooLarge, match="at most 200000"):
+            sched.submit(sentences[:16], length_beam=40, iterations=100)
         big = sched.submit(sentences[:40], length_beam=8, iterations=10)      # 320 candidates, 3200 passes
         peak = []
         while not sched.live_requests:
@@ -411,6 +413,56 @@ def test_cost_limit_and_fair_admission(tr, sentences):
         assert [r.text for r in big.result(120)] == [r.text for r in tr.translate_batch(sentences[:40], length_beam=8,
                                                                                        iterations=10)]
     finally:
+        sched.close()
+
+
+def test_cost_counts_positions_not_candidates(tr):
+    """The cost is in decoder positions: the same texts and passes cost more with a large length_offset or
+    longer texts (they compute more positions), and an AR request's cost grows with its output length."""
+    from gmlm_engine.serving import TooLarge
+
+    sched = Scheduler(tr, max_cost=60000)
+    try:
+        o = lambda **k: validate_options("gmlm", tr.cfg.max_target_len, **k)  # noqa: E731
+        assert sched.cost(10, o(length_offset=40)) > 2 * sched.cost(10, o())
+        assert sched.cost(40, o()) > 2 * sched.cost(10, o())
+        assert sched.cost(10, o(iterations=4, length_beam=3)) == 3 * 4 * sched.cost(10, o(iterations=1, length_beam=1))
+        short = ["A dog."] * 64
+        sched.submit(short, iterations=8, length_beam=2).result(120)          # 64 short texts at the defaults
+        with pytest.raises(TooLarge, match="decoder positions"):             # the same, each candidate 96 long
+            sched.submit(short, iterations=32, length_beam=2, length_offset=tr.cfg.max_target_len - 1)
+    finally:
+        sched.close()
+
+
+def test_a_large_request_is_not_starved_by_small_ones():
+    """A request whose hypotheses need more than half of max_candidates (or more than is free) reserves
+    the room: with two threads keeping small requests in flight, it still finishes (it used to wait
+    forever, admitted only into an empty batch that never came)."""
+    from conftest import TINY_AR
+
+    ar = Translator(TINY_AR, intra_threads=1, compute_type="float32")
+    sched = Scheduler(ar, max_candidates=8)
+    stop = threading.Event()
+    served = []
+
+    def traffic():
+        while not stop.is_set():
+            futs = [sched.submit(["A man rides a bike."]) for _ in range(4)]
+            served.extend(f.result(60) for f in futs)
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        while len(served) < 20:
+            time.sleep(0.01)
+        big = sched.submit(["A man rides a bike."], beam_size=6)
+        assert big.result(timeout=30)[0].text == ar.translate_batch(["A man rides a bike."], beam_size=6)[0].text
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
         sched.close()
 
 
@@ -464,17 +516,28 @@ def test_body_limits_and_error_format(server):
             yield b"a" * 100_000
     r = httpx.post(server + "/v1/translate", content=chunks(), headers={"content-type": "application/json"}, timeout=30)
     assert r.status_code == 413 and "exceeds" in r.json()["error"]
-    r = httpx.post(server + "/v1/translate", json={"text": ["A dog."] * 8, "length_beam": 40, "iterations": 1000},
-                   timeout=30)
-    assert r.status_code == 413 and "candidate passes" in r.json()["error"]
+    r = httpx.post(server + "/v1/translate", json={"text": ["A dog."] * 8, "length_beam": 40, "iterations": 1000,
+                                                   "length_offset": 40}, timeout=30)
+    assert r.status_code == 413 and "decoder positions" in r.json()["error"]
     for body, ctype in ((b'{"text": ["\xff\xfe"]}', "application/json"),
                         ('{"text": ["Caf\u00e9"]}'.encode("latin-1"), "application/json; charset=latin-1"),
                         (b'{"text": ["A"], "seed": ' + b"9" * 4301 + b"}", "application/json"),
-                        (b"[" * 5000 + b"]" * 5000, "application/json"), (b"", "application/json")):
+                        (b"[" * 5000 + b"]" * 5000, "application/json"), (b"", "application/json"),
+                        # UTF-16 / UTF-32 (json.loads would guess them), a charset other than UTF-8 even for
+                        # ASCII bytes, and a key given twice (the last one used to win silently)
+                        ('{"text": ["A dog."]}'.encode("utf-16"), "application/json"),
+                        ('{"text": ["A dog."]}'.encode("utf-16-le"), "application/json"),
+                        ('{"text": ["A dog."]}'.encode("utf-32"), "application/json"),
+                        (b'{"text": ["A dog."]}', "application/json; charset=latin-1"),
+                        (b'{"text": ["A dog."], "iterations": 2, "iterations": 3}', "application/json"),
+                        (b'{"text": ["A dog."], "x": {"a": 1, "a": 2}}', "application/json")):
         r = httpx.post(server + "/v1/translate", content=body, headers={"content-type": ctype}, timeout=30)
         assert r.status_code == 422 and r.headers["content-type"] == "application/json", (body[:30], r.text[:200])
         assert set(r.json()) == {"error"}
     assert "body" in httpx.post(server + "/v1/translate", content=b"", timeout=30).json()["error"]
+    ok = httpx.post(server + "/v1/translate", content=b'{"text": ["A dog."]}',
+                    headers={"content-type": "application/json; charset=UTF-8"}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["translations"][0]["text"]
     assert httpx.post(server + "/v1/translate", json={}, timeout=30).json()["error"].startswith("text:")
     api = httpx.get(server + "/openapi.json").json()
     t = api["paths"]["/v1/translate"]["post"]["responses"]
@@ -484,8 +547,47 @@ def test_body_limits_and_error_format(server):
     assert list(s["200"]["content"]) == ["text/event-stream"]
 
 
+def test_stalled_bodies_time_out_and_cannot_exhaust_the_descriptors():
+    """Sockets that send a complete request head and the first byte of a 4000-byte body, then nothing: each
+    gets a JSON 408 after --body-timeout and is closed. 300 of them at once against a server allowed 256
+    open files: it keeps answering (503 beyond its connection cap, never 'Too many open files')."""
+    import resource
+
+    def few_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc, url = _start("--body-timeout", "1", "--header-timeout", "2", preexec_fn=few_files)
+    host, port = url.removeprefix("http://").split(":")
+    head = (b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 4000\r\n\r\n{")
+    socks = []
+    try:
+        t0 = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=15) as c:
+            c.sendall(head)
+            reply = c.recv(4000)
+            assert reply.startswith(b"HTTP/1.1 408") and b"stalled" in reply and time.monotonic() - t0 < 6, reply
+        for _ in range(300):
+            s = socket.create_connection((host, int(port)), timeout=15)
+            s.sendall(head)
+            socks.append(s)
+        time.sleep(0.5)
+        assert httpx.get(url + "/health", timeout=10).status_code in (200, 503)   # answered, not hung
+        time.sleep(3)                                                             # past --body-timeout
+        assert httpx.get(url + "/health", timeout=10).status_code == 200
+        r = httpx.post(url + "/v1/translate", json={"text": ["A dog."], "iterations": 2}, timeout=30)
+        assert r.status_code == 200
+    finally:
+        for s in socks:
+            s.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    err = proc.stderr.read()
+    assert "Too many open files" not in err, err[-2000:]
+
+
 def test_sigterm_past_the_grace_period_answers_503(sentences):
-    proc, url = _start("--max-cost", "10000000", "--shutdown-grace", "1")
+    proc, url = _start("--max-cost", "1000000000", "--shutdown-grace", "1")
     out = {}
 
     def slow():

@@ -53,6 +53,25 @@ def check_sources(source, offset: int = 0, unit: str = "source") -> list[str]:
     return source
 
 
+# Characters of a text that are tokenized at most, per token the model can read: far more than pieces
+# ever cover (the longest piece of the shipped vocabulary has 16 characters).
+CHARS_PER_TOKEN_BOUND = 64
+
+
+def _encode_bounded(tokenizer, texts: list[str], room: int) -> list[list[int]]:
+    """tokenizer.encode(texts), without tokenizing all of a text that is far longer than the model reads
+    (a 50 MB line used to cost 1.4 GB): its first room x CHARS_PER_TOKEN_BOUND characters are tokenized
+    and, when they give well over room pieces, stand for it. SentencePiece segments each
+    whitespace-separated word on its own, so the first room pieces are those of the whole text; a prefix
+    that gives few pieces (whitespace, say) falls back to the whole text."""
+    limit = room * CHARS_PER_TOKEN_BOUND
+    out = tokenizer.encode([t if len(t) <= limit else t[:limit] for t in texts])
+    for i, t in enumerate(texts):
+        if len(t) > limit and len(out[i]) <= room + 16:
+            out[i] = tokenizer.encode([t])[0]
+    return out
+
+
 def encode_sources(tokenizer, cfg, texts: list[str]) -> list[list[int]]:
     """Encoder input ids per text: gmlm [<len>] + pieces + [</s>], ar pieces + [</s>]; [] for a text
     with nothing to translate (Tokenizer.translatable: no letter, digit or symbol the vocabulary
@@ -61,7 +80,7 @@ def encode_sources(tokenizer, cfg, texts: list[str]) -> list[list[int]]:
     prefix = [cfg.len_id] if cfg.objective == "gmlm" else []
     room = cfg.max_source_len - len(prefix) - 1
     out, truncated = [], 0
-    for text, ids in zip(texts, tokenizer.encode(texts)):
+    for text, ids in zip(texts, _encode_bounded(tokenizer, texts, room)):
         if not tokenizer.translatable(ids):
             out.append([])
             continue
@@ -114,6 +133,12 @@ class TranslatorFrontEnd:
     default_batch = 32
     _lock = None
 
+    @property
+    def model_name(self) -> str:
+        """The model's name for users and services: its directory's name, never the path (which says
+        where the software is installed)."""
+        return self.files.path.name if getattr(self, "files", None) is not None else "model"
+
     def _decode(self, srcs: list[list[int]], opts: DecodeOptions) -> list[tuple]:
         """One batch of non-empty encoder inputs -> (ids, score, passes, history, length_candidates) each."""
         raise NotImplementedError
@@ -142,7 +167,13 @@ class TranslatorFrontEnd:
         with ar._tokenizer():
             srcs = encode_sources(ar.tokenizer, ar.cfg, texts)
         pairs = [(b, c) for b, out in enumerate(outs) for c in out[5]]
-        scores = ar._score([srcs[b] for b, _ in pairs], [c[0] for _, c in pairs]) if pairs else []
+        # each distinct output of a sentence is scored once: candidates that converged to the same tokens
+        # get the same score, so the tie rule (lower candidate index) decides between them, not the ~1e-7
+        # by which a row's score varies with its place in the scoring batch
+        distinct = list(dict.fromkeys((b, tuple(c[0])) for b, c in pairs))
+        got = ar._score([srcs[b] for b, _ in distinct], [list(t) for _, t in distinct]) if distinct else []
+        by_output = dict(zip(distinct, got))
+        scores = [by_output[(b, tuple(c[0]))] for b, c in pairs]
         best: dict[int, tuple] = {}
         for (b, cand), s in zip(pairs, scores):
             if repeat_penalty and repeats(cand[0], word):
@@ -163,7 +194,7 @@ class TranslatorFrontEnd:
                         rerank=False, repeat_remask=False, repeat_penalty=DEFAULT_REPEAT_PENALTY,
                         cache_refresh=1) -> list[TranslationResult]:
         """Translate a list of strings. The options are options.OPTIONS (this signature is tested against
-        that table; docs/decoding.md lists them, README "Python API" explains them)."""
+        that table; docs/decoding.md lists them, docs/api.md explains them)."""
         options = dict(locals())
         del options["self"], options["source"]
         return self._translate(source, 0, "source", options)

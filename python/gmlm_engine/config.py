@@ -6,6 +6,7 @@ PyTorch.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -249,6 +250,11 @@ def resolve_model_dir(model: str | os.PathLike) -> Path:
     p = Path(model)
     try:
         if not p.exists():
+            try:
+                os.stat(p)
+            except OSError as e:
+                if e.errno == errno.ELOOP:   # exists() says False for a loop: it is there, and broken
+                    raise ModelError(f"{p}: a loop of symbolic links, not a model directory") from None
             raise FileNotFoundError(f"model directory not found: {p}")
     except PermissionError:
         raise ModelError(f"{p}: permission denied (cannot look at the model directory)") from None

@@ -20,7 +20,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-# The recommended refinement options, chosen on val for the shipped GMLM (README "Decoding defaults"):
+# The recommended refinement options, chosen on val for the shipped GMLM (docs/results.md, "The defaults on this model"):
 # T=8 passes over K=2 length candidates (16 decoder passes per sentence) score 32.43 BLEU on val (engine
 # float32) against 31.75 for T=5 K=2 (10 passes) and 31.79 / 31.90 for T=4 K=3 / T=6 K=2 (12): the knee of
 # the val front, where more passes stop paying (T=8 K=3: 32.69 at 24 passes, T=10 K=3: 32.89 at 30).
@@ -30,7 +30,7 @@ DEFAULT_LENGTH_BEAM = 2
 DEFAULT_LENGTH_OFFSET = 1
 # The recommended repeat_penalty (docs/decoding.md, step 4), chosen on val for the shipped GMLM: at the
 # defaults it cuts the outputs that repeat themselves from 37.2 to 32.1 % at the same BLEU (33.54, engine float32;
-# int8 33.35 -> 33.33); 0.2 / 0.3 cut to 30.3 / 29.4 % at 33.53 / 33.51 (README "Repeated phrases").
+# int8 33.35 -> 33.33); 0.2 / 0.3 cut to 30.3 / 29.4 % at 33.53 / 33.51 (docs/results.md, "Repeated phrases").
 DEFAULT_REPEAT_PENALTY = 0.1
 
 Bound = Union[int, float, Callable[[int], int], None]   # a callable gets the model's max_target_len
@@ -94,7 +94,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("rerank", bool, False, "rank the length candidates by an AR model (rerank_model=)", http=False,
            cli=False),
     Option("beam_size", int, 1, "ar models: 1 = greedy, more = beam search", models="ar", lo=1, hi=256),
-    Option("length_penalty", float, 1.0, "ar beam search: a finished hypothesis scores sum / (length + 1)**P",
+    Option("length_penalty", float, 1.0, "ar beam search: a finished hypothesis scores sum / (length + 1)**P "
+           "(greedy decoding, beam_size 1, has no use for it)",
            models="ar", lo=0.0, hi=10.0),
     Option("max_batch_size", int, 0, "sources per engine call (0: the translator's default)", models="both",
            lo=0, http=False, cli=False),

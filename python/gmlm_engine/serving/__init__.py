@@ -11,7 +11,10 @@ join and leave the running batch (`_core.Batch`, decoding/refine.h). `Scheduler`
   that batch to completion with nobody joining (how servers batch AR engines; for comparison);
 - "single": one request at a time (for comparison).
 
-One job's work is bounded (`max_cost`: texts x length_beam x iterations, TooLarge above), and one
+One job's work is bounded (`max_cost`, in decoder positions: for each text, its candidates x passes
+(or AR steps) x the positions each computes, estimated from the source's length, the length offset
+and the model's maximum; TooLarge above). A text whose candidates need more room than is free
+reserves it: nobody overtakes it until it is admitted, so every admitted request finishes. One
 job's failure stays its own: when a pass fails (out of memory, say) with several jobs in it, their
 texts start again, each job alone, so only the job that fails alone fails (results do not depend
 on the batch, so a restart changes nothing else).
@@ -51,9 +54,9 @@ class TooLarge(ValueError):
     """A request's work exceeds the scheduler's max_cost (HTTP 413)."""
 
 
-# The most work one submit() may ask for, in candidate passes (texts x length_beam x iterations): 4x
-# what 64 texts cost at the defaults (T=8, K=2: 16 each).
-DEFAULT_MAX_COST = 4096
+# The most work one submit() may ask for, in decoder positions (Scheduler.cost): what 64 texts of the
+# longest kind (96 positions) cost at the defaults (T=8, K=2), with a third to spare.
+DEFAULT_MAX_COST = 131072
 # Length candidates in one pass (all jobs together); one job holds at most half.
 DEFAULT_MAX_CANDIDATES = 512
 
@@ -130,6 +133,17 @@ class Scheduler:
         self._thread.start()
 
     # --- the callers' side ------------------------------------------------------------------------
+    def cost(self, source_tokens: int, opts) -> int:
+        """The work of one text, in decoder positions: candidates x passes x positions per pass for a GMLM,
+        hypotheses x steps for an AR model. The output length is not known before decoding: it is estimated
+        as 1.5 x the source's tokens + 4 (plus length_offset), clamped to [1, max_target_len]; an AR model
+        computes one position per hypothesis and step."""
+        L = self.tr.cfg.max_target_len
+        est = (3 * source_tokens) // 2 + 4
+        if self.tr.cfg.objective == "ar":
+            return opts.beam_size * min(L, est)
+        return opts.length_beam * opts.iterations * min(L, max(1, est + opts.length_offset))
+
     def submit(self, texts, on_pass=None, **options) -> concurrent.futures.Future:
         """Queue the texts (a list of str) with translate_batch's options; the future's result is the
         list of TranslationResult in input order. on_pass(index, draft) is called from the scheduler
@@ -143,13 +157,13 @@ class Scheduler:
         texts = check_sources(texts)
         ar = self.tr.cfg.objective == "ar"
         k = opts.beam_size if ar else opts.length_beam    # candidates (hypotheses) per text
-        cost = len(texts) * k * (1 if ar else opts.iterations)
-        if cost > self.max_cost:
-            what = (f"beam_size {k}" if ar else f"length_beam {k} x iterations {opts.iterations}")
-            raise TooLarge(f"the request asks for {len(texts)} texts x {what} = {cost} candidate passes; at most "
-                           f"{self.max_cost} per request")
         with self.tr._lock:
             enc = encode_sources(self.tr.tokenizer, self.tr.cfg, texts)
+        cost = sum(self.cost(len(ids), opts) for ids in enc if ids)
+        if cost > self.max_cost:
+            what = f"beam_size {k}" if ar else f"length_beam {k} x iterations {opts.iterations}"
+            raise TooLarge(f"the request asks for {len(texts)} texts x {what} = {cost} decoder positions (estimated "
+                           f"from the texts' lengths); at most {self.max_cost} per request")
         fut: concurrent.futures.Future = concurrent.futures.Future()
         job = _Job([None] * len(texts), 0, fut, on_pass, opts.return_history)
         eo = engine_options(opts, self.tr.cfg.objective)
@@ -280,15 +294,20 @@ class Scheduler:
         else:
             jobs, share = list(self._jobs), max(1, self.max_candidates // 2) if self.mode == "continuous" else budget
         take = []
-        progress = True
-        while progress and len(take) < room:     # jobs take turns, one text each
+        progress, reserved = True, False
+        while progress and not reserved and len(take) < room:     # jobs take turns, one text each
             progress = False
             for job in jobs:
                 if not job.waiting or len(take) >= room:
                     continue
                 k = job.waiting[0][4]
-                fits = k <= budget and job.live_candidates + k <= share
-                if not fits and (self._owner or take):   # an oversized text runs when the batch is empty
+                if k > budget or k > share:
+                    # it needs room others hold (or more than one job's half: an empty batch): it reserves
+                    # the room as it frees, nobody overtakes it, so it is admitted and finishes
+                    if self._owner or take:
+                        reserved = True
+                        break
+                elif job.live_candidates + k > share:   # this job holds its half already: the others' turn
                     continue
                 take.append(job.waiting.popleft())
                 budget -= k

@@ -13,9 +13,9 @@
 Errors are JSON {"error": message}, as /openapi.json declares them: 422 for a bad option or text
 (the Python API's message, naming the option or text[i]) and for malformed requests (not JSON, not
 UTF-8, missing fields); 413 for a body over --max-body-bytes (read no further than that), more texts
-than --max-texts, a text longer than --max-chars, or more work than --max-cost (texts x length_beam
-x iterations); 503 when the queue is full or the server is shutting down; 500 only for a model
-error. A request picks a model with "model": "gmlm" or "ar" (default: --model's; --ar-model serves an
+than --max-texts, a text longer than --max-chars, or more work than --max-cost (decoder positions:
+candidates x passes x positions, estimated from each text's length); 503 when the queue is full or the server is shutting down; 500 only for a model
+error; 408 when a body stalls for --body-timeout seconds. A request picks a model with "model": "gmlm" or "ar" (default: --model's; --ar-model serves an
 AR model beside a GMLM). A client that disconnects frees its rows. SIGTERM: new connections are refused, in-flight
 requests finish if they can within --shutdown-grace seconds, the others get a JSON 503; exit
 status 0.
@@ -32,7 +32,22 @@ from . import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_COST, QueueFull, Scheduler, Sc
 
 DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024, "max_cost": DEFAULT_MAX_COST,
                   "max_candidates": DEFAULT_MAX_CANDIDATES, "shutdown_grace": 30.0,
-                  "header_timeout": 10.0}
+                  "header_timeout": 10.0, "body_timeout": 10.0}
+
+
+def default_max_connections() -> int:
+    """1024, or fewer where the process may open fewer files: room for a burst of accepts (ACCEPT_BURST),
+    the model, logs and the listening socket, so that accept() never fails for want of a descriptor (it
+    then stops the server answering)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 1024
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(8, min(1024, soft - ACCEPT_BURST - 32))
 
 
 def default_max_body(max_texts: int, max_chars: int) -> int:
@@ -41,28 +56,76 @@ def default_max_body(max_texts: int, max_chars: int) -> int:
     return 12 * max_texts * max_chars + 65536
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over max_bytes gets a JSON 413 without being read further
-    (by its Content-Length when it has one, else as it streams in)."""
+def body_problem(headers: dict, body: bytes) -> str | None:
+    """Why a request body is not UTF-8 JSON we accept, or None. json.loads would guess UTF-16 and UTF-32
+    from the bytes and let the last of two equal keys win silently; the service takes UTF-8 only (a
+    Content-Type charset, if given, must say so) and refuses duplicate keys, like the model loader."""
+    if not body:
+        return None
+    ctype = headers.get(b"content-type", b"").decode("latin-1")
+    for param in ctype.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return f"the body's charset is {value.strip()}: send UTF-8 JSON"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"the body is not UTF-8 (byte {e.start}): send UTF-8 JSON"
+    if "\x00" in text:   # raw NUL: UTF-16 / UTF-32 bytes, never JSON
+        return "the body contains NUL bytes (UTF-16 or UTF-32?): send UTF-8 JSON"
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+        if dup is not None:
+            raise DuplicateKey(dup)
+        return dict(pairs)
+
+    try:
+        json.loads(text, object_pairs_hook=no_duplicates)
+    except DuplicateKey as e:
+        return f"the key {e.args[0]!r} appears twice in a JSON object of the body"
+    except (ValueError, RecursionError):
+        return None      # not JSON at all: the app's own parser answers it (422, with its reason)
+    return None
+
+
+class DuplicateKey(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware that reads a request body before the app: over max_bytes (when given) it gets a
+    JSON 413 without being read further (by its Content-Length when it has one, else as it streams in);
+    a body whose next bytes do not arrive within timeout seconds gets a JSON 408 and the connection is
+    closed (a stalled body would hold its socket forever); a body that is not UTF-8 JSON we accept
+    (body_problem) gets a JSON 422."""
+
+    def __init__(self, app, max_bytes: int | None, timeout: float | None = None):
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or ()).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await self._reject(send)
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or (self.max_bytes and int(length) > self.max_bytes)):
+            return await self._reject(send, 413, f"the request body exceeds {self.max_bytes} bytes")
         body, more = b"", True                 # read it here, up to the limit, then hand it on
         while more:
-            msg = await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                return await self._reject(send, 408, f"the request body stalled: no bytes for {self.timeout:g} s")
             if msg["type"] != "http.request":   # the client left
                 return
             body += msg.get("body", b"")
             more = msg.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await self._reject(send)
+            if self.max_bytes and len(body) > self.max_bytes:
+                return await self._reject(send, 413, f"the request body exceeds {self.max_bytes} bytes")
+        problem = body_problem(headers, body) if scope.get("method") == "POST" else None
+        if problem:
+            return await self._reject(send, 422, f"malformed request body: {problem}")
         sent = False
 
         async def replay():
@@ -74,24 +137,35 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, send):
-        body = json.dumps({"error": f"the request body exceeds {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
+    async def _reject(self, send, status: int, message: str):
+        body = json.dumps({"error": message}).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
 
-def header_timeout_protocol(seconds: float):
+# Connections asyncio accepts in one go (the listen backlog; asyncio's accept loop takes at most this many
+# before the accepted ones run): the open descriptors stay below max_connections + this + a few.
+ACCEPT_BURST = 64
+
+
+def header_timeout_protocol(seconds: float, max_connections: int | None = None):
     """uvicorn's h11 protocol where a connection must send a complete request head within `seconds`
     of opening it or of its previous response; else it is closed. (uvicorn arms its keep-alive timer
     only after a first response and disarms it at the first byte, so a half-open connection, or one
-    that sends a header a byte at a time, would be held forever.)"""
+    that sends a header a byte at a time, would be held forever.) A connection beyond max_connections
+    open ones is closed at once, before it is read: uvicorn's own limit answers 503 only after a request
+    head, so a crowd of stalled sockets could otherwise hold every descriptor (accept() then fails with
+    'Too many open files' and the server stops answering)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class HeaderTimeoutH11(H11Protocol):
         def connection_made(self, transport):
             super().connection_made(transport)
+            if max_connections is not None and len(self.connections) > max_connections:
+                transport.close()          # connection_lost forgets it
+                return
             self.timeout_keep_alive_task = self.loop.call_later(seconds, self.timeout_keep_alive_handler)
 
         def data_received(self, data: bytes) -> None:
@@ -106,7 +180,8 @@ WEB = Path(__file__).parent / "web"    # the page: index.html, app.js, style.css
 
 
 def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = "",
-               max_body_bytes: int | None = None, ar_scheduler: Scheduler | None = None, ar_model_name: str = ""):
+               max_body_bytes: int | None = None, ar_scheduler: Scheduler | None = None, ar_model_name: str = "",
+               body_timeout: float | None = DEFAULT_LIMITS["body_timeout"]):
     """The app on `scheduler` (its model is the default) and, optionally, an ar model's scheduler beside a gmlm one."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -253,7 +328,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
     @app.post("/v1/translate/stream", response_class=EventStream, responses={
         200: {"description": "server-sent events: draft (after each pass: index, text, iterations, best, "
                              "candidates [{pieces, confidences, masked, score, passes, done, pruned}]), result, "
-                             "error, done (README, 'The stream')", "content": {
+                             "error, done (docs/serving.md, 'The stream')", "content": {
             "text/event-stream": {"schema": {  # one event: its kind, and its data (a JSON object, as text)
                 "type": "object", "required": ["event", "data"],
                 "properties": {"event": {"type": "string", "enum": ["draft", "result", "error", "done"]},
@@ -346,7 +421,7 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
 
     if max_body_bytes is None:
         max_body_bytes = default_max_body(max_texts, max_chars)
-    return BodyLimit(app, max_body_bytes) if max_body_bytes else app
+    return BodyLimit(app, max_body_bytes or None, body_timeout)
 
 
 def _int_in(lo: int, hi: int | None = None):
@@ -385,7 +460,8 @@ def add_arguments(p) -> None:
                    help="characters per text (413 above)")
     p.add_argument("--max-queue", type=_int_in(1), default=DEFAULT_LIMITS["max_queue"], help="queued texts (503 above)")
     p.add_argument("--max-cost", type=_int_in(1), default=DEFAULT_LIMITS["max_cost"],
-                   help="work per request: texts x length_beam x iterations (413 above)")
+                   help="work per request in decoder positions: for each text, length_beam x iterations x its estimated "
+                        "length (AR: beam_size x its length); 413 above")
     p.add_argument("--max-candidates", type=_int_in(1), default=DEFAULT_LIMITS["max_candidates"],
                    help="length candidates in one pass, all requests together; one request holds at most half")
     p.add_argument("--max-body-bytes", type=_int_in(0), default=None,
@@ -394,6 +470,11 @@ def add_arguments(p) -> None:
                    help="seconds in-flight requests get to finish after SIGTERM; then they get a 503")
     p.add_argument("--header-timeout", type=float, default=DEFAULT_LIMITS["header_timeout"],
                    help="seconds a connection has to send a complete request head (then it is closed)")
+    p.add_argument("--body-timeout", type=float, default=DEFAULT_LIMITS["body_timeout"],
+                   help="seconds a request body may pause between its bytes (then 408 and the connection is closed)")
+    p.add_argument("--max-connections", type=_int_in(1), default=None,
+                   help="open connections and requests at once (503 above; default: 1024, or fewer where the "
+                        "process may open fewer files)")
     p.add_argument("--max-batch", type=_int_in(1), default=64, help="static mode: batch size")
     p.add_argument("--max-wait-ms", type=float, default=20.0, help="static mode: wait for a full batch at most this")
     p.add_argument("--log-level", default="info", choices=LOG_LEVELS)
@@ -409,8 +490,10 @@ def run(args) -> int:
 
     if not (math.isfinite(args.shutdown_grace) and args.shutdown_grace >= 0):
         raise ValueError(f"--shutdown-grace must be a number of seconds >= 0, got {args.shutdown_grace}")
-    if not (math.isfinite(args.header_timeout) and args.header_timeout > 0):
-        raise ValueError(f"--header-timeout must be a number of seconds > 0, got {args.header_timeout}")
+    for flag in ("header_timeout", "body_timeout"):
+        v = getattr(args, flag)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a number of seconds > 0, got {v}")
     def scheduler(model):
         tr = Translator(model, intra_threads=args.threads, compute_type=args.compute_type)
         return Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
@@ -421,9 +504,9 @@ def run(args) -> int:
     if ar is not None and (sched.tr.cfg.objective, ar.tr.cfg.objective) != ("gmlm", "ar"):
         raise ValueError(f"--ar-model serves an ar model beside a gmlm --model; got {sched.tr.cfg.objective} "
                          f"{args.model} and {ar.tr.cfg.objective} {args.ar_model}")
-    app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=str(sched.tr.files.path),
+    app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=sched.tr.model_name,
                      max_body_bytes=args.max_body_bytes, ar_scheduler=ar,
-                     ar_model_name=str(ar.tr.files.path) if ar else "")
+                     ar_model_name=ar.tr.model_name if ar else "", body_timeout=args.body_timeout)
     grace = args.shutdown_grace
 
     class Server(uvicorn.Server):
@@ -444,9 +527,11 @@ def run(args) -> int:
     stopped = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: stopped.append(s))
+    max_connections = args.max_connections or default_max_connections()
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             timeout_graceful_shutdown=grace + 10, timeout_keep_alive=5,
-                            http=header_timeout_protocol(args.header_timeout))
+                            http=header_timeout_protocol(args.header_timeout, max_connections),
+                            limit_concurrency=max_connections, backlog=ACCEPT_BURST)
     Server(config).run()
     for s in (sched, ar):
         if s is not None:
