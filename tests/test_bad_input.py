@@ -328,3 +328,36 @@ def test_a_huge_line_is_truncated_before_it_is_tokenized():
     full = tok.encode([huge])[0]
     assert got[0] == [cfg.len_id] + full[:room] + [cfg.eos_id]
     assert got[1] == [cfg.len_id] + tok.encode(["A dog."])[0] + [cfg.eos_id]
+
+
+def test_damaged_weights_and_a_foreign_start_token_are_model_errors(tmp_path):
+    """Weights that load but cannot be a trained model: a model.safetensors whose second half is zeros (a
+    download cut short into a pre-allocated file), all weights zero; and an AR config whose
+    decoder_start_token_id is not its pad id. Each used to translate everything to "" without a word."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from conftest import TINY_AR
+    from gmlm_engine import ModelError, Translator
+
+    def copy(src, name):
+        d = tmp_path / name
+        shutil.copytree(src, d)
+        return d
+
+    half = copy(TINY_GMLM, "half")
+    sd = load_file(half / "model.safetensors")
+    names = sorted(sd)
+    for n in names[len(names) // 2:]:
+        sd[n] = np.zeros_like(sd[n])
+    save_file(sd, half / "model.safetensors")
+    with pytest.raises(ModelError, match=r"model.safetensors: tensor .* is all zeros"):
+        Translator(half)
+    start = copy(TINY_AR, "start")
+    cfg = json.loads((start / "config.json").read_text())
+    for bad in (cfg["eos_id"], 5):
+        cfg["decoder_start_token_id"] = bad
+        (start / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(ModelError, match="decoder_start_token_id"):
+            Translator(start)

@@ -144,6 +144,9 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < self.vocab_size:
                 raise ModelError(f"config.json: {name} must be a token id in [0, {self.vocab_size}), got {v!r}")
+        if self.objective == "ar" and self.decoder_start_token_id != self.pad_id:
+            raise ModelError(f"config.json: decoder_start_token_id must be pad_id ({self.pad_id}) for an ar model, "
+                             f"as T5 starts decoding; got {self.decoder_start_token_id}")
         ids = [getattr(self, n) for n in SPECIAL_ID_FIELDS]
         if len(set(ids)) != len(ids):
             raise ModelError("config.json: the special ids must be distinct, got "
@@ -321,6 +324,10 @@ def load_weights_numpy(files: ModelFiles, dtype="float32") -> dict:
         a = np.ascontiguousarray(a.astype(dtype))
         if not np.isfinite(a).all():
             raise ModelError(f"{files.weights_path}: tensor {name} contains NaN or Inf values")
+        if a.size and not a.any():
+            # a trained model never has an all-zero weight matrix, norm or embedding: a download cut short
+            # into a pre-allocated file, or weights never written (the model would translate everything to "")
+            raise ModelError(f"{files.weights_path}: tensor {name} is all zeros: the file is damaged or incomplete")
         if a.size and float(np.abs(a).max()) > MAX_ABS_WEIGHT:
             raise ModelError(f"{files.weights_path}: tensor {name} has values up to {float(np.abs(a).max()):.3g}; "
                              f"weights above {MAX_ABS_WEIGHT:g} in magnitude are corruption (they overflow)")
