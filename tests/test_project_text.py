@@ -37,3 +37,11 @@ def test_readme_is_a_front_door():
     assert len(lines) <= 250, len(lines)
     for link in re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)\)", "\n".join(lines)):
         assert (ROOT / link).is_file(), link
+
+
+def test_bench_results_hold_what_is_current():
+    """bench/results keeps summaries and compact data (under 20k lines in all); raw dumps are regenerated
+    by their commands, not committed."""
+    out = subprocess.run(["git", "ls-files", "bench/results"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    lines = sum((ROOT / p).read_bytes().count(b"\n") for p in out if (ROOT / p).is_file())
+    assert lines < 20000, lines
