@@ -80,24 +80,27 @@ def main(argv=None) -> int:
             tr = Translator(g, intra_threads=args.threads, compute_type=args.compute_type)
             for split, (src, ref) in splits.items():
                 for tk in args.gmlm_configs.split(","):
-                    m = re.fullmatch(r"(\d+)x(\d+)([+-]\d+)?(ns)?", tk.strip())
+                    m = re.fullmatch(r"(\d+)x(\d+)([+-]\d+)?(ns)?(all)?", tk.strip())
                     if not m:
-                        p.error(f"--gmlm-configs: {tk!r} is not TxK, TxK+O or either with ns (e.g. 4x3, 4x3+1, 4x3ns)")
+                        p.error(f"--gmlm-configs: {tk!r} is not TxK or TxK+O, optionally followed by ns (no stutter "
+                                "re-masking) and all (update='all') (e.g. 4x3, 4x3+1, 4x3ns, 4x1all)")
                     t, k = int(m[1]), int(m[2])
                     o = DEFAULT_LENGTH_OFFSET if m[3] is None else int(m[3])
+                    upd = "all" if m[5] else "masked"
                     t0 = time.perf_counter()
                     hyp = [r.text for r in tr.translate_batch(src, iterations=t, length_beam=k, length_offset=o,
-                                                              stutter_remask=not m[4], max_batch_size=64)]
+                                                              stutter_remask=not m[4], update=upd, max_batch_size=64)]
                     secs = time.perf_counter() - t0
                     extra = {}
                     if args.batch1:
                         t1 = time.perf_counter()
                         for s_ in src[:args.batch1]:
-                            tr.translate_batch([s_], iterations=t, length_beam=k, length_offset=o, stutter_remask=not m[4])
+                            tr.translate_batch([s_], iterations=t, length_beam=k, length_offset=o, stutter_remask=not m[4],
+                                               update=upd)
                         extra["sent/s b=1"] = round(min(args.batch1, len(src)) / (time.perf_counter() - t1), 1)
-                    add(g, f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else ""), split, hyp, ref, secs,
+                    add(g, f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else "") + (" all" if m[5] else ""), split, hyp, ref, secs,
                         compute_type=tr.compute_type, **extra)
-    cols = ["model", "system", "split", "bleu", "chrf", "len_ratio", "repetition", "at_length_limit", "sent/s"]
+    cols = ["model", "system", "split", "bleu", "chrf", "len_ratio", "repetition", "defects", "at_length_limit", "sent/s"]
     if args.batch1:
         cols.append("sent/s b=1")
     print(format_table(rows, cols))

@@ -440,6 +440,7 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
                  "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
                  "leave it unset or equal to length_beam on device='cuda'");
   GMLM_CHECK_ARG(!o.repeat_remask, "repeat_remask is not implemented in the CUDA engine yet; use device='cpu'");
+  GMLM_CHECK_ARG(!o.update_all, "update='all' is not implemented in the CUDA engine yet; use device='cpu'");
   GMLM_CHECK_ARG(o.repeat_penalty == 0.0 || !word_pieces.empty(),
                  "repeat_penalty needs the model's word pieces (the engine was built without its tokenizer)");
   GMLM_CHECK_ARG(o.cache_refresh == 1, "cache_refresh (cached refinement) is not implemented in the CUDA engine yet; "

@@ -4,7 +4,7 @@ the continuous-batching scheduler (test_serving.py). One list, so that a new opt
 
 iterations 1/4/10, length_beam 1/3/5, linear and threshold, stutter on and off, random init, sampling,
 pruning, early_stop, length_offset, repeat_remask, repeat_penalty (on by default: 0.1; off in one set) and cached
-refinement (cache_refresh).
+refinement (cache_refresh), and update='all' (every position predicted each pass).
 """
 REFINE_OPTION_SETS = [
     dict(iterations=1, length_beam=1),
@@ -33,12 +33,15 @@ REFINE_OPTION_SETS = [
     dict(iterations=10, length_beam=5, cache_refresh=2, remask="threshold", threshold=0.7, stutter_remask=False),
     dict(iterations=6, length_beam=3, cache_refresh=0, init="random", seed=5, sampling=True),
     dict(iterations=10, length_beam=4, length_beam_keep=2, cache_refresh=3, repeat_remask=True, early_stop=True),
+    dict(iterations=4, length_beam=3, update="all"),
+    dict(iterations=10, length_beam=5, update="all", remask="threshold", threshold=0.7, early_stop=True),
+    dict(iterations=4, length_beam=4, length_beam_keep=2, update="all", sampling=True, seed=6, repeat_remask=True),
 ]
 
 # What the CUDA engine does not implement yet (docs/cuda.md): it refuses these with a ValueError.
 # Each with the values it does implement.
 CUDA_LACKS = {"length_beam_keep": lambda v, o: v in (None, o.get("length_beam")), "repeat_remask": lambda v, o: not v,
-              "cache_refresh": lambda v, o: v in (None, 1)}
+              "cache_refresh": lambda v, o: v in (None, 1), "update": lambda v, o: v in (None, "masked")}
 
 
 def cuda_supports(opts: dict) -> bool:

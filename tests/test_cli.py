@@ -68,6 +68,21 @@ def test_repetition_measure():
     assert score(["Ein Hund und ein Hund."], ["Ein Hund."])["repetition"] == 100.0
 
 
+def test_visible_defect_measure():
+    from gmlm_engine.tools.evaluate import defect_rate, defects, score
+
+    assert defects("Zwei Männer reparieren das Dach eines Hauss Hauses.") == ["stem"]
+    assert defects("Ein Mädchen in einem roten Kleid tanzt auf der.") == ["dangling"]
+    assert defects("Ein Park Park auf dem.") == ["stem", "dangling"]
+    assert defects("Ein Mann fährt mit einem Fahrrad die Straße entlang.") == []
+    assert defects("Ein Hund und ein Hund.") == []             # not adjacent: a repetition, not a stutter
+    assert defects("Der Mann sitzt auf der Bank.") == []        # an article inside the sentence is fine
+    assert defects("A man sits on the.", "en") == ["dangling"]
+    assert defects("Ein Mann sitzt auf der.", "xx") == []       # no word list for the language: not tested
+    assert defect_rate(["Ein Hund auf der.", "Ein Hund.", "Eine Katze.", "Frau Frauen"]) == 50.0
+    assert score(["Ein Hund auf der."], ["Ein Hund."])["defects"] == 100.0
+
+
 def test_every_command_prints_its_help(capsys):
     """`gmlm --help` and every subcommand's --help print their usage (a bare % in an option's help once
     made argparse raise TypeError)."""

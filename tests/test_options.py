@@ -8,6 +8,7 @@ import pytest
 from gmlm_engine.tools.cli import build_parser
 from gmlm_engine.common import TranslatorFrontEnd
 from gmlm_engine.options import BY_NAME, OPTIONS, DecodeOptions, markdown_table, validate_options
+from conftest import TINY_GMLM
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,21 @@ def test_cross_option_rules():
         validate_options("ar", 96, length_penalty=11.0)
     with pytest.raises(TypeError, match="unknown decoding option 'iteration'"):
         validate_options("gmlm", 96, iteration=4)
+    with pytest.raises(ValueError, match="cache_refresh must be 1 with update='all'"):
+        validate_options("gmlm", 96, update="all", cache_refresh=0)
+
+
+def test_the_engine_enforces_the_cross_option_rules_at_its_own_boundary():
+    """The compiled engine, called without the Python layer's checks, refuses what validate_options refuses."""
+    core = pytest.importorskip("gmlm_engine._core")
+    from gmlm_engine import Translator
+
+    eng = Translator(TINY_GMLM, compute_type="float32")._engine
+    with pytest.raises(ValueError, match="cache_refresh must be 1 with update='all'"):
+        eng.translate([[5, 6, 1]], update="all", cache_refresh=2)
+    with pytest.raises(ValueError, match="update must be 'masked' or 'all'"):
+        eng.translate([[5, 6, 1]], update="every")
+    assert core.refine_defaults()["update"] == "masked"
 
 
 @pytest.mark.parametrize("name", [o.name for o in OPTIONS if o.models == "gmlm"])

@@ -139,7 +139,7 @@ std::string str_value(const std::string& k, const py::handle& v) {
 RefineOptions options_from_dict(const py::dict& d) {
   RefineOptions o;
   std::optional<double> threshold;
-  std::string remask = "linear", init = "mask";
+  std::string remask = "linear", init = "mask", update = "masked";
   for (auto item : d) {
     const std::string k = py::str(item.first);
     const py::handle v = item.second;
@@ -148,6 +148,7 @@ RefineOptions options_from_dict(const py::dict& d) {
     else if (k == "length_beam_keep") o.length_beam_keep = v.is_none() ? 0 : int_value(k, v);
     else if (k == "length_offset") o.length_offset = int_value(k, v);
     else if (k == "remask") remask = str_value(k, v);
+    else if (k == "update") update = str_value(k, v);
     else if (k == "threshold") { if (!v.is_none()) threshold = float_value(k, v); }
     else if (k == "stutter_remask") o.stutter_remask = bool_value(k, v);
     else if (k == "repeat_remask") o.repeat_remask = bool_value(k, v);
@@ -163,6 +164,8 @@ RefineOptions options_from_dict(const py::dict& d) {
   }
   GMLM_CHECK_ARG(remask == "linear" || remask == "threshold", "remask must be 'linear' or 'threshold', got ", remask);
   GMLM_CHECK_ARG(init == "mask" || init == "random", "init must be 'mask' or 'random', got ", init);
+  GMLM_CHECK_ARG(update == "masked" || update == "all", "update must be 'masked' or 'all', got ", update);
+  o.update_all = update == "all";
   o.threshold_remask = remask == "threshold";
   if (o.threshold_remask) {
     GMLM_CHECK_ARG(threshold && *threshold > 0.0 && *threshold < 1.0,
@@ -181,6 +184,7 @@ py::dict refine_defaults() {
   d["length_beam"] = o.length_beam;
   d["length_beam_keep"] = o.length_beam_keep == 0 ? py::object(py::none()) : py::object(py::int_(o.length_beam_keep));
   d["length_offset"] = o.length_offset;
+  d["update"] = o.update_all ? "all" : "masked";
   d["remask"] = o.threshold_remask ? "threshold" : "linear";
   d["stutter_remask"] = o.stutter_remask;
   d["repeat_remask"] = o.repeat_remask;

@@ -17,6 +17,7 @@ struct RefineOptions {
   int64_t length_beam = 2;
   int64_t length_beam_keep = 0;   // candidates kept after the first pass; 0 or length_beam: no pruning
   int64_t length_offset = 1;      // added to every length candidate, clamped to [1, max_target_len]
+  bool update_all = false;        // update == "all": a pass predicts and writes every position (else the masked ones)
   bool threshold_remask = false;  // remask == "threshold" (else "linear")
   double log_threshold = 0.0;     // log(threshold), used with threshold_remask
   bool stutter_remask = true;

@@ -21,6 +21,8 @@ void RefineOptions::validate(const T5Config& cfg) const {
                  "length_offset must be in [", 1 - cfg.max_target_len, ", ", cfg.max_target_len - 1, "], got ",
                  length_offset);
   GMLM_CHECK_ARG(cache_refresh >= 0 && cache_refresh <= 1000, "cache_refresh must be in [0, 1000], got ", cache_refresh);
+  GMLM_CHECK_ARG(!update_all || cache_refresh == 1,
+                 "cache_refresh must be 1 with update='all' (every position's input changes each pass)");
   GMLM_CHECK_ARG(std::isfinite(repeat_penalty) && repeat_penalty >= 0.0,
                  "repeat_penalty must be a number >= 0, got ", repeat_penalty);
 }
@@ -224,7 +226,7 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
             if (r.t == 0 && r.o.init_random) id = rules::init_token(r.o.seed, r.src_hash, c.k, i, V, cfg.first_random_id());
             if (!full && !c.masked[i] && id == c.cached_in[i]) continue;
             c.cached_in[i] = id;
-            if (c.masked[i]) {
+            if (c.masked[i] || r.o.update_all) {  // the rows the vocabulary step predicts
               c.sel_of[i] = static_cast<int32_t>(in.sel.size());
               in.sel.push_back(static_cast<int32_t>(in.ids.size()));
               if (group == 1) {

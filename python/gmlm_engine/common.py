@@ -187,7 +187,7 @@ class TranslatorFrontEnd:
 
     def translate_batch(self, source, *, iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM,
                         length_beam_keep=None,
-                        length_offset=DEFAULT_LENGTH_OFFSET, remask="linear",
+                        length_offset=DEFAULT_LENGTH_OFFSET, update="masked", remask="linear",
                         threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,

@@ -100,7 +100,7 @@ def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
     every candidate instead). repeat_remask and cache_refresh are passed only when not at their defaults: the
     CUDA engine refuses them."""
     eo = {o.name: getattr(opts, o.name) for o in OPTIONS if o.models == objective and o.name != "rerank"}
-    for name in ("repeat_remask", "cache_refresh"):
+    for name in ("repeat_remask", "cache_refresh", "update"):
         if name in eo and eo[name] == BY_NAME[name].default:
             del eo[name]
     if objective == "gmlm" and opts.rerank:
@@ -183,7 +183,7 @@ class Translator(TranslatorFrontEnd):
         return getattr(self._engine, "num_threads", 1)
 
     def _decode(self, srcs, opts):
-        for name in ("repeat_remask", "cache_refresh"):
+        for name in ("repeat_remask", "cache_refresh", "update"):
             if getattr(opts, name) != BY_NAME[name].default and self.device != "cpu":
                 raise ValueError(f"{name} is not available on cuda yet (docs/cuda.md); use device='cpu'")
         if self.cfg.objective == "ar":

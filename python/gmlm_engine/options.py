@@ -74,6 +74,8 @@ OPTIONS: tuple[Option, ...] = (
            lo=1, hi=None, range_doc="[1, length_beam]"),
     Option("length_offset", int, DEFAULT_LENGTH_OFFSET, "added to every length candidate (step 1)",
            lo=lambda L: 1 - L, hi=lambda L: L - 1, range_doc="[1 - max_target_len, max_target_len - 1]"),
+    Option("update", str, "masked", "which positions a pass writes: the masked ones, or every position (a pass "
+           "can then replace any token)", choices=("masked", "all")),
     Option("remask", str, "linear", "which positions the next pass predicts again", choices=("linear", "threshold")),
     Option("threshold", float, None, "remask='threshold': re-mask positions whose probability is below it",
            range_doc="(0, 1), with remask='threshold' only"),
@@ -178,6 +180,8 @@ def validate_options(objective: str, max_target_len: int, **given) -> DecodeOpti
         v["threshold"] = float(t)
     elif v["threshold"] is not None:
         raise ValueError("threshold is only used with remask='threshold'")
+    if v["update"] == "all" and v["cache_refresh"] != 1:
+        raise ValueError("cache_refresh must be 1 with update='all' (every position's input changes each pass)")
     if objective == "gmlm":   # (and the ar options on a gmlm model)
         if v["beam_size"] != 1:
             raise ValueError("beam_size applies to ar models; a gmlm model uses iterations and length_beam")

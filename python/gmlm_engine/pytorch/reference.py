@@ -136,7 +136,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 for layer, new in zip(kv_cache, cache):
                     for kv, x in zip(layer, new):
                         kv[live, :, :Lm] = x
-            sel = masked[live, :Lm]                                               # (n, Lm)
+            sel = masked[live, :Lm] if o.update == "masked" else valid[live, :Lm]  # (n, Lm)
             rows, cols = sel.nonzero(as_tuple=True)
             logp = F.log_softmax(m.vocab_logits(h[sel.to(dev)]).float(), dim=-1).cpu()   # (M, V)
             if o.sampling:

@@ -51,6 +51,11 @@ def _check(args) -> None:
         raise ValueError("--predicted-context must be in [0, 1]")
     if share and (args.objective != "gmlm" or args.glancing_ratio):
         raise ValueError("--predicted-context applies to --objective gmlm only, without --glancing-ratio")
+    corr = getattr(args, "correction", 0.0)
+    if not 0 <= corr <= 1:
+        raise ValueError("--correction must be in [0, 1]")
+    if corr and (args.objective != "gmlm" or args.glancing_ratio or share):
+        raise ValueError("--correction applies to --objective gmlm only, without --glancing-ratio or --predicted-context")
     for name in ("dropout", "attention_dropout", "activation_dropout"):
         v = getattr(args, name, None)
         if v is not None and not 0 <= v < 1:
@@ -173,6 +178,33 @@ def glance(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, rati
     return out
 
 
+@torch.no_grad()
+def correction(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, share: float) -> dict:
+    """Correction training for decoding with update='all' (docs/decoding.md), in the spirit of CMLMC (Huang
+    et al., ICLR 2022): a pass that predicts every position must learn to keep a right token and replace a
+    wrong one, so it is trained on inputs that hold the model's own errors, with a loss at every position.
+
+    For a share of the batch's sentences the model first predicts the positions make_batch masked (the
+    uniform ratio, reference context). The input is then rebuilt as a later pass of decoding sees it: the m
+    least confident of those positions (m uniform in [0, n)) stay masked, the others hold the model's
+    predictions, errors included, and the reference everywhere else; the labels are the reference at every
+    position (masked: predict; the model's tokens: correct or keep; the reference's: keep)."""
+    tgt, valid, noised = b["target"], b["tgt_mask"], b["labels"] != -100
+    enc = model.encode(b["src"], b["src_mask"])
+    h = model.decode(b["tgt_in"], valid, enc, b["src_mask"])
+    top = torch.log_softmax(model.vocab_logits(h).float(), dim=-1).max(-1)
+    pred, conf = top.indices, top.values.masked_fill(~noised, float("inf"))
+    n = noised.sum(1)
+    m = torch.floor(torch.rand(len(tgt), generator=gen).to(tgt.device) * n).long()
+    still = conf.argsort(dim=1, stable=True).argsort(dim=1) < m[:, None]
+    inp = torch.where(noised & ~still, pred, b["tgt_in"])
+    rows = (torch.rand(len(tgt), generator=gen) < share).to(tgt.device)[:, None]
+    out = dict(b)
+    out["tgt_in"] = torch.where(rows, inp, b["tgt_in"])
+    out["labels"] = torch.where(rows, tgt.masked_fill(~valid, -100), b["labels"])
+    return out
+
+
 def compute_loss(model: T5Model, b: dict, label_smoothing: float, length_weight: float):
     """Returns (loss, token-loss sum without smoothing, number of predicted tokens)."""
     enc = model.encode(b["src"], b["src_mask"])
@@ -193,7 +225,7 @@ def _to(b, dev):
 
 
 @torch.no_grad()
-def validate(model, ex_val: Examples, cfg, dev, tok, val_src, val_ref, n_bleu: int) -> dict:
+def validate(model, ex_val: Examples, cfg, dev, tok, val_src, val_ref, n_bleu: int, update: str = "masked") -> dict:
     import sacrebleu
 
     from .reference import ReferenceTranslator
@@ -208,7 +240,7 @@ def validate(model, ex_val: Examples, cfg, dev, tok, val_src, val_ref, n_bleu: i
     out = {"val_loss": tot / max(cnt, 1)}
     if n_bleu:
         tr = ReferenceTranslator.from_model(model, tok, dev)
-        opts = dict(iterations=4, length_beam=3) if cfg.objective == "gmlm" else dict(beam_size=1)
+        opts = dict(iterations=4, length_beam=3, update=update) if cfg.objective == "gmlm" else dict(beam_size=1)
         hyp = [r.text for r in tr.translate_batch(val_src[:n_bleu], max_batch_size=64, **opts)]
         out["val_bleu"] = sacrebleu.corpus_bleu(hyp, [val_ref[:n_bleu]]).score
     model.train()
@@ -435,6 +467,7 @@ def run(args) -> int:
     stop = False
     corrupt = (args.corrupt_keep, args.corrupt_random)
     log = open(out / "train.log", "a")
+    val_update = "all" if getattr(args, "correction", 0.0) else "masked"   # validate as the model will decode
 
     def card(extra=None):
         d = {"objective": cfg.objective, "data": f"Multi30k {args.src_lang}->{args.tgt_lang} train"
@@ -461,6 +494,8 @@ def run(args) -> int:
                     b = glance(model, b, cfg, gen, args.glancing_ratio, args.glancing_share)
                 elif getattr(args, "predicted_context", 0.0):
                     b = predicted_context(model, b, cfg, gen, args.predicted_context)
+                elif getattr(args, "correction", 0.0):
+                    b = correction(model, b, cfg, gen, args.correction)
                 loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -472,7 +507,7 @@ def run(args) -> int:
                 bar.set_postfix(loss=f"{loss.item():.3f}", ep=epoch)
             timed_out = args.max_minutes and (time.perf_counter() - t0) > args.max_minutes * 60
             if step % args.val_every == 0 or step >= args.max_steps or timed_out:
-                v = validate(model, ex_val, cfg, dev, tok, val_src, val_ref, args.val_bleu_sentences)
+                v = validate(model, ex_val, cfg, dev, tok, val_src, val_ref, args.val_bleu_sentences, val_update)
                 v.update(step=step, epoch=epoch, train_loss=round(loss.item(), 4), grad_norm=round(float(gnorm), 3),
                          minutes=round((time.perf_counter() - t0) / 60, 2))
                 history.append(v)
@@ -505,7 +540,7 @@ def run(args) -> int:
     if args.average_last > 1 and len(ckpts) > 1:
         use = ckpts[-args.average_last:]
         model.load_state_dict(average_checkpoints(use))
-        v = validate(model, ex_val, cfg, dev, tok, val_src, val_ref, args.val_bleu_sentences)
+        v = validate(model, ex_val, cfg, dev, tok, val_src, val_ref, args.val_bleu_sentences, val_update)
         print(json.dumps({"averaged": [d.name for d in use], **v}), file=sys.stderr)
         save_model_dir(model, out / "averaged", spm_path, card({"averaged": [d.name for d in use], "validation": v}))
     log.close()

@@ -77,6 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gmlm: this share of each batch's sentences is trained as decoding's pass 1 sees it: the "
                         "lowest-confidence positions of the model's own first pass masked, its predictions around "
                         "them (0: off)")
+    p.add_argument("--correction", type=float, default=0.0, metavar="SHARE",
+                   help="gmlm: correction training for update='all' decoding: this share of each batch's sentences "
+                        "holds the model's own predictions at part of the masked positions, and is trained at "
+                        "every position (0: off; validation then decodes with update='all')")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-bleu-sentences", type=int, default=200)
     p.add_argument("--keep-last", type=int, default=5, help="checkpoints kept for averaging")

@@ -24,7 +24,36 @@ def repetition_rate(hyp: list[str]) -> float:
     return round(100.0 * sum(repeats(h) for h in hyp) / max(len(hyp), 1), 1)
 
 
-def score(hyp: list[str], ref: list[str]) -> dict:
+# Words a sentence does not end on: articles and prepositions (lower case) of the target languages Multi30k has.
+DANGLING = {
+    "de": set("der die das den dem des ein eine einen einem einer eines im in am an auf aus bei beim mit nach von vom "
+              "zu zum zur für über unter vor hinter neben zwischen durch gegen ohne um".split()),
+    "en": set("a an the of in on at by with from to into onto for over under behind between through".split()),
+    "fr": set("le la les un une des du de au aux à dans sur sous avec pour par entre vers".split()),
+}
+
+
+def defects(text: str, lang: str = "de") -> list[str]:
+    """The defects of an output that any reader sees, beside `repeats`: "stem", two adjacent words that share
+    their first 4 or more letters ("Hauss Hauses", "Park Park": a stutter), and "dangling", a sentence that
+    ends on an article or preposition of `lang` ("... tanzt auf der."; languages without a list: not tested)."""
+    import re
+
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    found = []
+    if any(len(a) >= 4 and len(b) >= 4 and a[:4] == b[:4] for a, b in zip(words, words[1:])):
+        found.append("stem")
+    if words and words[-1] in DANGLING.get(lang, ()):
+        found.append("dangling")
+    return found
+
+
+def defect_rate(hyp: list[str], lang: str = "de") -> float:
+    """Percent of outputs with a visible defect (see `defects`)."""
+    return round(100.0 * sum(bool(defects(h, lang)) for h in hyp) / max(len(hyp), 1), 1)
+
+
+def score(hyp: list[str], ref: list[str], lang: str = "de") -> dict:
     from sacrebleu.metrics import BLEU, CHRF
 
     if len(hyp) != len(ref):
@@ -34,6 +63,7 @@ def score(hyp: list[str], ref: list[str]) -> dict:
     return {"bleu": round(b.score, 2), "chrf": round(chrf.corpus_score(hyp, [ref]).score, 2),
             "len_ratio": round(b.sys_len / max(b.ref_len, 1), 3),    # < 1: BLEU's brevity penalty applies
             "repetition": repetition_rate(hyp),                       # percent of outputs that repeat themselves
+            "defects": defect_rate(hyp, lang),                        # percent with a stem stutter or a dangling end
             "bleu_signature": str(bleu.get_signature())}
 
 
@@ -65,9 +95,9 @@ def run(args, translator, options: dict) -> int:
     hyp = [r.text for r in translator.translate_batch(src, **options)]
     secs = time.perf_counter() - t0
     row = {"model": str(args.model), "engine": args.engine, "data": name, "sentences": len(src),
-           **score(hyp, ref), "seconds": round(secs, 2), "sent/s": round(len(src) / secs, 1),
+           **score(hyp, ref, args.tgt_lang), "seconds": round(secs, 2), "sent/s": round(len(src) / secs, 1),
            "options": options}
-    print(format_table([row], ["model", "engine", "data", "sentences", "bleu", "chrf", "repetition", "sent/s"]))
+    print(format_table([row], ["model", "engine", "data", "sentences", "bleu", "chrf", "repetition", "defects", "sent/s"]))
     print(f"sacreBLEU: {row['bleu_signature']}", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:
