@@ -435,16 +435,9 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
                                                       const RefineOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   const int64_t B = static_cast<int64_t>(sources.size()), K = o.length_beam, T = o.iterations;
-  o.validate(cfg);
-  GMLM_CHECK_ARG(o.length_beam_keep == 0 || o.length_beam_keep == K,
-                 "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
-                 "leave it unset or equal to length_beam on device='cuda'");
-  GMLM_CHECK_ARG(!o.repeat_remask, "repeat_remask is not implemented in the CUDA engine yet; use device='cpu'");
-  GMLM_CHECK_ARG(!o.update_all, "update='all' is not implemented in the CUDA engine yet; use device='cpu'");
+  o.validate(cfg, Device::cuda);
   GMLM_CHECK_ARG(o.repeat_penalty == 0.0 || !word_pieces.empty(),
                  "repeat_penalty needs the model's word pieces (the engine was built without its tokenizer)");
-  GMLM_CHECK_ARG(o.cache_refresh == 1, "cache_refresh (cached refinement) is not implemented in the CUDA engine yet; "
-                 "use device='cpu'");
   std::vector<RefineResult> results(B);
   if (B == 0) return results;
   GMLM_CUDA_CHECK(cudaSetDevice(device));

@@ -126,3 +126,46 @@ def test_the_engines_own_defaults_are_the_tables():
     d = core.refine_defaults()
     assert d == {name: BY_NAME[name].default for name in d} | {"seed": 0}      # seed None means 0
     assert set(d) == {o.name for o in OPTIONS if o.models == "gmlm"} - {"threshold", "rerank"}
+
+
+@pytest.mark.parametrize("objective", ["gmlm", "ar"])
+def test_the_engines_ranges_and_choices_are_the_tables(objective):
+    """Each numeric option's range and each choice option's choices, as the table declares them, are what the
+    compiled engine's own check (Engine.validate: RefineOptions / ArOptions::validate) accepts: the bounds
+    pass, one step beyond each refuses with a ValueError naming the option."""
+    pytest.importorskip("gmlm_engine._core")
+    from conftest import TINY_AR
+    from gmlm_engine import Translator
+
+    tr = Translator(TINY_GMLM if objective == "gmlm" else TINY_AR, compute_type="float32")
+    L = tr.cfg.max_target_len
+    checked = []
+    for o in OPTIONS:
+        if o.models not in (objective, "both") or o.name in ("max_batch_size", "batch_type", "rerank", "threshold"):
+            continue   # batching and rerank are the Python layer's; threshold: the cross rule below
+        base = {"length_beam": 4} if o.name == "length_beam_keep" else {}
+        if o.choices:
+            for c in o.choices:
+                tr._engine.validate(**{o.name: c}, **({"threshold": 0.5} if c == "threshold" else {}))
+            with pytest.raises(ValueError, match=o.name):
+                tr._engine.validate(**{o.name: "no-such-choice"})
+        elif o.type in (int, float):
+            lo, hi = (1, 4) if o.name == "length_beam_keep" else o.bounds(L)
+            step = 1 if o.type is int else 1e-3
+            for v in (lo, hi):
+                tr._engine.validate(**base, **{o.name: o.type(v)})
+            for v in (lo - step, hi + step if hi is not None and hi < 2**63 - 1 else None):
+                if v is not None and not (o.name == "length_beam_keep" and v == 0):   # 0: the engine's "keep all"
+                    with pytest.raises(ValueError, match=o.name):
+                        tr._engine.validate(**base, **{o.name: o.type(v)})
+        else:
+            continue
+        checked.append(o.name)
+    if objective == "gmlm":
+        for t in (0.0, 1.0):
+            with pytest.raises(ValueError, match="threshold"):
+                tr._engine.validate(remask="threshold", threshold=t)
+        tr._engine.validate(remask="threshold", threshold=0.5)
+    assert checked, "no option checked"
+    assert set(checked) >= ({"iterations", "length_beam", "length_offset", "repeat_penalty", "cache_refresh", "remask",
+                             "init", "update"} if objective == "gmlm" else {"beam_size", "length_penalty"})

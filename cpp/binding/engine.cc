@@ -105,7 +105,7 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
 
 // The options of one refinement request by keyword (translate_batch's names, python/gmlm_engine/options.py;
 // absent keys keep RefineOptions' defaults). The one place where Python options become the C++ struct: the
-// types here, the ranges in check_options (decoding/refine.cc) at the engine's own boundary.
+// types and choices here, the ranges in RefineOptions::validate / ArOptions::validate.
 // An option's value as its type, or ValueError naming the option (never pybind11's "Unable to cast").
 int64_t int_value(const std::string& k, const py::handle& v) {
   GMLM_CHECK_ARG(py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v), k, " must be an integer, got ",
@@ -168,9 +168,8 @@ RefineOptions options_from_dict(const py::dict& d) {
   o.update_all = update == "all";
   o.threshold_remask = remask == "threshold";
   if (o.threshold_remask) {
-    GMLM_CHECK_ARG(threshold && *threshold > 0.0 && *threshold < 1.0,
-                   "threshold must be a probability in (0, 1) with remask='threshold'");
-    o.log_threshold = std::log(*threshold);
+    GMLM_CHECK_ARG(threshold, "threshold must be a probability in (0, 1) with remask='threshold'");
+    o.log_threshold = std::log(*threshold);  // its range: RefineOptions::validate
   }
   o.init_random = init == "random";
   return o;
@@ -282,6 +281,15 @@ class Engine {
 
   std::string compute_type() const {
     return cpu::compute_type_name(lowp_ ? lowp_->type() : cpu::ComputeType::float32);
+  }
+
+  // The options' one check (RefineOptions::validate or ArOptions::validate) for this model on the CPU,
+  // without decoding anything.
+  void validate(const py::kwargs& options) const {
+    if (model_->config().gmlm)
+      options_from_dict(options).validate(model_->config(), Device::cpu);
+    else
+      ar_options_from_dict(options).validate();
   }
 
   py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
@@ -560,6 +568,8 @@ class CudaEngineBinding {
     engine_ = std::make_unique<cuda::CudaEngine>(cfg, w, compute_type, device, std::move(pieces));
   }
 
+  void validate(const py::kwargs& options) const { options_from_dict(options).validate(engine_->config(), Device::cuda); }
+
   py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
     const RefineOptions o = options_from_dict(options);
     auto src = id_lists(sources, "source", engine_->config().vocab_size);
@@ -636,6 +646,8 @@ void register_engine(py::module_& m) {
            "Load a model onto CUDA device `device`: config and weights as for Engine; compute_type float32,\n"
            "float16 or bfloat16; word_pieces as for Engine (repeat_penalty). RuntimeError when CUDA or the\n"
            "device is unavailable.")
+      .def("validate", &CudaEngineBinding::validate,
+           "Check decoding options (by keyword) for this model on this GPU: ValueError naming the first bad one.")
       .def("translate", &CudaEngineBinding::translate, py::arg("sources"),
            "As Engine.translate, on the GPU. The GIL is released while decoding.")
       .def("stats", &CudaEngineBinding::stats,
@@ -653,6 +665,9 @@ void register_engine(py::module_& m) {
            "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
            "as returned by gmlm_engine.config.load_weights_numpy). The weights are checked and copied.\n"
            "intra_threads: threads for BLAS and the engine's kernels (0: the cores available).")
+      .def("validate", &Engine::validate,
+           "Check decoding options (by keyword, translate's or translate_ar's names) for this model on the CPU,\n"
+           "without decoding: ValueError naming the first bad one (RefineOptions / ArOptions::validate).")
       .def("translate", &Engine::translate, py::arg("sources"),
            "Refinement decoding of one batch of encoder inputs (lists of ids); options by keyword, translate_batch's\n"
            "names (absent: the defaults of _core.refine_defaults()). Returns, per source, a tuple\n"

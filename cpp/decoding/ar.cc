@@ -10,13 +10,13 @@
 
 namespace gmlm {
 
-namespace {
-
-void check_options(const ArOptions& o) {
-  GMLM_CHECK_ARG(o.beam_size >= 1 && o.beam_size <= 256, "beam_size must be in [1, 256], got ", o.beam_size);
-  GMLM_CHECK_ARG(std::isfinite(o.length_penalty) && o.length_penalty >= 0.0 && o.length_penalty <= 10.0,
-                 "length_penalty must be a number in [0, 10], got ", o.length_penalty);
+void ArOptions::validate() const {
+  GMLM_CHECK_ARG(beam_size >= 1 && beam_size <= 256, "beam_size must be in [1, 256], got ", beam_size);
+  GMLM_CHECK_ARG(std::isfinite(length_penalty) && length_penalty >= 0.0 && length_penalty <= 10.0,
+                 "length_penalty must be a number in [0, 10], got ", length_penalty);
 }
+
+namespace {
 
 // Row r of logits -> log-probabilities in place (float32, as log_softmax computes them:
 // (x - max) - log(sum exp(x - max))).
@@ -64,7 +64,7 @@ std::vector<int64_t*> ArBatch::live_sources() {
 std::vector<int64_t> ArBatch::add(const std::vector<std::vector<int32_t>>& sources, const std::vector<ArOptions>& opts,
                                   Workspace& ws, ThreadPool& pool) {
   GMLM_CHECK_ARG(opts.size() == sources.size(), "add: ", sources.size(), " sources but ", opts.size(), " options");
-  for (const ArOptions& o : opts) check_options(o);
+  for (const ArOptions& o : opts) o.validate();
   std::vector<int64_t> ids;
   if (sources.empty()) return ids;
   EncoderOutput fresh;
@@ -355,7 +355,7 @@ std::vector<double> ar_score(const T5Model& model, const std::vector<std::vector
 
 std::vector<RefineResult> ar_batch(const T5Model& model, const std::vector<std::vector<int32_t>>& sources,
                                    const ArOptions& opts, Workspace& ws, ThreadPool& pool) {
-  check_options(opts);  // before the reservation below, which a huge beam_size would make fail
+  opts.validate();  // before the reservation below, which a huge beam_size would make fail
   ArBatch batch(model);
   batch.reserve(static_cast<int64_t>(sources.size()) * (opts.beam_size > 1 ? 2 * opts.beam_size : 1));
   const std::vector<int64_t> ids = batch.add(sources, std::vector<ArOptions>(sources.size(), opts), ws, pool);

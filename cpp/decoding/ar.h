@@ -27,6 +27,9 @@ namespace gmlm {
 struct ArOptions {
   int64_t beam_size = 1;        // 1: greedy
   double length_penalty = 1.0;  // beam search: finished score = log-prob sum / (length + 1)^length_penalty
+
+  // The one check of the AR options (ValueError naming the option); ArBatch::add and the bindings call it.
+  void validate() const;
 };
 
 class ArBatch : public ResumableBatch {

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/tensor.h"  // Device: what a device implements is part of the options' check
+
 namespace gmlm {
 
 struct T5Config;
@@ -33,9 +35,12 @@ struct RefineOptions {
   bool return_history = false;
   bool return_candidates = false;  // every scored candidate's output in RefineResult::candidates (AR reranking)
 
-  // The engine's one option check at its own API boundary (ValueError naming the option): the ranges that
-  // depend on the model. The Python layer checks everything first (options.py); every device calls this.
-  void validate(const T5Config& cfg) const;
+  // The engine's one option check (ValueError naming the option): every range (those that depend on the
+  // model too) and what `device` implements. Every entry point calls it (RefineBatch::add, the CUDA engine,
+  // the bindings' validate); the choices are parsed in one place (binding/engine.cc, options_from_dict).
+  // options.py's table holds the same ranges for the CLI, the HTTP schema and the docs; tests/test_options.py
+  // ties the two together.
+  void validate(const T5Config& cfg, Device device = Device::cpu) const;
 };
 
 struct RefineResult {

@@ -11,7 +11,7 @@
 
 namespace gmlm {
 
-void RefineOptions::validate(const T5Config& cfg) const {
+void RefineOptions::validate(const T5Config& cfg, Device device) const {
   const int64_t K = length_beam;
   GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
   GMLM_CHECK_ARG(iterations >= 1 && iterations <= 1000, "iterations must be in [1, 1000], got ", iterations);
@@ -23,8 +23,19 @@ void RefineOptions::validate(const T5Config& cfg) const {
   GMLM_CHECK_ARG(cache_refresh >= 0 && cache_refresh <= 1000, "cache_refresh must be in [0, 1000], got ", cache_refresh);
   GMLM_CHECK_ARG(!update_all || cache_refresh == 1,
                  "cache_refresh must be 1 with update='all' (every position's input changes each pass)");
-  GMLM_CHECK_ARG(std::isfinite(repeat_penalty) && repeat_penalty >= 0.0,
-                 "repeat_penalty must be a number >= 0, got ", repeat_penalty);
+  GMLM_CHECK_ARG(std::isfinite(repeat_penalty) && repeat_penalty >= 0.0 && repeat_penalty <= 100.0,
+                 "repeat_penalty must be a number in [0, 100], got ", repeat_penalty);
+  GMLM_CHECK_ARG(!threshold_remask || (std::isfinite(log_threshold) && log_threshold < 0.0),
+                 "threshold must be a probability in (0, 1) with remask='threshold'");
+  if (device == Device::cuda) {  // what the CUDA engine does not implement yet (docs/cuda.md)
+    GMLM_CHECK_ARG(length_beam_keep == 0 || length_beam_keep == K,
+                   "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
+                   "leave it unset or equal to length_beam on device='cuda'");
+    GMLM_CHECK_ARG(!repeat_remask, "repeat_remask is not implemented in the CUDA engine yet; use device='cpu'");
+    GMLM_CHECK_ARG(cache_refresh == 1, "cache_refresh (cached refinement) is not implemented in the CUDA engine yet; "
+                   "use device='cpu'");
+    GMLM_CHECK_ARG(!update_all, "update='all' is not implemented in the CUDA engine yet; use device='cpu'");
+  }
 }
 
 namespace {

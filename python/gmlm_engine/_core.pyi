@@ -17,6 +17,9 @@ class Engine:
 
     def __init__(self, config: dict[str, Any], weights: dict[str, npt.NDArray[np.float32]],
                  intra_threads: int = 0, compute_type: str = "float32", word_pieces: Sequence[bool] = ()) -> None: ...
+    def validate(self, **options: Any) -> None:
+        """Check decoding options (translate's or translate_ar's names) for this model on the CPU without
+        decoding: ValueError naming the first bad one."""
     def translate(self, sources: Sequence[Sequence[int]], **options: Any) -> list[tuple[Any, ...]]:
         """gmlm models, options by keyword (translate_batch's names, return_candidates too; absent: the
         defaults of refine_defaults()). Per source: (ids, score, passes, history, length_candidates), with
@@ -58,7 +61,8 @@ class CudaEngine:
     """A GMLM model loaded into the CUDA engine (only in a GMLM_WITH_CUDA build)."""
 
     def __init__(self, config: dict[str, Any], weights: dict[str, npt.NDArray[np.float32]],
-                 compute_type: str = "float32", device: int = 0) -> None: ...
+                 compute_type: str = "float32", device: int = 0, word_pieces: Sequence[bool] = ()) -> None: ...
+    def validate(self, **options: Any) -> None: ...
     def translate(self, sources: Sequence[Sequence[int]], **options: Any,
                   ) -> list[tuple[list[int], float, int, list[list[int]], list[int]]]: ...
     def stats(self) -> dict[str, Any]: ...

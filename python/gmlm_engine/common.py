@@ -199,12 +199,23 @@ class TranslatorFrontEnd:
         del options["self"], options["source"]
         return self._translate(source, 0, "source", options)
 
-    def _translate(self, source, offset: int, unit: str, options: dict) -> list[TranslationResult]:
-        """translate_batch on a part of the caller's input that starts at `offset`: errors name the
-        input's position in the caller's terms (source[n], or line n of a file)."""
+    def validate_options(self, **options) -> DecodeOptions:
+        """Check decoding options (translate_batch's keywords) for this model and device without translating
+        anything: the validated options, every one filled in, or ValueError naming the first bad one (TypeError
+        for a name that is not an option)."""
         opts = validate_options(self.cfg.objective, self.cfg.max_target_len, **options)
         if opts.rerank and getattr(self, "reranker", None) is None:
             raise ValueError("rerank needs an AR model: create the translator with rerank_model=DIR")
+        self._check_engine_options(opts)
+        return opts
+
+    def _check_engine_options(self, opts: DecodeOptions) -> None:
+        """A compiled engine's own check of the options (nothing to add for the reference decoder)."""
+
+    def _translate(self, source, offset: int, unit: str, options: dict) -> list[TranslationResult]:
+        """translate_batch on a part of the caller's input that starts at `offset`: errors name the
+        input's position in the caller's terms (source[n], or line n of a file)."""
+        opts = self.validate_options(**options)
         source = check_sources(source, offset, unit)
         with self._tokenizer():
             enc_ids = encode_sources(self.tokenizer, self.cfg, source)
@@ -237,7 +248,7 @@ class TranslatorFrontEnd:
         except TypeError:
             raise ValueError(f"source must be an iterable of strings, got {type(source).__name__}") from None
         batch_size = int_option("batch_size", batch_size, 1)
-        self.translate_batch([], **options)  # validates the options now, not at the first batch
+        self.validate_options(**options)  # now, not at the first batch
         return self._translate_chunks(it, batch_size, options)
 
     def _translate_chunks(self, it, batch_size, options, unit: str = "source"):
@@ -259,7 +270,7 @@ class TranslatorFrontEnd:
         import time
 
         batch_size = int_option("batch_size", batch_size, 1)
-        self.translate_batch([], **options)
+        self.validate_options(**options)
         output = AtomicOutput(out_path, source=src_path)     # checked before any work
         with open(src_path, "rb") as f:
             lines = list(read_text_lines(f, os.fspath(src_path)))

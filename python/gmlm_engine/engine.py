@@ -15,7 +15,7 @@ import os
 import threading
 
 from .common import TranslatorFrontEnd
-from .options import BY_NAME, OPTIONS, DecodeOptions
+from .options import OPTIONS, DecodeOptions
 from .config import ModelError, load_weights_numpy, read_model_dir
 from .tokenizer import load_model_tokenizer
 
@@ -97,12 +97,8 @@ def resolve_cpu_compute_type(compute_type: str, core) -> str:
 def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
     """The compiled engine's options (by keyword, the table's names) from validated decoding options: the
     options.OPTIONS of the model's kind, less those the Python layer handles (rerank: the engine returns
-    every candidate instead). repeat_remask and cache_refresh are passed only when not at their defaults: the
-    CUDA engine refuses them."""
+    every candidate instead)."""
     eo = {o.name: getattr(opts, o.name) for o in OPTIONS if o.models == objective and o.name != "rerank"}
-    for name in ("repeat_remask", "cache_refresh", "update"):
-        if name in eo and eo[name] == BY_NAME[name].default:
-            del eo[name]
     if objective == "gmlm" and opts.rerank:
         eo["return_candidates"] = True
     return eo
@@ -182,10 +178,12 @@ class Translator(TranslatorFrontEnd):
         """Threads the engine uses (1 on cuda: one host thread drives the GPU)."""
         return getattr(self._engine, "num_threads", 1)
 
+    def _check_engine_options(self, opts) -> None:
+        """The engine's own check of the options for this model and device (RefineOptions::validate /
+        ArOptions::validate: the ranges again, and what the device implements)."""
+        self._engine.validate(**engine_options(opts, self.cfg.objective))
+
     def _decode(self, srcs, opts):
-        for name in ("repeat_remask", "cache_refresh", "update"):
-            if getattr(opts, name) != BY_NAME[name].default and self.device != "cpu":
-                raise ValueError(f"{name} is not available on cuda yet (docs/cuda.md); use device='cpu'")
         if self.cfg.objective == "ar":
             return self._engine.translate_ar(srcs, **engine_options(opts, "ar"))
         return self._engine.translate(srcs, **engine_options(opts))

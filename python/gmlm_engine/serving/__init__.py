@@ -20,7 +20,7 @@ texts start again, each job alone, so only the job that fails alone fails (resul
 on the batch, so a restart changes nothing else).
 
 `submit()` is thread-safe and returns a concurrent.futures.Future; `AsyncTranslator` is the asyncio
-face of the same scheduler (`await tr.translate(text, **options)`), and `gmlm serve` (serve.py) its
+face of the same scheduler (`await tr.translate(text, **options)`), and `gmlm serve` (serving/http.py) its
 HTTP face. Results equal `Translator.translate_batch`'s, token for token, whatever else was in the
 batch (the engine is batch-invariant; tests check random join orders).
 """
@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..common import TranslationResult, check_finite_scores, check_sources, encode_sources
-from ..options import validate_options
 from ..engine import Translator, engine_options
 
 MODES = ("continuous", "static", "single")
@@ -149,11 +148,11 @@ class Scheduler:
         list of TranslationResult in input order. on_pass(index, draft) is called from the scheduler
         thread after every pass with the current best hypothesis of each live text (streaming).
         Raises ValueError (bad option or text), QueueFull, SchedulerClosed."""
-        opts = validate_options(self.tr.cfg.objective, self.tr.cfg.max_target_len, **options)
+        if options.get("rerank") is True:
+            raise ValueError("rerank is not available in the scheduler (use translate_batch)")
+        opts = self.tr.validate_options(**options)
         if opts.max_batch_size or opts.batch_type != "examples":
             raise ValueError("max_batch_size and batch_type do not apply to a scheduler (it batches by itself)")
-        if opts.rerank:
-            raise ValueError("rerank is not available in the scheduler (use translate_batch)")
         texts = check_sources(texts)
         ar = self.tr.cfg.objective == "ar"
         k = opts.beam_size if ar else opts.length_beam    # candidates (hypotheses) per text

@@ -1,4 +1,4 @@
-"""`gmlm serve`: the HTTP JSON service (FastAPI + uvicorn) on one Scheduler (serving.py).
+"""`gmlm serve`: the HTTP JSON service (FastAPI + uvicorn) on one Scheduler (gmlm_engine.serving).
 
     GET  /                      a page that shows refinement as it happens (web/: HTML, CSS, a script)
     POST /v1/translate          {"text": ["...", ...], "iterations": 4, ...} -> {"translations": [...]}
@@ -453,7 +453,7 @@ def add_arguments(p) -> None:
     p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
                    help="GEMM precision (auto: the fastest this CPU runs natively)")
     p.add_argument("--mode", default="continuous", choices=("continuous", "static", "single"),
-                   help="how requests are batched (see serving.py)")
+                   help="how requests are batched (see gmlm_engine.serving)")
     p.add_argument("--max-texts", type=_int_in(1), default=DEFAULT_LIMITS["max_texts"],
                    help="texts per request (413 above)")
     p.add_argument("--max-chars", type=_int_in(1), default=DEFAULT_LIMITS["max_chars"],

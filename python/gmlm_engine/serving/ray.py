@@ -127,7 +127,7 @@ def translate_dataset(ds, column: str = "text", output_column: str = "translatio
         raise ValueError(f"column {column!r} is not in the dataset (columns: {schema.names})")
     # the model and the options, checked here exactly as the Python API checks them
     probe = load_translator(model, 1)
-    probe.translate_batch([], **options)
+    probe.validate_options(**options)
     del probe
     ref = ray.put(pack_model_dir(model))
     return ds.map_batches(

@@ -72,7 +72,7 @@ def cmd_translate(args) -> int:
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
         lines = read_text_lines(src, args.input or "<stdin>")
-        tr.translate_batch([], **opts)                  # options checked here, before any line is read
+        tr.validate_options(**opts)                    # options checked here, before any line is read
         batch_size = int_option("--batch-size", args.batch_size, 1)
         results = tr._translate_chunks(lines, batch_size, opts, "line")   # errors name the line
         out = stack.enter_context(output) if output else sys.stdout
