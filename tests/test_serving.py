@@ -390,7 +390,7 @@ def test_cost_limit_and_fair_admission(tr, sentences):
     half the pass, so a small request submitted after it joins at once and finishes in its own T passes."""
     from gmlm_engine.serving import TooLarge
 
-    sched = Scheduler(tr, max_candidates=64, max_cost=200000)
+    sched = Scheduler(tr, max_positions=2000, max_cost=200000)
     try:
         with pytest.raises(TooLarge, match="at most 200000"):
             sched.submit(sentences[:16], length_beam=40, iterations=100)
@@ -404,12 +404,12 @@ def test_cost_limit_and_fair_admission(tr, sentences):
         at_end = []
         small.add_done_callback(lambda f: at_end.append(sched.stats["passes"]))   # on the scheduler thread
         while not small.done():
-            peak.append(sched._live_candidates)
+            peak.append(sched._live_positions)
             time.sleep(0.0005)
         passes = at_end[0] - before
         assert small.result()[0].text == tr.translate_batch(["A dog runs."], length_beam=2, iterations=4)[0].text
         assert passes <= 4 + 1, passes                     # joined at the next pass boundary
-        assert max(peak) <= 64
+        assert max(peak) <= 2000
         assert [r.text for r in big.result(120)] == [r.text for r in tr.translate_batch(sentences[:40], length_beam=8,
                                                                                        iterations=10)]
     finally:
@@ -427,6 +427,9 @@ def test_cost_counts_positions_not_candidates(tr):
         assert sched.cost(10, o(length_offset=40)) > 2 * sched.cost(10, o())
         assert sched.cost(40, o()) > 2 * sched.cost(10, o())
         assert sched.cost(10, o(iterations=4, length_beam=3)) == 3 * 4 * sched.cost(10, o(iterations=1, length_beam=1))
+        # a pass's room (admission) is counted the same way: candidates x positions, not candidates
+        assert sched.width(10, o(length_offset=40)) > 2 * sched.width(10, o())
+        assert sched.width(10, o(iterations=4, length_beam=3)) == 3 * sched.width(10, o(iterations=9, length_beam=1))
         short = ["A dog."] * 64
         sched.submit(short, iterations=8, length_beam=2).result(120)          # 64 short texts at the defaults
         with pytest.raises(TooLarge, match="decoder positions"):             # the same, each candidate 96 long
@@ -436,13 +439,16 @@ def test_cost_counts_positions_not_candidates(tr):
 
 
 def test_a_large_request_is_not_starved_by_small_ones():
-    """A request whose hypotheses need more than half of max_candidates (or more than is free) reserves
+    """A request whose hypotheses need more than half of max_positions (or more than is free) reserves
     the room: with two threads keeping small requests in flight, it still finishes (it used to wait
     forever, admitted only into an empty batch that never came)."""
     from conftest import TINY_AR
 
     ar = Translator(TINY_AR, intra_threads=1, compute_type="float32")
-    sched = Scheduler(ar, max_candidates=8)
+    probe = Scheduler(ar)
+    one = probe.width(len(ar.tokenizer.encode(["A man rides a bike."])[0]), ar.validate_options())
+    probe.close()
+    sched = Scheduler(ar, max_positions=8 * one)    # beam 6: 6 x one, more than half
     stop = threading.Event()
     served = []
 

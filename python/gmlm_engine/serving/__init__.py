@@ -4,8 +4,8 @@ A GMLM request needs a small, known number of decoder passes, and a pass is wher
 join and leave the running batch (`_core.Batch`, decoding/refine.h). `Scheduler` runs that loop:
 
 - "continuous" (the default): before every pass, queued texts join the batch, fairly: jobs (submit
-  calls) take turns one text at a time, a pass holds at most `max_candidates` length candidates, and
-  one job at most half of them, so a small request beside a big one joins at the next pass boundary
+  calls) take turns one text at a time, a pass holds at most `max_positions` decoder positions (each
+  text: its candidates x its estimated length), and one job at most half of them, so a small request beside a big one joins at the next pass boundary
   and its passes stay short; finished texts leave after every pass;
 - "static": collect up to `max_batch` requests or wait `max_wait_ms` after the first, then run
   that batch to completion with nobody joining (how servers batch AR engines; for comparison);
@@ -56,8 +56,9 @@ class TooLarge(ValueError):
 # The most work one submit() may ask for, in decoder positions (Scheduler.cost): what 64 texts of the
 # longest kind (96 positions) cost at the defaults (T=8, K=2), with a third to spare.
 DEFAULT_MAX_COST = 131072
-# Length candidates in one pass (all jobs together); one job holds at most half.
-DEFAULT_MAX_CANDIDATES = 512
+# Decoder positions in one pass (all jobs together: each text its candidates or hypotheses x its estimated
+# length, Scheduler.width); one job holds at most half. 64 texts of the longest kind (96) at length_beam 2.
+DEFAULT_MAX_POSITIONS = 12288
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,8 @@ class _Job:
     history: bool
     submitted: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
-    waiting: collections.deque = field(default_factory=collections.deque)   # (job, i, ids, options, k) to admit
-    live_candidates: int = 0       # length candidates of its texts in the batch
+    waiting: collections.deque = field(default_factory=collections.deque)   # (job, i, ids, options, width) to admit
+    live_positions: int = 0        # decoder positions of its texts in the batch (Scheduler.width)
     alone: bool = False            # restarted after a failed pass: runs with no other job
 
 
@@ -105,23 +106,23 @@ def _fail(job: _Job, exc: BaseException) -> None:
 class Scheduler:
     def __init__(self, translator: Translator, mode: str = "continuous", max_queue: int = 1024,
                  max_batch: int = 64, max_wait_ms: float = 20.0, max_live: int = 256,
-                 max_candidates: int = DEFAULT_MAX_CANDIDATES, max_cost: int = DEFAULT_MAX_COST):
+                 max_positions: int = DEFAULT_MAX_POSITIONS, max_cost: int = DEFAULT_MAX_COST):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         for name, v in (("max_queue", max_queue), ("max_batch", max_batch), ("max_live", max_live),
-                        ("max_candidates", max_candidates), ("max_cost", max_cost)):
+                        ("max_positions", max_positions), ("max_cost", max_cost)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         if not max_wait_ms >= 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms!r}")
         self.tr, self.mode = translator, mode
         self.max_queue, self.max_batch, self.max_wait, self.max_live = max_queue, max_batch, max_wait_ms / 1e3, max_live
-        self.max_candidates, self.max_cost = max_candidates, max_cost
+        self.max_positions, self.max_cost = max_positions, max_cost
         self._batch = translator.new_batch()
         self._jobs: collections.deque = collections.deque()     # jobs with texts waiting, in turn order
         self._queued = 0                                        # texts waiting, all jobs
-        self._owner: dict[int, tuple] = {}                      # batch id -> (job, i, ids, options, k)
-        self._live_candidates = 0
+        self._owner: dict[int, tuple] = {}                      # batch id -> (job, i, ids, options, width)
+        self._live_positions = 0
         self._cv = threading.Condition()
         self._closing = False
         self._abort: BaseException | None = None
@@ -132,16 +133,21 @@ class Scheduler:
         self._thread.start()
 
     # --- the callers' side ------------------------------------------------------------------------
-    def cost(self, source_tokens: int, opts) -> int:
-        """The work of one text, in decoder positions: candidates x passes x positions per pass for a GMLM,
-        hypotheses x steps for an AR model. The output length is not known before decoding: it is estimated
-        as 1.5 x the source's tokens + 4 (plus length_offset), clamped to [1, max_target_len]; an AR model
-        computes one position per hypothesis and step."""
+    def width(self, source_tokens: int, opts) -> int:
+        """The room one text holds in a pass, in decoder positions: its candidates (AR: hypotheses) x its output
+        length. The length is not known before decoding: it is estimated as 1.5 x the source's tokens + 4 (plus
+        length_offset for a GMLM), clamped to [1, max_target_len]. A GMLM pass computes that many positions; an
+        AR step attends over that many cached ones."""
         L = self.tr.cfg.max_target_len
         est = (3 * source_tokens) // 2 + 4
         if self.tr.cfg.objective == "ar":
             return opts.beam_size * min(L, est)
-        return opts.length_beam * opts.iterations * min(L, max(1, est + opts.length_offset))
+        return opts.length_beam * min(L, max(1, est + opts.length_offset))
+
+    def cost(self, source_tokens: int, opts) -> int:
+        """The work of one text, in decoder positions: its width x passes for a GMLM, hypotheses x steps (one
+        position per hypothesis and step, the same product as its width) for an AR model."""
+        return self.width(source_tokens, opts) * (1 if self.tr.cfg.objective == "ar" else opts.iterations)
 
     def submit(self, texts, on_pass=None, **options) -> concurrent.futures.Future:
         """Queue the texts (a list of str) with translate_batch's options; the future's result is the
@@ -169,7 +175,7 @@ class Scheduler:
         items = []
         for i, ids in enumerate(enc):
             if ids:
-                items.append((job, i, ids, eo, k))
+                items.append((job, i, ids, eo, self.width(len(ids), opts)))
             else:                                   # nothing to translate: "" (as translate_batch)
                 job.results[i] = TranslationResult("", [], 0.0, 0, [] if opts.return_history else None)
         job.pending = len(items)
@@ -278,7 +284,7 @@ class Scheduler:
         if not self._jobs:
             return []
         room = self.max_live - len(self._owner)
-        budget = self.max_candidates - self._live_candidates
+        budget = self.max_positions - self._live_positions
         if self.mode == "single":
             room = 1 if not self._owner else 0
         elif self.mode == "static":
@@ -289,9 +295,9 @@ class Scheduler:
         if alone:                                # a restart after a failed pass: one job, by itself
             if self._owner:
                 return []
-            jobs, share = alone[:1], self.max_candidates
+            jobs, share = alone[:1], self.max_positions
         else:
-            jobs, share = list(self._jobs), max(1, self.max_candidates // 2) if self.mode == "continuous" else budget
+            jobs, share = list(self._jobs), max(1, self.max_positions // 2) if self.mode == "continuous" else budget
         take = []
         progress, reserved = True, False
         while progress and not reserved and len(take) < room:     # jobs take turns, one text each
@@ -299,18 +305,18 @@ class Scheduler:
             for job in jobs:
                 if not job.waiting or len(take) >= room:
                     continue
-                k = job.waiting[0][4]
-                if k > budget or k > share:
+                w = job.waiting[0][4]
+                if w > budget or w > share:
                     # it needs room others hold (or more than one job's half: an empty batch): it reserves
                     # the room as it frees, nobody overtakes it, so it is admitted and finishes
                     if self._owner or take:
                         reserved = True
                         break
-                elif job.live_candidates + k > share:   # this job holds its half already: the others' turn
+                elif job.live_positions + w > share:   # this job holds its half already: the others' turn
                     continue
                 take.append(job.waiting.popleft())
-                budget -= k
-                job.live_candidates += k
+                budget -= w
+                job.live_positions += w
                 progress = True
                 if self.mode == "single":
                     break
@@ -319,14 +325,14 @@ class Scheduler:
                 self._jobs.remove(job)
                 self._jobs.append(job)
         self._queued -= len(take)
-        self._live_candidates += sum(x[4] for x in take)
+        self._live_positions += sum(x[4] for x in take)
         return take
 
     def _drop(self, bid: int) -> tuple:
         """Under the lock: forget a batch row's owner (it finished, or it is cancelled)."""
         item = self._owner.pop(bid)
-        item[0].live_candidates -= item[4]
-        self._live_candidates -= item[4]
+        item[0].live_positions -= item[4]
+        self._live_positions -= item[4]
         return item
 
     def _loop(self) -> None:
@@ -358,9 +364,9 @@ class Scheduler:
                     self._owner.update(zip(ids, take))
             except Exception as e:  # noqa: BLE001  (the newcomers failed to join; the running batch is intact)
                 with self._cv:
-                    self._live_candidates -= sum(x[4] for x in take)
+                    self._live_positions -= sum(x[4] for x in take)
                     for x in take:
-                        x[0].live_candidates -= x[4]
+                        x[0].live_positions -= x[4]
                     self._isolate(e, take)
                 continue
             if not self._owner:

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from ..options import OPTIONS, request_fields
-from . import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
+from . import DEFAULT_MAX_POSITIONS, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
 
 DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024, "max_cost": DEFAULT_MAX_COST,
-                  "max_candidates": DEFAULT_MAX_CANDIDATES, "shutdown_grace": 30.0,
+                  "max_positions": DEFAULT_MAX_POSITIONS, "shutdown_grace": 30.0,
                   "header_timeout": 10.0, "body_timeout": 10.0}
 
 
@@ -462,8 +462,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-cost", type=_int_in(1), default=DEFAULT_LIMITS["max_cost"],
                    help="work per request in decoder positions: for each text, length_beam x iterations x its estimated "
                         "length (AR: beam_size x its length); 413 above")
-    p.add_argument("--max-candidates", type=_int_in(1), default=DEFAULT_LIMITS["max_candidates"],
-                   help="length candidates in one pass, all requests together; one request holds at most half")
+    p.add_argument("--max-positions", type=_int_in(1), default=DEFAULT_LIMITS["max_positions"],
+                   help="decoder positions in one pass, all requests together (each text: length_beam or beam_size x "
+                        "its estimated length); one request holds at most half")
     p.add_argument("--max-body-bytes", type=_int_in(0), default=None,
                    help="request body limit (413 above; default: what --max-texts x --max-chars can need)")
     p.add_argument("--shutdown-grace", type=float, default=DEFAULT_LIMITS["shutdown_grace"],
@@ -497,7 +498,7 @@ def run(args) -> int:
     def scheduler(model):
         tr = Translator(model, intra_threads=args.threads, compute_type=args.compute_type)
         return Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
-                         max_wait_ms=args.max_wait_ms, max_cost=args.max_cost, max_candidates=args.max_candidates)
+                         max_wait_ms=args.max_wait_ms, max_cost=args.max_cost, max_positions=args.max_positions)
 
     sched = scheduler(args.model)
     ar = scheduler(args.ar_model) if args.ar_model else None
