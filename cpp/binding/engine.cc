@@ -4,6 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -264,6 +268,23 @@ class Engine {
     LowpScope lowp(lowp_.get());
     return f(ws_, *pool_);
   }
+  // Once the engine's work ends for now (a translate call returned, a Batch emptied): activation buffers over
+  // kKeepWorkspace are freed and the freed heap returned to the system, so one big request (beam 256, a long
+  // batch) does not leave a server holding its high-water mark.
+  static constexpr std::size_t kKeepWorkspace = std::size_t(128) << 20;
+  // freed_elsewhere: the caller freed big buffers of its own (a batch's caches): return the heap too.
+  void trim(bool freed_elsewhere = false) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const bool big = ws_.bytes() > kKeepWorkspace;
+    if (big) ws_ = Workspace();
+#ifdef __GLIBC__
+    if (big || freed_elsewhere) malloc_trim(0);
+#endif
+  }
+  std::size_t workspace_bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return ws_.bytes();
+  }
   // locked(f) with the profiler installed while profiling, the call's wall time counted.
   template <typename F>
   auto profiled(F&& f) {
@@ -300,6 +321,7 @@ class Engine {
     {
       py::gil_scoped_release release;
       res = profiled([&](Workspace& ws, ThreadPool& pool) { return refine_batch(*model_, src, o, ws, pool); });
+      trim();
     }
     py::list out;
     for (auto& r : res) out.append(result_tuple(r, return_candidates));
@@ -332,6 +354,7 @@ class Engine {
     {
       py::gil_scoped_release release;
       res = profiled([&](Workspace& ws, ThreadPool& pool) { return ar_batch(*model_, src, o, ws, pool); });
+      trim();
     }
     py::list out;
     for (auto& r : res) out.append(result_tuple(r));
@@ -491,6 +514,7 @@ class Batch {
       std::lock_guard<std::mutex> lock(mutex_);
       Publish publish{*this};
       done = engine_.locked([&](Workspace& ws, ThreadPool& pool) { return batch_->step(ws, pool); });
+      release_if_idle();
     }
     py::list out;
     for (auto& [id, r] : done) out.append(py::make_tuple(id, result_tuple(r)));
@@ -532,12 +556,26 @@ class Batch {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
     Publish publish{*this};
-    return batch_->cancel(id);
+    const bool found = batch_->cancel(id);
+    release_if_idle();
+    return found;
   }
   int64_t requests() const { return requests_.load(std::memory_order_acquire); }
+  // Bytes held between steps: the batch's encoder rows and caches, and the engine's activation buffers.
+  std::size_t memory_bytes() {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return batch_->held_bytes() + engine_.workspace_bytes();
+  }
   int64_t live_rows() const { return live_rows_.load(std::memory_order_acquire); }
 
  private:
+  // Under mutex_: once no request is live, give back what the last ones needed (a server keeps its batch).
+  void release_if_idle() {
+    if (batch_->requests() != 0) return;
+    batch_->release_if_idle();
+    engine_.trim(true);
+  }
   // Publishes the counters when a change ends (normally or by an exception), under mutex_.
   struct Publish {
     Batch& b;
@@ -713,7 +751,10 @@ void register_engine(py::module_& m) {
            "log-probs or masks), or once finished its result.")
       .def("cancel", &Batch::cancel, py::arg("id"), "Drop a live request; False if unknown.")
       .def_property_readonly("requests", &Batch::requests, "Live requests.")
-      .def_property_readonly("live_rows", &Batch::live_rows, "Decoder rows of the next pass.");
+      .def_property_readonly("live_rows", &Batch::live_rows, "Decoder rows of the next pass.")
+      .def_property_readonly("memory_bytes", &Batch::memory_bytes,
+                             "Bytes held between steps: the batch's encoder rows and key/value caches and the\n"
+                             "engine's activation buffers (released once the batch is empty).");
 }
 
 }  // namespace gmlm

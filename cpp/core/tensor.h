@@ -38,6 +38,7 @@ class Tensor {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   bool empty() const { return numel() == 0; }
+  std::size_t capacity() const { return capacity_; }  // bytes allocated (at least numel x the element size)
 
   template <typename T> T* data() {
     check_type(dtype_of<T>());

@@ -49,6 +49,14 @@ class ArBatch : public ResumableBatch {
   bool snapshot(int64_t id, std::vector<CandidateState>* out, int64_t* best) const override;
   int64_t requests() const override { return static_cast<int64_t>(live_.size()); }
   int64_t live_rows() const override;  // hypotheses of the next step
+  std::size_t held_bytes() const override { return ResumableBatch::held_bytes() + cache_.bytes(); }
+  void release_if_idle() override {
+    ResumableBatch::release_if_idle();
+    if (requests() == 0) {
+      cache_.release();
+      free_slots_.clear();
+    }
+  }
   // Room for this many hypotheses' caches at once, allocated now (beam search holds up to 2 x beam_size
   // per request while children take over their parents' slots).
   void reserve(int64_t hypotheses);

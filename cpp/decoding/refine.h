@@ -36,6 +36,11 @@ class RefineBatch : public ResumableBatch {
   bool snapshot(int64_t id, std::vector<CandidateState>* out, int64_t* best) const override;
   int64_t requests() const override { return static_cast<int64_t>(live_.size()); }
   int64_t live_rows() const override;  // decoder rows (target positions) of the next pass
+  std::size_t held_bytes() const override { return ResumableBatch::held_bytes() + kv_.capacity(); }
+  void release_if_idle() override {
+    ResumableBatch::release_if_idle();
+    if (requests() == 0) kv_ = Tensor();
+  }
 
  private:
   struct Candidate {

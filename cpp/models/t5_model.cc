@@ -490,6 +490,11 @@ void SelfCache::reset(int64_t num_layers, int64_t width, int64_t max_len_) {
   data_.resize(static_cast<size_t>(num_layers));
 }
 
+void SelfCache::release() {
+  for (auto& d : data_) d.reset();
+  slots = 0;
+}
+
 void SelfCache::reserve(int64_t n) {
   if (n <= slots) return;
   const int64_t grow = std::max<int64_t>(n, slots * 2), per_slot = max_len * width_;

@@ -92,6 +92,8 @@ class SelfCache {
   void reserve(int64_t slots);   // at least this many slots (grows geometrically, keeps the contents)
   Mat layer(int64_t l);          // (slots * max_len, width)
   void copy_slot(int64_t from, int64_t to, int64_t rows);  // rows [0, rows) of every layer
+  void release();                // frees every slot (0 slots; reserve grows it again)
+  std::size_t bytes() const { return static_cast<std::size_t>(slots * max_len * width_) * sizeof(float) * data_.size(); }
   int64_t layers() const { return static_cast<int64_t>(data_.size()); }
   int64_t slots = 0, max_len = 0;
 
@@ -104,6 +106,12 @@ class SelfCache {
 struct Workspace {
   Tensor x, h, qkv, att, q, ffn, xs, hs, rows;
   std::vector<int32_t> q_pos;
+
+  std::size_t bytes() const {
+    std::size_t n = q_pos.capacity() * sizeof(int32_t);
+    for (const Tensor* t : {&x, &h, &qkv, &att, &q, &ffn, &xs, &hs, &rows}) n += t->capacity();
+    return n;
+  }
 };
 
 class T5Model {
