@@ -9,6 +9,19 @@ TINY_AR = ROOT / "tests" / "data" / "tiny-ar"
 MODELS = ROOT / "models"    # the shipped models
 
 
+def copy_without_weights_checksum(src, dst: Path) -> Path:
+    """A copy of a model directory whose config.json records no weights_sha256 (as directories written before
+    the checksum): tests that damage the weights on purpose then reach the loader's own checks of them."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg.pop("weights_sha256", None)
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return dst
+
+
 def data_dir():
     d = os.environ.get("GMLM_DATA_DIR")
     if not d:

@@ -8,7 +8,7 @@ import pytest
 
 from gmlm_engine.config import ModelError
 from gmlm_engine.pytorch.reference import ReferenceTranslator
-from conftest import TINY_AR, TINY_GMLM
+from conftest import TINY_AR, TINY_GMLM, copy_without_weights_checksum
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +59,7 @@ def test_missing_model_directory(tmp_path):
 
 
 def _copy(tmp_path, src=TINY_GMLM):
-    d = tmp_path / "m"
-    shutil.copytree(src, d)
-    return d
+    return copy_without_weights_checksum(src, tmp_path / "m")
 
 
 @pytest.mark.parametrize("breakage, message", [
@@ -117,6 +115,36 @@ def test_broken_model_directories(tmp_path, breakage, message):
         warnings.simplefilter("ignore")      # bad_spm_unchecked also warns that nothing can be checked
         with pytest.raises(ModelError, match=message):
             ReferenceTranslator(d)
+
+
+@pytest.mark.parametrize("damage", ["scaled_x100", "one_bit", "truncated"])
+def test_weights_that_differ_from_their_checksum_are_model_errors(tmp_path, damage):
+    """config.json records model.safetensors' sha256 (gmlm export and training write it): weights changed after
+    they were written are found, also where no other check can tell (x100 still loads and translates, into
+    "fährt fährt fährt ...")."""
+    from safetensors.numpy import load_file, save_file
+
+    d = tmp_path / "m"
+    shutil.copytree(TINY_GMLM, d)
+    w = d / "model.safetensors"
+    if damage == "scaled_x100":
+        sd = load_file(str(w))
+        save_file({k: v * 100 for k, v in sd.items()}, str(w))
+    elif damage == "one_bit":
+        data = bytearray(w.read_bytes())
+        data[-5] ^= 1
+        w.write_bytes(bytes(data))
+    else:
+        w.write_bytes(w.read_bytes()[:-4096])
+    with pytest.raises(ModelError, match="model.safetensors: its sha256 differs from config.json's weights_sha256"):
+        ReferenceTranslator(d)
+    # a pack records its own file's checksum (not the source's) and loads
+    from gmlm_engine.config import file_sha256
+    from gmlm_engine.pytorch.export import pack_model
+
+    out = pack_model(TINY_GMLM, tmp_path / "packed")
+    assert json.loads((out / "config.json").read_text())["weights_sha256"] == file_sha256(out / "model.safetensors")
+    assert ReferenceTranslator(out).translate_batch(["A man."])[0].text
 
 
 def test_ar_model_rejects_wrong_objective_options():
@@ -342,9 +370,7 @@ def test_damaged_weights_and_a_foreign_start_token_are_model_errors(tmp_path):
     from gmlm_engine import ModelError, Translator
 
     def copy(src, name):
-        d = tmp_path / name
-        shutil.copytree(src, d)
-        return d
+        return copy_without_weights_checksum(src, tmp_path / name)
 
     half = copy(TINY_GMLM, "half")
     sd = load_file(half / "model.safetensors")

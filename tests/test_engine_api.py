@@ -3,7 +3,6 @@ files, threads, the iterable/file front-ends, and that the runtime does not need
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ core = pytest.importorskip("gmlm_engine._core")
 from gmlm_engine.engine import Translator  # noqa: E402
 
 from test_engine_common import SENTENCES, TINY, make_random_model, mismatches, run_per_kernel_set  # noqa: E402
+from conftest import copy_without_weights_checksum  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,9 +144,7 @@ def test_invalid_constructor_arguments(kwargs, match):
 
 # --- broken model directories -----------------------------------------------------------------
 def _copy_model(tmp_path) -> Path:
-    d = tmp_path / "model"
-    shutil.copytree(TINY, d)
-    return d
+    return copy_without_weights_checksum(TINY, tmp_path / "model")
 
 
 def _rewrite_weights(d: Path, fn):

@@ -2,7 +2,6 @@
 destroyed outputs, unclear errors). The server's items are in test_serving.py."""
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from gmlm_engine import Translator
 from gmlm_engine.tools.cli import main
 from gmlm_engine.textio import AtomicOutput
 from gmlm_engine.config import ModelError, read_model_dir
-from conftest import TINY_GMLM
+from conftest import TINY_GMLM, copy_without_weights_checksum
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +196,7 @@ def test_output_directory_is_refused_before_any_work(tr, tmp_path, monkeypatch):
 
 # --- 8. model directories -----------------------------------------------------------------------------
 def _copy(tmp_path):
-    d = tmp_path / "m"
-    shutil.copytree(TINY_GMLM, d)
-    return d
+    return copy_without_weights_checksum(TINY_GMLM, tmp_path / "m")
 
 
 def test_model_written_with_a_tokenizer_checksum(tmp_path):

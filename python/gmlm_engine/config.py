@@ -30,7 +30,7 @@ MAX_ABS_WEIGHT = 1e4
 
 
 # config.json keys that older directories may lack (their dataclass default applies).
-OPTIONAL_KEYS = ("tokenizer_sha256",)
+OPTIONAL_KEYS = ("tokenizer_sha256", "weights_sha256")
 
 
 class ModelError(Exception):
@@ -122,6 +122,7 @@ class ModelConfig:
     # loadable, with a warning). A SentencePiece model trained on other text can have the same size and
     # special ids and still decode these weights into nonsense; only its bytes tell.
     tokenizer_sha256: str = ""
+    weights_sha256: str = ""    # model.safetensors' checksum: any change to the file after it was written is found
 
     def validate(self) -> "ModelConfig":
         """Check every field; raise ModelError naming config.json, the field and the problem."""
@@ -164,9 +165,10 @@ class ModelConfig:
                              f"(this version reads {FORMAT_VERSION})")
         if self.max_source_len < 3:
             raise ModelError("config.json: max_source_len must be at least 3")
-        t = self.tokenizer_sha256
-        if not isinstance(t, str) or (t and (len(t) != 64 or any(c not in "0123456789abcdef" for c in t))):
-            raise ModelError(f"config.json: tokenizer_sha256 must be 64 lowercase hex digits, got {t!r}")
+        for key in ("tokenizer_sha256", "weights_sha256"):
+            t = getattr(self, key)
+            if not isinstance(t, str) or (t and (len(t) != 64 or any(c not in "0123456789abcdef" for c in t))):
+                raise ModelError(f"config.json: {key} must be 64 lowercase hex digits, got {t!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -185,11 +187,15 @@ class ModelConfig:
             raise ModelError(f"config.json: missing keys {missing}")
         return cls(**d).validate()
 
-    def save(self, path: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> None:
-        """Write config.json; with `tokenizer` (the spm.model written beside it) record its checksum."""
+    def save(self, path: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
+             weights: str | os.PathLike | None = None) -> None:
+        """Write config.json; with `tokenizer` / `weights` (the spm.model / model.safetensors written beside it)
+        record its checksum."""
         d = self.to_dict()
         if tokenizer is not None:
             d["tokenizer_sha256"] = file_sha256(tokenizer)
+        if weights is not None:
+            d["weights_sha256"] = file_sha256(weights)
         Path(path).write_text(json.dumps(d, indent=2) + "\n")
 
     # --- weight layout ----------------------------------------------------------------------
@@ -306,7 +312,7 @@ def load_weights_numpy(files: ModelFiles, dtype="float32") -> dict:
     """Read model.safetensors into float32 numpy arrays, checking every name, shape and value."""
     import numpy as np
 
-    raw = _read_safetensors(files.weights_path)
+    raw = _read_safetensors(files.weights_path, files.config.weights_sha256)
     expected = files.config.weight_shapes()
     missing = sorted(set(expected) - set(raw))
     if missing:
@@ -341,12 +347,20 @@ _SAFETENSORS_NAMES = {"F64": "float64", "I64": "int64", "I32": "int32", "I16": "
                       "BOOL": "bool"}
 
 
-def _read_safetensors(path: Path) -> dict:
-    """name -> numpy array (float32 / float16; bfloat16 widened to float32) of a safetensors file."""
+def _read_safetensors(path: Path, sha256: str = "") -> dict:
+    """name -> numpy array (float32 / float16; bfloat16 widened to float32) of a safetensors file; with `sha256`
+    (config.json's weights_sha256) the file must have that checksum."""
+    import hashlib
+
     import numpy as np
     from safetensors import deserialize
 
     data = _read_file(path)
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        # a file damaged (a download cut short, bits flipped) or changed after it was written: weights scaled
+        # by 100 still load and translate, into nonsense; only the checksum tells
+        raise ModelError(f"{path}: its sha256 differs from config.json's weights_sha256: the file is damaged or "
+                         "was changed after the model was written (gmlm export --pack writes a new checksum)")
     try:
         tensors = deserialize(data)
     except Exception as e:  # noqa: BLE001  (safetensors raises several kinds)

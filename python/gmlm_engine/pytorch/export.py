@@ -72,7 +72,7 @@ def pack_model(model_dir, out_dir, dtype: str = "float16", force: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     save_file(packed, str(out / "model.safetensors"), metadata={"format": "pt"})
     shutil.copyfile(files.spm_path, out / "spm.model")
-    files.config.save(out / "config.json", tokenizer=out / "spm.model")   # records the tokenizer's checksum
+    files.config.save(out / "config.json", tokenizer=out / "spm.model", weights=out / "model.safetensors")
     card = dict(files.training)
     card["storage_dtype"] = dtype
     card["packed_from"] = str(files.path)

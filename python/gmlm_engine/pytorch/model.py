@@ -351,6 +351,6 @@ def save_model_dir(model: T5Model, out_dir, spm_path, training: dict | None = No
     tmp.replace(out / "model.safetensors")
     if Path(spm_path).resolve() != (out / "spm.model").resolve():
         shutil.copyfile(spm_path, out / "spm.model")
-    model.cfg.save(out / "config.json", tokenizer=out / "spm.model")   # records the tokenizer's checksum
+    model.cfg.save(out / "config.json", tokenizer=out / "spm.model", weights=out / "model.safetensors")
     if training is not None:
         (out / "training.json").write_text(json.dumps(training, indent=2) + "\n")
