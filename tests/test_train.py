@@ -284,3 +284,51 @@ def test_glancing_options_are_checked():
     args = build_parser().parse_args(["train", "--objective", "ar", "--out", "x", "--glancing-ratio", "0.5"])
     with pytest.raises(ValueError, match="--glancing-ratio applies to --objective gmlm"):
         args.func(args)
+
+
+def test_correction_shows_the_models_predictions_at_part_of_the_masked_positions_and_trains_every_position():
+    from gmlm_engine.pytorch.train import correction
+
+    model, cfg, gen, b, _ = _untrained_first_pass()
+    valid, ref, noised = b["tgt_mask"], b["target"], b["labels"] != -100
+    with torch.no_grad():
+        h = model.decode(b["tgt_in"], valid, model.encode(b["src"], b["src_mask"]), b["src_mask"])
+        logp = torch.log_softmax(model.vocab_logits(h), -1)
+    conf, pred = logp.max(-1)
+    g = correction(model, b, cfg, gen, share=1.0)
+    assert torch.equal(g["labels"] != -100, valid)                     # the loss covers every position
+    assert (g["labels"][valid] == ref[valid]).all()
+    # (the untrained model may predict <mask> itself: rows where it does are left out of the checks below)
+    clear = ~((pred == cfg.mask_id) & noised).any(1)
+    assert clear.sum() > 10
+    still = g["tgt_in"] == cfg.mask_id
+    shown = noised & ~still                                            # the model's own tokens, errors included
+    assert (still <= noised).all() and (still.sum(1) < noised.sum(1))[clear].all()
+    assert (g["tgt_in"][shown] == pred[shown]).all() and (g["tgt_in"][shown] != ref[shown]).any()
+    kept = valid & ~noised
+    assert (g["tgt_in"][kept] == ref[kept]).all()                      # the rest: the reference
+    for r in clear.nonzero().squeeze(1).tolist():                      # re-masked: the least confident
+        if still[r].any() and shown[r].any():
+            assert conf[r][still[r]].max() <= conf[r][shown[r]].min()
+    assert not g["plain"].any()
+    same = correction(model, b, cfg, gen, share=0.0)
+    assert torch.equal(same["tgt_in"], b["tgt_in"]) and torch.equal(same["labels"], b["labels"])
+    assert torch.equal(same["plain"], noised)
+
+
+def test_multistep_teacher_decodes_two_passes_and_the_loss_pulls_towards_it():
+    from gmlm_engine.pytorch.train import compute_loss, teacher_two_passes
+
+    model, cfg, gen, b, _ = _untrained_first_pass()
+    t = teacher_two_passes(model, b, cfg)
+    assert t.shape == (*b["target"].shape, cfg.vocab_size) and torch.allclose(t.exp().sum(-1), torch.ones(()))
+    # the model is its own teacher: KL 0 where the second pass equals the first (nothing re-masked changes it)
+    base, _, _ = compute_loss(model, b, 0.0, 0.0)
+    with_kl, _, _ = compute_loss(model, b, 0.0, 0.0, t, 1.0)
+    assert with_kl > base
+    far = torch.log_softmax(torch.randn_like(t) * 5, -1)
+    assert compute_loss(model, b, 0.0, 0.0, far, 1.0)[0] > with_kl
+    for extra in (["--multistep", "1"], ["--multistep", "-1", "--init-from", "x"]):
+        args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", *extra])
+        with pytest.raises(ValueError, match="--multistep"):
+            args.func(args)

@@ -51,6 +51,10 @@ def _check(args) -> None:
         raise ValueError("--predicted-context must be in [0, 1]")
     if share and (args.objective != "gmlm" or args.glancing_ratio):
         raise ValueError("--predicted-context applies to --objective gmlm only, without --glancing-ratio")
+    ms = getattr(args, "multistep", 0.0)
+    if ms < 0 or (ms and (args.objective != "gmlm" or not args.init_from or args.glancing_ratio or share)):
+        raise ValueError("--multistep is a weight >= 0 and applies to --objective gmlm with --init-from (the teacher), "
+                         "without --glancing-ratio or --predicted-context")
     corr = getattr(args, "correction", 0.0)
     if not 0 <= corr <= 1:
         raise ValueError("--correction must be in [0, 1]")
@@ -202,17 +206,45 @@ def correction(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, 
     out = dict(b)
     out["tgt_in"] = torch.where(rows, inp, b["tgt_in"])
     out["labels"] = torch.where(rows, tgt.masked_fill(~valid, -100), b["labels"])
+    out["plain"] = noised & ~rows          # the positions still masked as make_batch masked them (multistep)
     return out
 
 
-def compute_loss(model: T5Model, b: dict, label_smoothing: float, length_weight: float):
-    """Returns (loss, token-loss sum without smoothing, number of predicted tokens)."""
+@torch.no_grad()
+def teacher_two_passes(teacher: T5Model, b: dict, cfg: ModelConfig) -> torch.Tensor:
+    """Multi-step distillation's target (in the spirit of DiMS, Norouzi et al. 2023): the teacher's log-probs
+    (B, L, V) after two passes from make_batch's masked input. Pass 1 predicts the masked positions; the less
+    confident half of them (floor(n / 2): the linear schedule at T = 2) is masked again, the others hold its
+    predictions; pass 2 predicts every position. A student that matches it at the masked positions learns to
+    do in one pass what the teacher does in two."""
+    valid, noised = b["tgt_mask"], b["labels"] != -100
+    enc = teacher.encode(b["src"], b["src_mask"])
+    h = teacher.decode(b["tgt_in"], valid, enc, b["src_mask"])
+    top = torch.log_softmax(teacher.vocab_logits(h).float(), dim=-1).max(-1)
+    conf = top.values.masked_fill(~noised, float("inf"))
+    again = conf.argsort(dim=1, stable=True).argsort(dim=1) < (noised.sum(1) // 2)[:, None]
+    inp = torch.where(again, torch.full_like(b["tgt_in"], cfg.mask_id), torch.where(noised, top.indices, b["tgt_in"]))
+    h = teacher.decode(inp.masked_fill(~valid, cfg.pad_id), valid, enc, b["src_mask"])
+    return torch.log_softmax(teacher.vocab_logits(h).float(), dim=-1)
+
+
+def compute_loss(model: T5Model, b: dict, label_smoothing: float, length_weight: float,
+                 teacher_logp: torch.Tensor | None = None, teacher_weight: float = 0.0):
+    """Returns (loss, token-loss sum without smoothing, number of predicted tokens). With teacher_logp
+    (teacher_two_passes), teacher_weight x KL(teacher || model) at the positions make_batch masked (b["plain"]
+    when correction rebuilt some rows) is added."""
     enc = model.encode(b["src"], b["src_mask"])
     h = model.decode(b["tgt_in"], b["tgt_mask"], enc, b["src_mask"])
     sel = b["labels"] != -100
     logits = model.vocab_logits(h[sel]).float()
     y = b["labels"][sel]
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    if teacher_logp is not None and teacher_weight > 0:
+        soft = b.get("plain", sel)
+        if soft.any():
+            student = torch.log_softmax(logits[soft[sel]], dim=-1)
+            loss = loss + teacher_weight * F.kl_div(student, teacher_logp[soft], log_target=True,
+                                                    reduction="batchmean")
     with torch.no_grad():
         nll = F.cross_entropy(logits, y, reduction="sum")
     if model.is_gmlm and length_weight > 0:
@@ -432,6 +464,13 @@ def run(args) -> int:
                                          args.query_lr_scale or None), lr=args.lr,
                             betas=(0.9, 0.98), eps=1e-8)
     amp = autocast_dtype(args.autocast, dev)
+    teacher = None
+    if getattr(args, "multistep", 0.0):   # the --init-from model, frozen (also on --resume): the multi-step teacher
+        teacher = T5Model(cfg).to(dev)
+        init_from_t5(teacher, args.init_from)
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     step, best, elapsed, history = 0, -1.0, 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
@@ -494,9 +533,11 @@ def run(args) -> int:
                     b = glance(model, b, cfg, gen, args.glancing_ratio, args.glancing_share)
                 elif getattr(args, "predicted_context", 0.0):
                     b = predicted_context(model, b, cfg, gen, args.predicted_context)
-                elif getattr(args, "correction", 0.0):
+                teacher_logp = teacher_two_passes(teacher, b, cfg) if teacher is not None else None
+                if getattr(args, "correction", 0.0):
                     b = correction(model, b, cfg, gen, args.correction)
-                loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight)
+                loss, _, _ = compute_loss(model, b, args.label_smoothing, args.length_loss_weight, teacher_logp,
+                                          getattr(args, "multistep", 0.0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)

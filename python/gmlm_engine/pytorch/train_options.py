@@ -81,6 +81,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gmlm: correction training for update='all' decoding: this share of each batch's sentences "
                         "holds the model's own predictions at part of the masked positions, and is trained at "
                         "every position (0: off; validation then decodes with update='all')")
+    p.add_argument("--multistep", type=float, default=0.0, metavar="WEIGHT",
+                   help="gmlm: multi-step distillation (DiMS-like): add WEIGHT x KL(teacher || model) at the masked "
+                        "positions, the teacher (the --init-from model, frozen) decoding two passes where the model "
+                        "gets one (0: off)")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-bleu-sentences", type=int, default=200)
     p.add_argument("--keep-last", type=int, default=5, help="checkpoints kept for averaging")
