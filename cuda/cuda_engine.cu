@@ -555,6 +555,7 @@ std::vector<RefineResult> CudaEngine::Impl::translate(const std::vector<std::vec
   hp.T = static_cast<int32_t>(T);
   hp.threshold = o.threshold_remask;
   hp.stutter = o.stutter_remask;
+  hp.update_all = o.update_all;
   hp.early_stop = o.early_stop;
   hp.sampling = o.sampling;
   hp.mask_id = cfg.mask_id;

@@ -119,6 +119,7 @@ struct LoopParams {
   int32_t T = 1;
   int32_t threshold = 0;      // remask == "threshold"
   int32_t stutter = 1;
+  int32_t update_all = 0;     // update == "all": every position takes the pass's prediction (else the masked)
   int32_t early_stop = 0;     // a pass that changes no token ends the candidate
   int32_t sampling = 0;
   int32_t mask_id = 3;

@@ -41,7 +41,7 @@ REFINE_OPTION_SETS = [
 # What the CUDA engine does not implement yet (docs/cuda.md): it refuses these with a ValueError.
 # Each with the values it does implement.
 CUDA_LACKS = {"length_beam_keep": lambda v, o: v in (None, o.get("length_beam")), "repeat_remask": lambda v, o: not v,
-              "cache_refresh": lambda v, o: v in (None, 1), "update": lambda v, o: v in (None, "masked")}
+              "cache_refresh": lambda v, o: v in (None, 1)}
 
 
 def cuda_supports(opts: dict) -> bool:

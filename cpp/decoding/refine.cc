@@ -34,7 +34,6 @@ void RefineOptions::validate(const T5Config& cfg, Device device) const {
     GMLM_CHECK_ARG(!repeat_remask, "repeat_remask is not implemented in the CUDA engine yet; use device='cpu'");
     GMLM_CHECK_ARG(cache_refresh == 1, "cache_refresh (cached refinement) is not implemented in the CUDA engine yet; "
                    "use device='cpu'");
-    GMLM_CHECK_ARG(!update_all, "update='all' is not implemented in the CUDA engine yet; use device='cpu'");
   }
 }
 

@@ -86,7 +86,7 @@ __global__ void update_kernel(LoopState st, const LoopParams* __restrict__ p, co
     const uint8_t m = st.masked[b + i];
     int32_t tk = st.tokens[b + i];
     float cv = st.conf[b + i];
-    if (m) {
+    if (m || p->update_all) {  // (the GPU computed every row's prediction)
       tk = pred[w + i];
       cv = pconf[w + i];
       st.tokens[b + i] = tk;
