@@ -427,7 +427,7 @@ def test_cost_limit_and_fair_admission(tr, sentences):
         at_end = []
         small.add_done_callback(lambda f: at_end.append(sched.stats["passes"]))   # on the scheduler thread
         while not small.done():
-            peak.append(sched._live_positions)
+            peak.append(sched.policy.live_positions)
             time.sleep(0.0005)
         passes = at_end[0] - before
         assert small.result()[0].text == tr.translate_batch(["A dog runs."], length_beam=2, iterations=4)[0].text

@@ -139,6 +139,24 @@ class TranslatorFrontEnd:
         where the software is installed)."""
         return self.files.path.name if getattr(self, "files", None) is not None else "model"
 
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """The encoder input ids of each text ([] for a text with nothing to translate); thread-safe."""
+        with self._tokenizer():
+            return encode_sources(self.tokenizer, self.cfg, texts)
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        """The pieces of output ids; thread-safe."""
+        with self._tokenizer():
+            return self.tokenizer.pieces(ids)
+
+    def make_result(self, out: tuple, history: bool) -> TranslationResult:
+        """A TranslationResult from an engine's (ids, score, passes, history, length_candidates); thread-safe."""
+        ids, score, passes, hist, cands = out
+        with self._tokenizer():
+            tok = self.tokenizer
+            return TranslationResult(tok.decode(ids), tok.pieces(ids), score, passes,
+                                     [tok.pieces(h) for h in hist] if history else None, list(cands))
+
     def _decode(self, srcs: list[list[int]], opts: DecodeOptions) -> list[tuple]:
         """One batch of non-empty encoder inputs -> (ids, score, passes, history, length_candidates) each."""
         raise NotImplementedError
@@ -217,8 +235,7 @@ class TranslatorFrontEnd:
         input's position in the caller's terms (source[n], or line n of a file)."""
         opts = self.validate_options(**options)
         source = check_sources(source, offset, unit)
-        with self._tokenizer():
-            enc_ids = encode_sources(self.tokenizer, self.cfg, source)
+        enc_ids = self.encode(source)
         results: list[TranslationResult | None] = [None] * len(source)
         todo = [i for i, ids in enumerate(enc_ids) if ids]
         for i, ids in enumerate(enc_ids):
@@ -230,11 +247,8 @@ class TranslatorFrontEnd:
             outs = self._decode([enc_ids[i] for i in idx], opts)
             if opts.rerank:
                 outs = self._rerank([source[i] for i in idx], outs, opts.repeat_penalty)
-            with self._tokenizer():
-                for i, (ids, score, passes, hist, cands) in zip(idx, outs):
-                    results[i] = TranslationResult(
-                        self.tokenizer.decode(ids), self.tokenizer.pieces(ids), score, passes,
-                        [self.tokenizer.pieces(h) for h in hist] if opts.return_history else None, list(cands))
+            for i, out in zip(idx, outs):
+                results[i] = self.make_result(out, opts.return_history)
         check_finite_scores(results, getattr(getattr(self, "files", None), "path", "model"), offset, unit)
         return results  # type: ignore[return-value]
 
