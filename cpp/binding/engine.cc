@@ -618,7 +618,7 @@ class CudaEngineBinding {
       res = engine_->translate(src, o);
     }
     py::list out;
-    for (auto& r : res) out.append(py::make_tuple(r.ids, r.score, r.passes, r.history, r.length_candidates));
+    for (auto& r : res) out.append(result_tuple(r));
     return out;
   }
 

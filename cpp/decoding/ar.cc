@@ -359,10 +359,7 @@ std::vector<RefineResult> ar_batch(const T5Model& model, const std::vector<std::
   ArBatch batch(model);
   batch.reserve(static_cast<int64_t>(sources.size()) * (opts.beam_size > 1 ? 2 * opts.beam_size : 1));
   const std::vector<int64_t> ids = batch.add(sources, std::vector<ArOptions>(sources.size(), opts), ws, pool);
-  std::vector<RefineResult> results(sources.size());
-  while (batch.requests() > 0)
-    for (auto& [id, res] : batch.step(ws, pool)) results[id - ids.front()] = std::move(res);
-  return results;
+  return drain(batch, ids, ws, pool);
 }
 
 }  // namespace gmlm

@@ -56,4 +56,12 @@ void ResumableBatch::merge(const EncoderOutput* fresh) {
   left_ = false;
 }
 
+std::vector<RefineResult> drain(ResumableBatch& batch, const std::vector<int64_t>& ids, Workspace& ws,
+                                ThreadPool& pool) {
+  std::vector<RefineResult> results(ids.size());
+  while (batch.requests() > 0)
+    for (auto& [id, res] : batch.step(ws, pool)) results[id - ids.front()] = std::move(res);
+  return results;
+}
+
 }  // namespace gmlm

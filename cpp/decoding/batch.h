@@ -72,4 +72,9 @@ class ResumableBatch {
   void merge(const EncoderOutput* fresh);
 };
 
+// The offline path of both strategies (refine_batch, ar_batch): steps `batch` until no request is live; the
+// results in the order of `ids` (the requests add() returned, consecutive).
+std::vector<RefineResult> drain(ResumableBatch& batch, const std::vector<int64_t>& ids, Workspace& ws,
+                                ThreadPool& pool);
+
 }  // namespace gmlm

@@ -34,6 +34,8 @@ void RefineOptions::validate(const T5Config& cfg, Device device) const {
     GMLM_CHECK_ARG(!repeat_remask, "repeat_remask is not implemented in the CUDA engine yet; use device='cpu'");
     GMLM_CHECK_ARG(cache_refresh == 1, "cache_refresh (cached refinement) is not implemented in the CUDA engine yet; "
                    "use device='cpu'");
+    GMLM_CHECK_ARG(!return_candidates, "rerank (every candidate's output) is not implemented in the CUDA engine yet; "
+                   "use device='cpu'");
   }
 }
 
@@ -356,10 +358,7 @@ std::vector<RefineResult> refine_batch(const T5Model& model, const std::vector<s
                                        const RefineOptions& opts, Workspace& ws, ThreadPool& pool) {
   RefineBatch batch(model);
   const std::vector<int64_t> ids = batch.add(sources, std::vector<RefineOptions>(sources.size(), opts), ws, pool);
-  std::vector<RefineResult> results(sources.size());
-  while (batch.requests() > 0)
-    for (auto& [id, res] : batch.step(ws, pool)) results[id - ids.front()] = std::move(res);
-  return results;
+  return drain(batch, ids, ws, pool);
 }
 
 }  // namespace gmlm

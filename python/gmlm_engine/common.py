@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from .options import (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM, DEFAULT_LENGTH_OFFSET, DEFAULT_REPEAT_PENALTY,
                       DecodeOptions, int_option, validate_options)
@@ -27,6 +27,18 @@ class TranslationResult:
     iterations: int = 0
     history: list[list[str]] | None = None
     length_candidates: list[int] = field(default_factory=list)
+
+
+class DecodeResult(NamedTuple):
+    """What a decoder returns for one source (the compiled engines' tuples and the reference's, named): output
+    ids, score, decoder passes, the tokens after each pass (return_history), the length candidates, and with
+    rerank every scored candidate as (ids, score, passes)."""
+    ids: list
+    score: float
+    passes: int
+    history: list
+    length_candidates: list
+    candidates: list | None = None
 
 
 def position(i: int, offset: int = 0, unit: str = "source") -> str:
@@ -150,15 +162,16 @@ class TranslatorFrontEnd:
             return self.tokenizer.pieces(ids)
 
     def make_result(self, out: tuple, history: bool) -> TranslationResult:
-        """A TranslationResult from an engine's (ids, score, passes, history, length_candidates); thread-safe."""
-        ids, score, passes, hist, cands = out
+        """A TranslationResult from a decoder's DecodeResult (or the same fields as a plain tuple); thread-safe."""
+        r = DecodeResult(*out)
         with self._tokenizer():
             tok = self.tokenizer
-            return TranslationResult(tok.decode(ids), tok.pieces(ids), score, passes,
-                                     [tok.pieces(h) for h in hist] if history else None, list(cands))
+            return TranslationResult(tok.decode(r.ids), tok.pieces(r.ids), r.score, r.passes,
+                                     [tok.pieces(h) for h in r.history] if history else None,
+                                     list(r.length_candidates))
 
-    def _decode(self, srcs: list[list[int]], opts: DecodeOptions) -> list[tuple]:
-        """One batch of non-empty encoder inputs -> (ids, score, passes, history, length_candidates) each."""
+    def _decode(self, srcs: list[list[int]], opts: DecodeOptions) -> list[DecodeResult]:
+        """One batch of non-empty encoder inputs -> a DecodeResult each."""
         raise NotImplementedError
 
     def _score(self, srcs: list[list[int]], tgts: list[list[int]]) -> list[float]:
@@ -176,7 +189,7 @@ class TranslatorFrontEnd:
                              "vocabulary")
         return ar
 
-    def _rerank(self, texts: list[str], outs: list[tuple], repeat_penalty: float) -> list[tuple]:
+    def _rerank(self, texts: list[str], outs: list[DecodeResult], repeat_penalty: float) -> list[DecodeResult]:
         """AR reranking (docs/decoding.md): each sentence's scored candidates ranked by the AR model's
         mean log-probability, less repeat_penalty for an output that repeats itself (ties: the lower
         candidate index); the winner's output, GMLM score and passes."""
@@ -184,7 +197,7 @@ class TranslatorFrontEnd:
         word = self.tokenizer.word_pieces()
         with ar._tokenizer():
             srcs = encode_sources(ar.tokenizer, ar.cfg, texts)
-        pairs = [(b, c) for b, out in enumerate(outs) for c in out[5]]
+        pairs = [(b, c) for b, out in enumerate(outs) for c in out.candidates]
         # each distinct output of a sentence is scored once: candidates that converged to the same tokens
         # get the same score, so the tie rule (lower candidate index) decides between them, not the ~1e-7
         # by which a row's score varies with its place in the scoring batch
@@ -198,7 +211,7 @@ class TranslatorFrontEnd:
                 s -= repeat_penalty
             if b not in best or s > best[b][0]:
                 best[b] = (s, cand)
-        return [(best[b][1][0], best[b][1][1], best[b][1][2], out[3], out[4]) for b, out in enumerate(outs)]
+        return [DecodeResult(*best[b][1][:3], out.history, out.length_candidates) for b, out in enumerate(outs)]
 
     def _tokenizer(self):
         return self._lock if self._lock is not None else contextlib.nullcontext()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .common import TranslatorFrontEnd
+from .common import DecodeResult, TranslatorFrontEnd
 from .options import OPTIONS, DecodeOptions
 from .config import ModelError, load_weights_numpy, read_model_dir
 from .tokenizer import load_model_tokenizer
@@ -185,8 +185,10 @@ class Translator(TranslatorFrontEnd):
 
     def _decode(self, srcs, opts):
         if self.cfg.objective == "ar":
-            return self._engine.translate_ar(srcs, **engine_options(opts, "ar"))
-        return self._engine.translate(srcs, **engine_options(opts))
+            outs = self._engine.translate_ar(srcs, **engine_options(opts, "ar"))
+        else:
+            outs = self._engine.translate(srcs, **engine_options(opts))
+        return [DecodeResult(*o) for o in outs]
 
     def _score(self, srcs, tgts):
         return self._engine.score_ar(srcs, tgts)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..common import TranslatorFrontEnd
+from ..common import DecodeResult, TranslatorFrontEnd
 from ..rules import gumbel_noise, log_threshold, mean_score, random_init_tokens, repeat_mask, repeats, source_hash
 from ..tokenizer import NUM_SPECIAL, load_model_tokenizer
 from .model import load_torch_model
@@ -210,8 +210,8 @@ class ReferenceTranslator(TranslatorFrontEnd):
                     best, best_key, best_s, best_ids = k, key, s, ids
             r = b * K + best
             hist = [hh[r, :int(lengths[r])].tolist() for hh in history[:int(passes[r])]] if history else []
-            out = (best_ids, best_s, int(passes[r]), hist, lengths[b * K:(b + 1) * K].tolist())
-            outs.append(out + (cands,) if o.rerank else out)
+            outs.append(DecodeResult(best_ids, best_s, int(passes[r]), hist, lengths[b * K:(b + 1) * K].tolist(),
+                                     cands if o.rerank else None))
         return outs
 
     @torch.inference_mode()
@@ -327,5 +327,5 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 if not finished[b]:
                     finished[b].append((float(score[b * beam]), out[b * beam].tolist(), 0.0))
                 s, ids, _ = max(finished[b], key=lambda x: x[0])
-            outs.append((ids, s, len(ids) + 1, [], []))
+            outs.append(DecodeResult(ids, s, len(ids) + 1, [], []))
         return outs
