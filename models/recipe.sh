@@ -254,3 +254,17 @@ python bench/model_table.py --gmlm models/gmlm-en-de --gmlm runs/arinit2/last --
   --json bench/results/gmlm-2026-12-06b/select_val.json
 gmlm export runs/arinit2/best --pack models/gmlm-en-de --force
 python models/make_golden.py
+
+# --- 2026-12-06 (night): two experiments on the shipped GMLM, measured (a 2-core AMD EPYC Zen 5, AVX512-BF16; bf16 autocast) --
+# 3m. Correction training for update="all" decoding (docs/training.md, "Correction"): the shipped GMLM continued on the
+#     same targets, half of each batch rebuilt with its own predictions and trained at every position; 60 minutes,
+#     stopped at step 2136 of 2400. Val (engine float32) T=4 K=1: 32.07 with update="all" (last), 32.38 (averaged),
+#     the shipped model 32.38: no gain; not shipped (docs/results.md, "Letting a pass fix any token").
+gmlm distill --teacher models/ar-en-de --out runs/distill8.de --beam-size 4 --threads 2 --no-progress   # 39.51 BLEU, as before
+gmlm train --objective gmlm --out runs/corr --spm $SPM --encoder-layers 3 --decoder-layers 3 \
+  --train-target runs/distill8.de --init-from models/gmlm-en-de --schedule-offset 6000 --restart-warmup 200 \
+  --max-tokens 4096 --lr 1e-3 --warmup 300 --length-loss-weight 0.5 --val-every 400 --val-bleu-sentences 200 \
+  --max-steps 2400 --cooldown-steps 2400 --max-minutes 60 --threads 2 --no-progress --correction 0.5
+python bench/model_table.py --gmlm runs/corr/last --gmlm runs/corr/averaged --gmlm runs/corr/best \
+  --gmlm-configs 1x1,2x1all,2x2all,4x1all,4x1,8x2all --splits val --threads 2 --compute-type float32 \
+  --json bench/results/correction-2026-12-06/select_val.json
