@@ -315,17 +315,9 @@ class Engine {
 
   py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
     const RefineOptions o = options_from_dict(options);
-    const bool return_candidates = o.return_candidates;
-    auto src = id_lists(sources, "source", model_->config().vocab_size);
-    std::vector<RefineResult> res;
-    {
-      py::gil_scoped_release release;
-      res = profiled([&](Workspace& ws, ThreadPool& pool) { return refine_batch(*model_, src, o, ws, pool); });
-      trim();
-    }
-    py::list out;
-    for (auto& r : res) out.append(result_tuple(r, return_candidates));
-    return out;
+    return offline(sources, o.return_candidates, [&](const auto& src, Workspace& ws, ThreadPool& pool) {
+      return refine_batch(*model_, src, o, ws, pool);
+    });
   }
 
   // Teacher-forced AR scores of targets given sources (ar_score, decoding/ar.h).
@@ -349,15 +341,24 @@ class Engine {
     ArOptions o;
     o.beam_size = beam_size;
     o.length_penalty = length_penalty;
+    return offline(sources, false, [&](const auto& src, Workspace& ws, ThreadPool& pool) {
+      return ar_batch(*model_, src, o, ws, pool);
+    });
+  }
+
+  // One offline batch of either strategy: the sources checked, `decode(src, ws, pool)` run without the GIL under
+  // the profiler, big buffers trimmed after it, the results as tuples (result_tuple).
+  template <typename Decode>
+  py::list offline(const std::vector<std::vector<int64_t>>& sources, bool candidates, Decode&& decode) {
     auto src = id_lists(sources, "source", model_->config().vocab_size);
     std::vector<RefineResult> res;
     {
       py::gil_scoped_release release;
-      res = profiled([&](Workspace& ws, ThreadPool& pool) { return ar_batch(*model_, src, o, ws, pool); });
+      res = profiled([&](Workspace& ws, ThreadPool& pool) { return decode(src, ws, pool); });
       trim();
     }
     py::list out;
-    for (auto& r : res) out.append(result_tuple(r));
+    for (auto& r : res) out.append(result_tuple(r, candidates));
     return out;
   }
 
@@ -367,9 +368,7 @@ class Engine {
     EncoderOutput enc;
     {
       py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      LowpScope lowp(lowp_.get());
-      model_->encode(src, enc, ws_, *pool_);
+      locked([&](Workspace& ws, ThreadPool& pool) { model_->encode(src, enc, ws, pool); });
     }
     py::list out;
     const int64_t D = model_->config().d_model;
@@ -384,11 +383,11 @@ class Engine {
     Tensor logits;
     {
       py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      LowpScope lowp(lowp_.get());
-      EncoderOutput enc;
-      model_->encode(src, enc, ws_, *pool_);
-      model_->length_logits(enc, logits, ws_, *pool_);
+      locked([&](Workspace& ws, ThreadPool& pool) {
+        EncoderOutput enc;
+        model_->encode(src, enc, ws, pool);
+        model_->length_logits(enc, logits, ws, pool);
+      });
     }
     return to_numpy(logits.data<float>(), static_cast<int64_t>(src.size()), logits.dim(1));
   }
@@ -403,12 +402,10 @@ class Engine {
     GMLM_CHECK_ARG(src.size() == tgt.size(), "decode_logits: ", src.size(), " sources but ", tgt.size(), " targets");
     Tensor logits;
     DecoderInput in;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      LowpScope lowp(lowp_.get());
+    py::gil_scoped_release release;
+    locked([&](Workspace& ws, ThreadPool& pool) {
       EncoderOutput enc;
-      model_->encode(src, enc, ws_, *pool_);
+      model_->encode(src, enc, ws, pool);
       for (size_t b = 0; b < tgt.size(); ++b) {
         GMLM_CHECK_ARG(static_cast<int64_t>(tgt[b].size()) <= model_->config().max_target_len, "target ", b,
                        " is longer than max_target_len");
@@ -421,10 +418,11 @@ class Engine {
         }
       }
       Tensor states;
-      model_->decode(in, enc, nullptr, ws_, *pool_, states);
+      model_->decode(in, enc, nullptr, ws, pool, states);
       logits.resize({states.dim(0), V});
-      ops::Gemm()(mat(states), model_->output_embedding(), mat(logits), *pool_);
-    }
+      ops::Gemm()(mat(states), model_->output_embedding(), mat(logits), pool);
+    });
+    py::gil_scoped_acquire acquire;
     py::list out;
     for (const DecoderSegment& s : in.segs) out.append(to_numpy(logits.data<float>() + s.begin * V, s.rows, V));
     return out;

@@ -46,13 +46,19 @@ ConstMat cmat(const FArray& a) {
   return {a.data(), a.shape(0), a.shape(1), a.shape(1)};
 }
 
-FArray gemm(const FArray& a, const FArray& b, int threads, const std::string& epilogue) {
-  ConstMat A = cmat(a), B = cmat(b);
+// The GEMM op for a named epilogue, its operands' shapes checked (both devices' gemm below).
+ops::Gemm gemm_op(const std::string& epilogue, ConstMat A, ConstMat B) {
   ops::Gemm g;
   if (epilogue == "relu") g.epilogue = ops::Epilogue::relu;
   else if (epilogue == "gated_gelu") g.epilogue = ops::Epilogue::gated_gelu;
   else GMLM_CHECK_ARG(epilogue == "none", "epilogue must be none, relu or gated_gelu");
   GMLM_CHECK_ARG(A.cols == B.cols, "gemm: a is (", A.rows, ", ", A.cols, ") and b is (", B.rows, ", ", B.cols, ")");
+  return g;
+}
+
+FArray gemm(const FArray& a, const FArray& b, int threads, const std::string& epilogue) {
+  ConstMat A = cmat(a), B = cmat(b);
+  const ops::Gemm g = gemm_op(epilogue, A, B);
   FArray y({A.rows, g.epilogue == ops::Epilogue::gated_gelu ? B.rows / 2 : B.rows});
   Mat Y{y.mutable_data(), y.shape(0), y.shape(1), y.shape(1)};
   ThreadPool& pool = pool_for(threads);
@@ -175,11 +181,7 @@ FArray to_host(const Dev& d, int64_t rows, int64_t cols) {
 
 FArray gemm(const FArray& a, const FArray& b, const std::string& epilogue) {
   ConstMat A = cmat(a), B = cmat(b);
-  ops::Gemm g;
-  if (epilogue == "relu") g.epilogue = ops::Epilogue::relu;
-  else if (epilogue == "gated_gelu") g.epilogue = ops::Epilogue::gated_gelu;
-  else GMLM_CHECK_ARG(epilogue == "none", "epilogue must be none, relu or gated_gelu");
-  GMLM_CHECK_ARG(A.cols == B.cols, "gemm: a is (", A.rows, ", ", A.cols, ") and b is (", B.rows, ", ", B.cols, ")");
+  const ops::Gemm g = gemm_op(epilogue, A, B);
   const int64_t N = g.epilogue == ops::Epilogue::gated_gelu ? B.rows / 2 : B.rows;
   Dev da(a.data(), a.size()), db(b.data(), b.size()), dy(sizeof(float) * A.rows * N);
   py::gil_scoped_release release;

@@ -47,13 +47,20 @@ def position(i: int, offset: int = 0, unit: str = "source") -> str:
     return f"line {offset + i + 1}" if unit == "line" else f"source[{offset + i}]"
 
 
-def check_sources(source, offset: int = 0, unit: str = "source") -> list[str]:
+def iterate_sources(source, kind: str = "list"):
+    """An iterator over the caller's texts; ValueError for a single string or for something that is not iterable
+    (`kind`: what the call takes, a list or an iterable of strings)."""
     if isinstance(source, str):
-        raise ValueError("source must be a list of strings, not a single string")
+        raise ValueError(f"source must be {'a' if kind == 'list' else 'an'} {kind} of strings, not a single string")
     try:
-        source = list(source)
+        return iter(source)
     except TypeError:
-        raise ValueError(f"source must be a list of strings, got {type(source).__name__}") from None
+        raise ValueError(f"source must be {'a' if kind == 'list' else 'an'} {kind} of strings, got "
+                         f"{type(source).__name__}") from None
+
+
+def check_sources(source, offset: int = 0, unit: str = "source") -> list[str]:
+    source = list(iterate_sources(source))
     for i, s in enumerate(source):
         if not isinstance(s, str):
             raise ValueError(f"{position(i, offset, unit)} must be a string, got {type(s).__name__}")
@@ -268,12 +275,7 @@ class TranslatorFrontEnd:
     def translate_iterable(self, source: Iterable[str], batch_size: int = 64, **options) -> Iterator[TranslationResult]:
         """Translate an iterable of strings lazily, batch_size at a time (results in input order).
         Arguments are checked here, before the first result is asked for."""
-        if isinstance(source, str):
-            raise ValueError("source must be an iterable of strings, not a single string")
-        try:
-            it = iter(source)
-        except TypeError:
-            raise ValueError(f"source must be an iterable of strings, got {type(source).__name__}") from None
+        it = iterate_sources(source, "iterable")
         batch_size = int_option("batch_size", batch_size, 1)
         self.validate_options(**options)  # now, not at the first batch
         return self._translate_chunks(it, batch_size, options)
