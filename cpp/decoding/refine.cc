@@ -206,143 +206,152 @@ bool RefineBatch::snapshot(int64_t id, std::vector<CandidateState>* out, int64_t
   return true;
 }
 
+DecoderInput RefineBatch::pack_input(int64_t* n_argmax, Sampled* sampled) {
+  const T5Config& cfg = model_.config();
+  const int64_t V = cfg.vocab_size;
+  DecoderInput in;
+  int64_t positions = 0;
+  Profiler::Scope scope(Phase::remask);
+  for (int group = 0; group < 2; ++group) {
+    for (Request& r : live_) {
+      if (r.o.sampling != (group == 1)) continue;
+      // a full pass computes every position; the others (cached refinement) the fresh ones
+      const int64_t R = r.o.cache_refresh;
+      const bool full = r.t == 0 || (R >= 1 && r.t % R == 0);
+      for (Candidate& c : r.cands) {
+        if (c.done) continue;
+        const int64_t begin = static_cast<int64_t>(in.ids.size());
+        c.sel_of.assign(c.len, -1);
+        for (int64_t i = 0; i < c.len; ++i) {
+          int32_t id = c.masked[i] ? cfg.mask_id : c.tokens[i];
+          if (r.t == 0 && r.o.init_random) id = rules::init_token(r.o.seed, r.src_hash, c.k, i, V, cfg.first_random_id());
+          if (!full && !c.masked[i] && id == c.cached_in[i]) continue;
+          c.cached_in[i] = id;
+          if (c.masked[i] || r.o.update_all) {  // the rows the vocabulary step predicts
+            c.sel_of[i] = static_cast<int32_t>(in.sel.size());
+            in.sel.push_back(static_cast<int32_t>(in.ids.size()));
+            if (group == 1) {
+              sampled->owner.push_back({&r, &c});
+              sampled->pos.push_back(static_cast<int32_t>(i));
+            }
+          }
+          in.ids.push_back(id);
+          in.pos.push_back(static_cast<int32_t>(i));
+        }
+        in.segs.push_back({begin, static_cast<int64_t>(in.ids.size()) - begin, c.len, cached_ ? c.kv : begin, r.source});
+        positions += c.len;
+      }
+    }
+    if (group == 0) *n_argmax = static_cast<int64_t>(in.sel.size());
+  }
+  if (Profiler* prof = scope.profiler()) {
+    prof->decoder_rows += static_cast<int64_t>(in.ids.size());
+    prof->decoder_positions += positions;
+  }
+  return in;
+}
+
+void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled& sampled, std::vector<int32_t>* pred,
+                          std::vector<float>* conf, ThreadPool& pool) const {
+  const int64_t V = model_.config().vocab_size;
+  const int64_t n_sel = n_argmax + static_cast<int64_t>(sampled.pos.size());
+  pred->resize(n_sel);
+  conf->resize(n_sel);
+  const ConstMat all = mat(states);
+  if (n_argmax > 0)
+    ops::VocabArgmax()(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), pred->data(), conf->data(), pool);
+  if (n_sel > n_argmax) {
+    // Gumbel-max: the noise of a selected row is keyed by (source, candidate, t, position)
+    const ops::VocabArgmax::Noise noise = [&](int64_t row, float* g) {
+      const Request& r = *sampled.owner[row].first;
+      const Candidate& c = *sampled.owner[row].second;
+      const uint64_t pre = rules::prefix(r.o.seed, 0, r.src_hash, c.k, r.t, sampled.pos[row]);
+      for (int64_t v = 0; v < V; ++v) g[v] = rules::gumbel(rules::draw(pre, v));
+    };
+    ops::VocabArgmax().sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
+                              pred->data() + n_argmax, conf->data() + n_argmax, pool);
+  }
+}
+
+bool RefineBatch::update(Request& r, const std::vector<int32_t>& pred, const std::vector<float>& conf) {
+  const RefineOptions& o = r.o;
+  const int64_t K = o.length_beam, T = o.iterations, t = r.t;
+  const int64_t keep = o.length_beam_keep == 0 ? K : o.length_beam_keep;
+  std::vector<int32_t> ids;
+  for (Candidate& c : r.cands) {
+    if (c.done) continue;
+    for (int64_t i = 0; i < c.len; ++i)
+      if (c.sel_of[i] >= 0) {
+        c.tokens[i] = pred[c.sel_of[i]];
+        c.conf[i] = conf[c.sel_of[i]];
+      }
+    c.passes += 1;
+    if (o.return_history) c.history.push_back(c.tokens);
+  }
+  if (t == 0 && keep < K) {  // every candidate ran pass 0: keep the best `keep`
+    std::vector<std::pair<double, int64_t>> ranked(K);
+    for (int64_t k = 0; k < K; ++k) {
+      const double s = candidate_output(r.cands[k], o.stutter_remask, &ids);
+      ranked[k] = {-rank_of(s, ids, o, model_), k};
+    }
+    std::sort(ranked.begin(), ranked.end());  // best score first, ties: the lower index
+    for (int64_t j = keep; j < K; ++j) r.cands[ranked[j].second].pruned = true;
+  }
+  bool all_done = true;
+  std::vector<uint8_t> new_mask;
+  for (Candidate& c : r.cands) {
+    if (c.done) continue;
+    if (c.pruned) {
+      c.done = true;
+      continue;
+    }
+    if (o.early_stop && t >= 1 && c.tokens == c.prev) c.done = true;
+    c.prev = c.tokens;
+    if (t == T - 1) c.done = true;
+    if (!c.done) {
+      new_mask.assign(c.len, 0);
+      if (!o.threshold_remask) {
+        const int64_t n = rules::linear_remask_count(c.len, T, t);
+        ops::lowest_confidence(c.conf.data(), c.len, n, new_mask.data());
+      } else {
+        ops::threshold_remask(c.conf.data(), c.masked.data(), c.len, o.log_threshold, new_mask.data());
+      }
+      if (o.stutter_remask) ops::stutter_remask(c.tokens.data(), c.len, new_mask.data());
+      if (o.repeat_remask)
+        ops::repeat_remask(c.tokens.data(), c.conf.data(), c.len, model_.word_pieces().data(), new_mask.data());
+      c.masked = new_mask;
+      if (std::none_of(c.masked.begin(), c.masked.end(), [](uint8_t m) { return m != 0; })) c.done = true;
+    }
+    all_done = all_done && c.done;
+  }
+  r.t += 1;
+  return all_done;
+}
+
 std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, ThreadPool& pool) {
   std::vector<std::pair<int64_t, RefineResult>> finished;
   finished_.clear();
   if (live_.empty()) return finished;
   if (left_) pack_kv();
   compact();
-  const T5Config& cfg = model_.config();
-  const int64_t V = cfg.vocab_size;
 
-  // 3a. the decoder input of every live candidate, packed: argmax requests first, then sampling
-  // ones, so that each group's selected rows are contiguous
-  DecoderInput in;
-  std::vector<std::pair<Request*, Candidate*>> owner_of_row;  // sampling: the candidate of each selected row
-  std::vector<int32_t> pos_of_row;
-  int64_t n_argmax = 0, positions = 0;
-  {
-    Profiler::Scope scope(Phase::remask);
-    for (int group = 0; group < 2; ++group) {
-      for (Request& r : live_) {
-        if (r.o.sampling != (group == 1)) continue;
-        // a full pass computes every position; the others (cached refinement) the fresh ones
-        const int64_t R = r.o.cache_refresh;
-        const bool full = r.t == 0 || (R >= 1 && r.t % R == 0);
-        for (Candidate& c : r.cands) {
-          if (c.done) continue;
-          const int64_t begin = static_cast<int64_t>(in.ids.size());
-          c.sel_of.assign(c.len, -1);
-          for (int64_t i = 0; i < c.len; ++i) {
-            int32_t id = c.masked[i] ? cfg.mask_id : c.tokens[i];
-            if (r.t == 0 && r.o.init_random) id = rules::init_token(r.o.seed, r.src_hash, c.k, i, V, cfg.first_random_id());
-            if (!full && !c.masked[i] && id == c.cached_in[i]) continue;
-            c.cached_in[i] = id;
-            if (c.masked[i] || r.o.update_all) {  // the rows the vocabulary step predicts
-              c.sel_of[i] = static_cast<int32_t>(in.sel.size());
-              in.sel.push_back(static_cast<int32_t>(in.ids.size()));
-              if (group == 1) {
-                owner_of_row.push_back({&r, &c});
-                pos_of_row.push_back(static_cast<int32_t>(i));
-              }
-            }
-            in.ids.push_back(id);
-            in.pos.push_back(static_cast<int32_t>(i));
-          }
-          in.segs.push_back({begin, static_cast<int64_t>(in.ids.size()) - begin, c.len, cached_ ? c.kv : begin, r.source});
-          positions += c.len;
-        }
-      }
-      if (group == 0) n_argmax = static_cast<int64_t>(in.sel.size());
-    }
-    if (Profiler* prof = scope.profiler()) {
-      prof->decoder_rows += static_cast<int64_t>(in.ids.size());
-      prof->decoder_positions += positions;
-    }
-  }
-
-  // 3b. decoder pass; vocabulary step on the selected rows only
+  int64_t n_argmax = 0;
+  Sampled sampled;
+  const DecoderInput in = pack_input(&n_argmax, &sampled);  // 3a
   Tensor states;
-  model_.decode(in, enc_, cached_ ? &kv_ : nullptr, ws, pool, states);
-  const int64_t n_sel = static_cast<int64_t>(in.sel.size());
-  std::vector<int32_t> pred(n_sel);
-  std::vector<float> conf(n_sel);
-  const ConstMat all = mat(static_cast<const Tensor&>(states));
-  if (n_argmax > 0)
-    ops::VocabArgmax()(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), pred.data(), conf.data(), pool);
-  if (n_sel > n_argmax) {
-    // Gumbel-max: the noise of a selected row is keyed by (source, candidate, t, position)
-    const ops::VocabArgmax::Noise noise = [&](int64_t row, float* g) {
-      const Request& r = *owner_of_row[row].first;
-      const Candidate& c = *owner_of_row[row].second;
-      const uint64_t pre = rules::prefix(r.o.seed, 0, r.src_hash, c.k, r.t, pos_of_row[row]);
-      for (int64_t v = 0; v < V; ++v) g[v] = rules::gumbel(rules::draw(pre, v));
-    };
-    ops::VocabArgmax().sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
-                              pred.data() + n_argmax, conf.data() + n_argmax, pool);
-  }
+  model_.decode(in, enc_, cached_ ? &kv_ : nullptr, ws, pool, states);  // 3b: decoder pass, vocabulary step
+  std::vector<int32_t> pred;
+  std::vector<float> conf;
+  predict(states, n_argmax, sampled, &pred, &conf, pool);
 
-  // 3c-3e. per request: write predictions, prune after the first pass, stop and re-mask
-  Profiler::Scope scope(Phase::remask);
-  std::vector<uint8_t> new_mask;
-  std::vector<int32_t> ids;
+  Profiler::Scope scope(Phase::remask);  // 3c-3e, per request
   for (Request& r : live_) {
-    const RefineOptions& o = r.o;
-    const int64_t K = o.length_beam, T = o.iterations, t = r.t;
-    const int64_t keep = o.length_beam_keep == 0 ? K : o.length_beam_keep;
-    for (Candidate& c : r.cands) {
-      if (c.done) continue;
-      for (int64_t i = 0; i < c.len; ++i)
-        if (c.sel_of[i] >= 0) {
-          c.tokens[i] = pred[c.sel_of[i]];
-          c.conf[i] = conf[c.sel_of[i]];
-        }
-      c.passes += 1;
-      if (o.return_history) c.history.push_back(c.tokens);
-    }
-    if (t == 0 && keep < K) {  // every candidate ran pass 0: keep the best `keep`
-      std::vector<std::pair<double, int64_t>> ranked(K);
-      for (int64_t k = 0; k < K; ++k) {
-        const double s = candidate_output(r.cands[k], o.stutter_remask, &ids);
-        ranked[k] = {-rank_of(s, ids, o, model_), k};
-      }
-      std::sort(ranked.begin(), ranked.end());  // best score first, ties: the lower index
-      for (int64_t j = keep; j < K; ++j) r.cands[ranked[j].second].pruned = true;
-    }
-    bool all_done = true;
-    for (Candidate& c : r.cands) {
-      if (c.done) continue;
-      if (c.pruned) {
-        c.done = true;
-        continue;
-      }
-      if (o.early_stop && t >= 1 && c.tokens == c.prev) c.done = true;
-      c.prev = c.tokens;
-      if (t == T - 1) c.done = true;
-      if (!c.done) {
-        new_mask.assign(c.len, 0);
-        if (!o.threshold_remask) {
-          const int64_t n = rules::linear_remask_count(c.len, T, t);
-          ops::lowest_confidence(c.conf.data(), c.len, n, new_mask.data());
-        } else {
-          ops::threshold_remask(c.conf.data(), c.masked.data(), c.len, o.log_threshold, new_mask.data());
-        }
-        if (o.stutter_remask) ops::stutter_remask(c.tokens.data(), c.len, new_mask.data());
-        if (o.repeat_remask)
-          ops::repeat_remask(c.tokens.data(), c.conf.data(), c.len, model_.word_pieces().data(), new_mask.data());
-        c.masked = new_mask;
-        if (std::none_of(c.masked.begin(), c.masked.end(), [](uint8_t m) { return m != 0; })) c.done = true;
-      }
-      all_done = all_done && c.done;
-    }
-    r.t += 1;
-    if (all_done) {
-      finished_.emplace_back(r.id, std::pair<std::vector<CandidateState>, int64_t>{});
-      snapshot(r, &finished_.back().second.first, &finished_.back().second.second);
-      RefineResult res;
-      res.history = std::move(r.cands[best_candidate(r, &res)].history);
-      finished.push_back({r.id, std::move(res)});
-    }
+    if (!update(r, pred, conf)) continue;
+    finished_.emplace_back(r.id, std::pair<std::vector<CandidateState>, int64_t>{});
+    snapshot(r, &finished_.back().second.first, &finished_.back().second.second);
+    RefineResult res;
+    res.history = std::move(r.cands[best_candidate(r, &res)].history);
+    finished.push_back({r.id, std::move(res)});
   }
   if (!finished.empty()) {
     live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Request& r) {
