@@ -29,12 +29,6 @@ void log_softmax_row(float* x, int64_t V) {
   for (int64_t v = 0; v < V; ++v) x[v] = (x[v] - mx) - lse;
 }
 
-// A continuation of a beam: its log-prob sum and its (hypothesis, token) index.
-struct Cand {
-  double s;
-  int64_t flat;
-  bool operator<(const Cand& o) const { return s > o.s || (s == o.s && flat < o.flat); }  // better first
-};
 
 }  // namespace
 
@@ -155,6 +149,60 @@ RefineResult ArBatch::result(Request& r) const {
   return res;
 }
 
+// 3b for a beam request: the finished hypotheses and the next beam from its best continuations (`top`, best
+// first); the children take over or copy their parents' cache slots. True when the search ended.
+bool ArBatch::advance_beam(Request& r, const std::vector<Cand>& top) {
+  const T5Config& cfg = model_.config();
+  const int64_t V = cfg.vocab_size, T = cfg.max_target_len;
+  const int64_t beam = r.o.beam_size, nh = static_cast<int64_t>(r.hyps.size());
+  std::vector<Hyp> next;
+  std::vector<int64_t> parent;
+  for (const Cand& c : top) {
+    if (c.s == -INFINITY) break;
+    const int64_t h = c.flat / V;
+    const int32_t w = static_cast<int32_t>(c.flat % V);
+    if (w == cfg.eos_id || r.step == T - 1) {
+      if (static_cast<int64_t>(r.finished.size()) < beam) {
+        Finished f;
+        f.tokens = r.hyps[h].tokens;
+        if (w != cfg.eos_id) f.tokens.push_back(w);
+        f.sum = c.s;
+        f.norm = c.s / std::pow(static_cast<double>(f.tokens.size() + 1), r.o.length_penalty);
+        r.finished.push_back(std::move(f));
+      }
+    } else {
+      Hyp child;
+      child.tokens = r.hyps[h].tokens;
+      child.tokens.push_back(w);
+      child.score = c.s;
+      next.push_back(std::move(child));
+      parent.push_back(h);
+    }
+    if (static_cast<int64_t>(next.size()) == beam) break;
+  }
+  if (static_cast<int64_t>(r.finished.size()) >= beam || next.empty()) return true;
+  // cache slots: a parent's first child takes over its slot, the others get copies of its rows
+  std::vector<char> taken(nh, 0);
+  for (size_t c = 0; c < next.size(); ++c) {
+    const int64_t h = parent[c];
+    if (!taken[h]) {
+      taken[h] = 1;
+      next[c].slot = r.hyps[h].slot;
+    } else {
+      next[c].slot = -1;
+    }
+  }
+  for (size_t c = 0; c < next.size(); ++c)
+    if (next[c].slot < 0) {
+      next[c].slot = take_slot();
+      cache_.copy_slot(r.hyps[parent[c]].slot, next[c].slot, r.step + 1);
+    }
+  for (int64_t h = 0; h < nh; ++h)
+    if (!taken[h]) free_slots_.push_back(r.hyps[h].slot);
+  r.hyps = std::move(next);
+  return false;
+}
+
 std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, ThreadPool& pool) {
   std::vector<std::pair<int64_t, RefineResult>> done;
   finished_.clear();
@@ -240,56 +288,7 @@ std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, Threa
         ended = r.step + 1 >= T;
       }
     } else {
-      const int64_t beam = r.o.beam_size, nh = static_cast<int64_t>(r.hyps.size());
-      const std::vector<Cand>& top = tops[q];
-      std::vector<Hyp> next;
-      std::vector<int64_t> parent;
-      for (const Cand& c : top) {
-        if (c.s == -INFINITY) break;
-        const int64_t h = c.flat / V;
-        const int32_t w = static_cast<int32_t>(c.flat % V);
-        if (w == cfg.eos_id || r.step == T - 1) {
-          if (static_cast<int64_t>(r.finished.size()) < beam) {
-            Finished f;
-            f.tokens = r.hyps[h].tokens;
-            if (w != cfg.eos_id) f.tokens.push_back(w);
-            f.sum = c.s;
-            f.norm = c.s / std::pow(static_cast<double>(f.tokens.size() + 1), r.o.length_penalty);
-            r.finished.push_back(std::move(f));
-          }
-        } else {
-          Hyp child;
-          child.tokens = r.hyps[h].tokens;
-          child.tokens.push_back(w);
-          child.score = c.s;
-          next.push_back(std::move(child));
-          parent.push_back(h);
-        }
-        if (static_cast<int64_t>(next.size()) == beam) break;
-      }
-      if (static_cast<int64_t>(r.finished.size()) >= beam || next.empty()) {
-        ended = true;
-      } else {
-        // cache slots: a parent's first child takes over its slot, the others get copies of its rows
-        std::vector<char> taken(nh, 0);
-        for (size_t c = 0; c < next.size(); ++c) {
-          const int64_t h = parent[c];
-          if (!taken[h]) {
-            taken[h] = 1;
-            next[c].slot = r.hyps[h].slot;
-          } else {
-            next[c].slot = -1;
-          }
-        }
-        for (size_t c = 0; c < next.size(); ++c)
-          if (next[c].slot < 0) {
-            next[c].slot = take_slot();
-            cache_.copy_slot(r.hyps[parent[c]].slot, next[c].slot, r.step + 1);
-          }
-        for (int64_t h = 0; h < nh; ++h)
-          if (!taken[h]) free_slots_.push_back(r.hyps[h].slot);
-        r.hyps = std::move(next);
-      }
+      ended = advance_beam(r, tops[q]);
     }
     if (ended) {
       done.emplace_back(r.id, result(r));

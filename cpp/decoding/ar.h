@@ -80,6 +80,13 @@ class ArBatch : public ResumableBatch {
     std::vector<Finished> finished;
   };
 
+  // A continuation of a beam: its log-prob sum and its (hypothesis, token) index.
+  struct Cand {
+    double s;
+    int64_t flat;
+    bool operator<(const Cand& o) const { return s > o.s || (s == o.s && flat < o.flat); }  // better first
+  };
+  bool advance_beam(Request& r, const std::vector<Cand>& top);
   int32_t take_slot();
   RefineResult result(Request& r) const;
   std::vector<int64_t*> live_sources() override;
