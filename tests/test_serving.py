@@ -377,7 +377,8 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(sentences):
 def test_schemathesis_against_the_served_schema(server):
     """A bounded property-based run over every operation of /openapi.json: whatever the generated
     request, the server answers (no 5xx), with JSON errors for the rejected ones, every response
-    conforms to the schema (status code, content type, body), and it keeps serving."""
+    conforms to the schema (status code, content type, body), and it keeps serving. 25 cases per operation;
+    GMLM_FUZZ_EXAMPLES=N runs N (the long run: docs/serving.md)."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
 
@@ -389,7 +390,8 @@ def test_schemathesis_against_the_served_schema(server):
     for result in schema.get_all_operations():
         op = result.ok()
 
-        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=int(os.environ.get("GMLM_FUZZ_EXAMPLES", "25")), deadline=None, derandomize=True,
+                  database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def check(case):
