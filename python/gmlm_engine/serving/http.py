@@ -179,16 +179,12 @@ def header_timeout_protocol(seconds: float, max_connections: int | None = None):
 WEB = Path(__file__).parent / "web"    # the page: index.html, app.js, style.css
 
 
-def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = "",
-               max_body_bytes: int | None = None, ar_scheduler: Scheduler | None = None, ar_model_name: str = "",
-               body_timeout: float | None = DEFAULT_LIMITS["body_timeout"]):
-    """The app on `scheduler` (its model is the default) and, optionally, an ar model's scheduler beside a gmlm one."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+def _api_types():
+    """The request and response models of the API (pydantic), the stream's response class and the error table of
+    the OpenAPI schema; imported and built when an app is made (serving needs FastAPI, the package does not)."""
+    from types import SimpleNamespace
+
+    from fastapi.responses import StreamingResponse
     from pydantic import BaseModel, ConfigDict, StrictStr, create_model
 
     # translate_batch's options (options.OPTIONS, those with http=True); absent ones take the Translator's defaults
@@ -213,8 +209,26 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
     class EventStream(StreamingResponse):
         media_type = "text/event-stream"
 
+    class Health(BaseModel):
+        status: str
+        model: str
+        mode: str
+        queue_depth: int
+        live_requests: int
+
+    class ModelInfo(BaseModel):
+        objective: Literal["gmlm", "ar"]
+        name: str
+        defaults: dict
+
+    class Models(BaseModel):
+        models: list[ModelInfo]
+        default: str
+        max_texts: int
+        max_chars: int
+
     def errors(*codes: int) -> dict:
-        what = {413: "too large: body, texts, characters or work (texts x length_beam x iterations)",
+        what = {413: "too large: body, texts, characters or work (decoder positions, --max-cost)",
                 422: "a bad option or text, or a malformed request", 499: "the client disconnected",
                 500: "the model failed on this request", 503: "the queue is full or the server is shutting down"}
         # an explicit application/json (the stream route's own media type is text/event-stream); the
@@ -222,29 +236,80 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
         ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
         return {c: {"model": ErrorResponse, "description": what[c], "content": ref} for c in codes}
 
-    registry = CollectorRegistry()
-    m_queue = Gauge("gmlm_queue_depth", "texts waiting to join the batch", registry=registry)
-    m_rows = Gauge("gmlm_live_rows", "decoder rows of the next pass", registry=registry)
-    m_live = Gauge("gmlm_live_requests", "texts in the running batch", registry=registry)
-    m_passes = Gauge("gmlm_passes_total", "decoder passes since start", registry=registry)
-    m_busy = Gauge("gmlm_busy_seconds_total", "seconds the scheduler spent in passes", registry=registry)
-    m_requests = Counter("gmlm_requests", "HTTP translation requests by status", ["status"], registry=registry)
-    m_latency = Histogram("gmlm_request_latency_seconds", "time from request to response",
-                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=registry)
+    return SimpleNamespace(TranslateRequest=TranslateRequest, TranslateResponse=TranslateResponse,
+                           EventStream=EventStream, Health=Health, Models=Models, errors=errors)
 
-    app = FastAPI(title="gmlm-engine", description="GMLM translation by iterative parallel refinement",
-                  version="1")
-    default = scheduler.tr.cfg.objective
-    scheds = {default: (scheduler, model_name)}
-    if ar_scheduler is not None:
-        if default != "gmlm" or ar_scheduler.tr.cfg.objective != "ar":
-            raise ValueError("ar_scheduler serves an ar model beside a gmlm model")
-        scheds["ar"] = (ar_scheduler, ar_model_name)
-    every = [sc for sc, _ in scheds.values()]
 
-    def error(status: int, msg: str) -> JSONResponse:
-        m_requests.labels(str(status)).inc()
+class _Served:
+    """What the routes share: the served models' schedulers, the request limits, the metrics, and the error
+    responses (each counted by status)."""
+
+    def __init__(self, scheduler: Scheduler, model_name: str, ar_scheduler, ar_model_name: str, max_texts: int,
+                 max_chars: int):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.default = scheduler.tr.cfg.objective
+        self.scheds = {self.default: (scheduler, model_name)}
+        if ar_scheduler is not None:
+            if self.default != "gmlm" or ar_scheduler.tr.cfg.objective != "ar":
+                raise ValueError("ar_scheduler serves an ar model beside a gmlm model")
+            self.scheds["ar"] = (ar_scheduler, ar_model_name)
+        self.every = [sc for sc, _ in self.scheds.values()]
+        self.max_texts, self.max_chars = max_texts, max_chars
+        self.registry = r = CollectorRegistry()
+        self.gauges = {
+            "queue": Gauge("gmlm_queue_depth", "texts waiting to join the batch", registry=r),
+            "rows": Gauge("gmlm_live_rows", "decoder rows of the next pass", registry=r),
+            "live": Gauge("gmlm_live_requests", "texts in the running batch", registry=r),
+            "passes": Gauge("gmlm_passes_total", "decoder passes since start", registry=r),
+            "busy": Gauge("gmlm_busy_seconds_total", "seconds the scheduler spent in passes", registry=r)}
+        self.requests = Counter("gmlm_requests", "HTTP translation requests by status", ["status"], registry=r)
+        self.latency = Histogram("gmlm_request_latency_seconds", "time from request to response",
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+
+    def error(self, status: int, msg: str):
+        from fastapi.responses import JSONResponse
+
+        self.requests.labels(str(status)).inc()
         return JSONResponse({"error": msg}, status_code=status)
+
+    def check(self, req):
+        if len(req.text) > self.max_texts:
+            return self.error(413, f"text has {len(req.text)} entries; at most {self.max_texts} per request")
+        for i, t in enumerate(req.text):
+            if len(t) > self.max_chars:
+                return self.error(413, f"text[{i}] has {len(t)} characters; at most {self.max_chars}")
+        return None
+
+    def submit(self, req, stream: bool = False):
+        """The model's scheduler.submit (or .stream) with the request's options, and the scheduler; errors as
+        responses."""
+        opts = req.model_dump(exclude_none=True, exclude={"text", "model"})
+        try:
+            name = req.model or self.default
+            if name not in self.scheds:
+                raise ValueError(f"model {name!r} is not served here; this server has {' and '.join(self.scheds)}")
+            sched = self.scheds[name][0]
+            return (sched.stream if stream else sched.submit)(req.text, **opts), sched, None
+        except TooLarge as e:
+            return None, None, self.error(413, str(e))
+        except ValueError as e:
+            msg = str(e).replace("source[", "text[")
+            return None, None, self.error(422, msg)
+        except (QueueFull, SchedulerClosed) as e:
+            return None, None, self.error(503, str(e))
+
+    @staticmethod
+    def as_json(r) -> dict:
+        d = {"text": r.text, "tokens": r.tokens, "score": r.score, "iterations": r.iterations}
+        if r.history is not None:
+            d["history"] = r.history
+        return d
+
+
+def _error_handlers(app, served: _Served) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request, exc):
@@ -254,58 +319,29 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
             if not where:
                 where = "body (a JSON object with a 'text' list of strings)"
             parts.append(f"{where}: {e.get('msg')}")
-        return error(422, "; ".join(parts) or "invalid request")
+        return served.error(422, "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
         # FastAPI answers a body it cannot parse (not UTF-8, another charset, an integer over 4300 digits,
         # JSON nested too deeply) with 400: that is a malformed request, 422 like the others.
         if exc.status_code == 400:
-            return error(422, f"malformed request body ({exc.detail}): send UTF-8 JSON")
-        return error(exc.status_code, str(exc.detail))
+            return served.error(422, f"malformed request body ({exc.detail}): send UTF-8 JSON")
+        return served.error(exc.status_code, str(exc.detail))
 
-    def check(req: TranslateRequest):
-        if len(req.text) > max_texts:
-            return error(413, f"text has {len(req.text)} entries; at most {max_texts} per request")
-        for i, t in enumerate(req.text):
-            if len(t) > max_chars:
-                return error(413, f"text[{i}] has {len(t)} characters; at most {max_chars}")
-        return None
 
-    def pick(req: TranslateRequest) -> Scheduler:
-        name = req.model or default
-        if name not in scheds:
-            raise ValueError(f"model {name!r} is not served here; this server has {' and '.join(scheds)}")
-        return scheds[name][0]
+def _translation_routes(app, served: _Served, api) -> None:
+    from fastapi import Request
 
-    def submit(req: TranslateRequest, stream: bool = False):
-        """The model's scheduler.submit (or .stream) with the request's options, and the scheduler; errors as
-        responses."""
-        opts = req.model_dump(exclude_none=True, exclude={"text", "model"})
-        try:
-            sched = pick(req)
-            return (sched.stream if stream else sched.submit)(req.text, **opts), sched, None
-        except TooLarge as e:
-            return None, None, error(413, str(e))
-        except ValueError as e:
-            msg = str(e).replace("source[", "text[")
-            return None, None, error(422, msg)
-        except (QueueFull, SchedulerClosed) as e:
-            return None, None, error(503, str(e))
+    TranslateRequest = api.TranslateRequest
 
-    def as_json(r) -> dict:
-        d = {"text": r.text, "tokens": r.tokens, "score": r.score, "iterations": r.iterations}
-        if r.history is not None:
-            d["history"] = r.history
-        return d
-
-    @app.post("/v1/translate", response_model=TranslateResponse, responses=errors(413, 422, 499, 500, 503))
+    @app.post("/v1/translate", response_model=api.TranslateResponse, responses=api.errors(413, 422, 499, 500, 503))
     async def translate(req: TranslateRequest, request: Request):
-        with m_latency.time():
-            bad = check(req)
+        with served.latency.time():
+            bad = served.check(req)
             if bad:
                 return bad
-            fut, sched, bad = submit(req)
+            fut, sched, bad = served.submit(req)
             if bad:
                 return bad
             waiter = asyncio.wrap_future(fut)
@@ -315,29 +351,29 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
                     break
                 if await request.is_disconnected():
                     sched.cancel(fut)
-                    return error(499, "client disconnected")
+                    return served.error(499, "client disconnected")
             try:
                 results = waiter.result()
             except SchedulerClosed as e:
-                return error(503, str(e))
+                return served.error(503, str(e))
             except Exception as e:  # noqa: BLE001  (a model error: the server stays up)
-                return error(500, f"{type(e).__name__}: {e}")
-            m_requests.labels("200").inc()
-            return {"translations": [as_json(r) for r in results]}
+                return served.error(500, f"{type(e).__name__}: {e}")
+            served.requests.labels("200").inc()
+            return {"translations": [served.as_json(r) for r in results]}
 
-    @app.post("/v1/translate/stream", response_class=EventStream, responses={
+    @app.post("/v1/translate/stream", response_class=api.EventStream, responses={
         200: {"description": "server-sent events: draft (after each pass: index, text, iterations, best, "
                              "candidates [{pieces, confidences, masked, score, passes, done, pruned}]), result, "
                              "error, done (docs/serving.md, 'The stream')", "content": {
             "text/event-stream": {"schema": {  # one event: its kind, and its data (a JSON object, as text)
                 "type": "object", "required": ["event", "data"],
                 "properties": {"event": {"type": "string", "enum": ["draft", "result", "error", "done"]},
-                               "data": {"type": "string"}}}}}}, **errors(413, 422, 503)})
+                               "data": {"type": "string"}}}}}}, **api.errors(413, 422, 503)})
     async def translate_stream(req: TranslateRequest):
-        bad = check(req)
+        bad = served.check(req)
         if bad:
             return bad
-        stream, _, bad = submit(req, stream=True)   # leaving the stream early frees the rows
+        stream, _, bad = served.submit(req, stream=True)   # leaving the stream early frees the rows
         if bad:
             return bad
 
@@ -351,47 +387,37 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
                         yield event("draft", {"index": i, "text": r.text, "iterations": r.iterations, "best": r.best,
                                               "candidates": [c.__dict__ for c in r.candidates]})
                     else:
-                        yield event("result", {"index": i, **as_json(r)})
+                        yield event("result", {"index": i, **served.as_json(r)})
             except Exception as e:  # noqa: BLE001  (a model error: the server stays up)
                 yield event("error", {"error": f"{type(e).__name__}: {e}"})
                 return
             finally:
                 await stream.aclose()       # a client that left: cancel the job now, not at garbage collection
             yield event("done", {})
-            m_requests.labels("200").inc()
+            served.requests.labels("200").inc()
 
-        return EventStream(events())
+        return api.EventStream(events())
 
-    class Health(BaseModel):
-        status: str
-        model: str
-        mode: str
-        queue_depth: int
-        live_requests: int
 
-    @app.get("/health", response_model=Health)
+def _info_routes(app, served: _Served, api, model_name: str, mode: str) -> None:
+    from fastapi.responses import FileResponse, PlainTextResponse
+    from prometheus_client import generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    every = served.every
+
+    @app.get("/health", response_model=api.Health)
     async def health():
-        return {"status": "ok", "model": model_name, "mode": scheduler.mode,
+        return {"status": "ok", "model": model_name, "mode": mode,
                 "queue_depth": sum(s.queue_depth for s in every), "live_requests": sum(s.live_requests for s in every)}
-
-    class ModelInfo(BaseModel):
-        objective: Literal["gmlm", "ar"]
-        name: str
-        defaults: dict
-
-    class Models(BaseModel):
-        models: list[ModelInfo]
-        default: str
-        max_texts: int
-        max_chars: int
 
     def defaults(objective: str) -> dict:
         return {o.name: o.default for o in OPTIONS if o.http and o.models in (objective, "both")}
 
-    @app.get("/v1/models", response_model=Models)
+    @app.get("/v1/models", response_model=api.Models)
     async def models():
-        return {"models": [{"objective": o, "name": n, "defaults": defaults(o)} for o, (_, n) in scheds.items()],
-                "default": default, "max_texts": max_texts, "max_chars": max_chars}
+        return {"models": [{"objective": o, "name": n, "defaults": defaults(o)} for o, (_, n) in served.scheds.items()],
+                "default": served.default, "max_texts": served.max_texts, "max_chars": served.max_chars}
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -400,23 +426,39 @@ def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000,
     @app.get("/web/{name}", include_in_schema=False)
     async def web(name: str):
         if name not in ("app.js", "style.css"):
-            return error(404, f"no such file: {name}")
+            return served.error(404, f"no such file: {name}")
         return FileResponse(WEB / name)
 
     @app.get("/metrics", response_class=PlainTextResponse, responses={200: {
         "description": "Prometheus text exposition", "content": {CONTENT_TYPE_LATEST.split(";")[0]: {
             "schema": {"type": "string"}}}}})
     async def metrics():
-        m_queue.set(sum(s.queue_depth for s in every))
-        m_rows.set(sum(s.live_rows for s in every))
-        m_live.set(sum(s.live_requests for s in every))
-        m_passes.set(sum(s.stats["passes"] for s in every))
-        m_busy.set(sum(s.stats["busy_seconds"] for s in every))
-        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        g = served.gauges
+        g["queue"].set(sum(s.queue_depth for s in every))
+        g["rows"].set(sum(s.live_rows for s in every))
+        g["live"].set(sum(s.live_requests for s in every))
+        g["passes"].set(sum(s.stats["passes"] for s in every))
+        g["busy"].set(sum(s.stats["busy_seconds"] for s in every))
+        return PlainTextResponse(generate_latest(served.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(scheduler: Scheduler, max_texts: int = 64, max_chars: int = 2000, model_name: str = "",
+               max_body_bytes: int | None = None, ar_scheduler: Scheduler | None = None, ar_model_name: str = "",
+               body_timeout: float | None = DEFAULT_LIMITS["body_timeout"]):
+    """The app on `scheduler` (its model is the default) and, optionally, an ar model's scheduler beside a gmlm one."""
+    from fastapi import FastAPI
+
+    served = _Served(scheduler, model_name, ar_scheduler, ar_model_name, max_texts, max_chars)
+    api = _api_types()
+    app = FastAPI(title="gmlm-engine", description="GMLM translation by iterative parallel refinement",
+                  version="1")
+    _error_handlers(app, served)
+    _translation_routes(app, served, api)
+    _info_routes(app, served, api, model_name, scheduler.mode)
 
     @app.on_event("shutdown")
     def drain():
-        for s in every:
+        for s in served.every:
             s.close(drain=True)
 
     if max_body_bytes is None:
