@@ -571,7 +571,7 @@ class Batch {
   // Under mutex_: once no request is live, give back what the last ones needed (a server keeps its batch).
   void release_if_idle() {
     if (batch_->requests() != 0) return;
-    batch_->release_if_idle();
+    batch_->release();
     engine_.trim(true);
   }
   // Publishes the counters when a change ends (normally or by an exception), under mutex_.

@@ -50,12 +50,10 @@ class ArBatch : public ResumableBatch {
   int64_t requests() const override { return static_cast<int64_t>(live_.size()); }
   int64_t live_rows() const override;  // hypotheses of the next step
   std::size_t held_bytes() const override { return ResumableBatch::held_bytes() + cache_.bytes(); }
-  void release_if_idle() override {
-    ResumableBatch::release_if_idle();
-    if (requests() == 0) {
-      cache_.release();
-      free_slots_.clear();
-    }
+  void release() override {
+    ResumableBatch::release();
+    cache_.release();
+    free_slots_.clear();
   }
   // Room for this many hypotheses' caches at once, allocated now (beam search holds up to 2 x beam_size
   // per request while children take over their parents' slots).

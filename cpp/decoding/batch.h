@@ -41,12 +41,10 @@ class ResumableBatch {
   virtual bool snapshot(int64_t id, std::vector<CandidateState>* out, int64_t* best) const = 0;
   virtual int64_t requests() const = 0;
   virtual int64_t live_rows() const = 0;  // decoder rows of the next pass or step
-  // Memory the batch holds between steps (encoder rows, key/value caches), and its release once no request
-  // is live (a server keeps one batch for its lifetime: one big request must not leave its room held).
+  // Memory the batch holds between steps (encoder rows, key/value caches), and its release; call release() only
+  // when no request is live (a server keeps one batch for its lifetime: one big request must not leave its room held).
   virtual std::size_t held_bytes() const { return enc_.states.capacity() + enc_.cross_kv.capacity(); }
-  virtual void release_if_idle() {
-    if (requests() == 0) enc_ = EncoderOutput();
-  }
+  virtual void release() { enc_ = EncoderOutput(); }
 
  protected:
   explicit ResumableBatch(const T5Model& model) : model_(model) {}

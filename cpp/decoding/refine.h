@@ -37,9 +37,9 @@ class RefineBatch : public ResumableBatch {
   int64_t requests() const override { return static_cast<int64_t>(live_.size()); }
   int64_t live_rows() const override;  // decoder rows (target positions) of the next pass
   std::size_t held_bytes() const override { return ResumableBatch::held_bytes() + kv_.capacity(); }
-  void release_if_idle() override {
-    ResumableBatch::release_if_idle();
-    if (requests() == 0) kv_ = Tensor();
+  void release() override {
+    ResumableBatch::release();
+    kv_ = Tensor();
   }
 
  private:

@@ -138,6 +138,12 @@ def first_pass(model: T5Model, b: dict, cfg: ModelConfig):
     return pred, conf, all_masked
 
 
+def least_confident(conf: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """The n[r] least confident positions of each row r (ties: the lower index), on conf's device: decoding's linear
+    re-masking rule (reference.lowest_confidence) as the training-time constructions use it."""
+    return conf.argsort(dim=1, stable=True).argsort(dim=1) < n[:, None]
+
+
 @torch.no_grad()
 def predicted_context(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, share: float) -> dict:
     """Training on the model's own context (in the spirit of SMART, Ghazvininejad et al. 2020): a share of
@@ -148,7 +154,7 @@ def predicted_context(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Gene
     tgt, valid = b["target"], b["tgt_mask"]
     pred, conf, _ = first_pass(model, b, cfg)
     n = (b["labels"] != -100).sum(1)
-    masked = conf.argsort(dim=1, stable=True).argsort(dim=1) < n[:, None]   # padding has conf inf: last
+    masked = least_confident(conf, n)                                     # padding has conf inf: last
     rows = (torch.rand(len(tgt), generator=gen) < share).to(tgt.device)[:, None]
     inp = torch.where(masked, torch.full_like(tgt, cfg.mask_id), pred).masked_fill(~valid, cfg.pad_id)
     out = dict(b)
@@ -200,7 +206,7 @@ def correction(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, 
     pred, conf = top.indices, top.values.masked_fill(~noised, float("inf"))
     n = noised.sum(1)
     m = torch.floor(torch.rand(len(tgt), generator=gen).to(tgt.device) * n).long()
-    still = conf.argsort(dim=1, stable=True).argsort(dim=1) < m[:, None]
+    still = least_confident(conf, m)
     inp = torch.where(noised & ~still, pred, b["tgt_in"])
     rows = (torch.rand(len(tgt), generator=gen) < share).to(tgt.device)[:, None]
     out = dict(b)
@@ -222,7 +228,7 @@ def teacher_two_passes(teacher: T5Model, b: dict, cfg: ModelConfig) -> torch.Ten
     h = teacher.decode(b["tgt_in"], valid, enc, b["src_mask"])
     top = torch.log_softmax(teacher.vocab_logits(h).float(), dim=-1).max(-1)
     conf = top.values.masked_fill(~noised, float("inf"))
-    again = conf.argsort(dim=1, stable=True).argsort(dim=1) < (noised.sum(1) // 2)[:, None]
+    again = least_confident(conf, noised.sum(1) // 2)
     inp = torch.where(again, torch.full_like(b["tgt_in"], cfg.mask_id), torch.where(noised, top.indices, b["tgt_in"]))
     h = teacher.decode(inp.masked_fill(~valid, cfg.pad_id), valid, enc, b["src_mask"])
     return torch.log_softmax(teacher.vocab_logits(h).float(), dim=-1)
