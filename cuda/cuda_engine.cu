@@ -207,7 +207,7 @@ struct CudaEngine::Impl {
     cfg.validate();
     GMLM_CHECK_ARG(word_pieces.empty() || static_cast<int64_t>(word_pieces.size()) == cfg.vocab_size,
                    "word_pieces has ", word_pieces.size(), " flags for a vocabulary of ", cfg.vocab_size);
-    GMLM_CHECK_ARG(cfg.gmlm, "the CUDA engine decodes gmlm models only (this is an ar model)");
+    GMLM_CHECK_ARG(cfg.gmlm && !cfg.ctc(), "the CUDA engine decodes gmlm models only (this is an ", cfg.ctc() ? "ctc" : "ar", " model)");
     cfg.check_weights(w);
     require_device(device);
     GMLM_CUDA_CHECK(cudaSetDevice(device));

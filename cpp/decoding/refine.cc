@@ -27,6 +27,14 @@ void RefineOptions::validate(const T5Config& cfg, Device device) const {
                  "repeat_penalty must be a number in [0, 100], got ", repeat_penalty);
   GMLM_CHECK_ARG(!threshold_remask || (std::isfinite(log_threshold) && log_threshold < 0.0),
                  "threshold must be a probability in (0, 1) with remask='threshold'");
+  if (cfg.ctc()) {  // one canvas per source, collapsed by CTC's rule (docs/decoding.md, "CTC models")
+    GMLM_CHECK_ARG(K == 1, "length_beam must be 1 for a ctc model (one canvas per source), got ", K);
+    GMLM_CHECK_ARG(length_offset == 0, "length_offset must be 0 for a ctc model (its canvas length is set by the "
+                   "source), got ", length_offset);
+    GMLM_CHECK_ARG(!stutter_remask && !repeat_remask,
+                   "stutter_remask and repeat_remask must be off for a ctc model (its collapse merges repeats)");
+    GMLM_CHECK_ARG(device == Device::cpu, "a ctc model decodes on the CPU engine; use device='cpu'");
+  }
   if (device == Device::cuda) {  // what the CUDA engine does not implement yet (docs/cuda.md)
     GMLM_CHECK_ARG(length_beam_keep == 0 || length_beam_keep == K,
                    "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
@@ -43,8 +51,8 @@ namespace {
 
 // A candidate's output and score, and its rank (docs step 4: ops::candidate_output, ops::candidate_rank).
 template <typename C>
-double candidate_output(const C& c, bool stutter_remask, std::vector<int32_t>* ids) {
-  return ops::candidate_output(c.tokens.data(), c.conf.data(), c.len, stutter_remask, ids);
+double candidate_output(const C& c, const RefineOptions& o, const T5Config& cfg, std::vector<int32_t>* ids) {
+  return ops::candidate_output(c.tokens.data(), c.conf.data(), c.len, o.stutter_remask, ids, cfg.ctc_blank());
 }
 
 double rank_of(double score, const std::vector<int32_t>& ids, const RefineOptions& o, const T5Model& model) {
@@ -80,7 +88,7 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
   // the live requests' rows first, then the newcomers (in order)
   const int64_t base = join(sources, &fresh, ws, pool);
   Tensor len_logits;
-  model_.length_logits(fresh, len_logits, ws, pool);
+  if (!cfg.ctc()) model_.length_logits(fresh, len_logits, ws, pool);
   for (size_t b = 0; b < sources.size(); ++b) {
     Request r;
     r.id = next_id_++;
@@ -89,10 +97,15 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
     r.src_hash = rules::source_hash(sources[b].data(), static_cast<int64_t>(sources[b].size()));
     const int64_t K = r.o.length_beam;
     r.length_candidates.resize(K);
-    ops::length_candidates(len_logits.data<float>() + b * cfg.max_target_len, cfg.max_target_len, K,
-                           r.length_candidates.data());
-    for (int32_t& len : r.length_candidates)
-      len = static_cast<int32_t>(std::clamp<int64_t>(len + r.o.length_offset, 1, cfg.max_target_len));
+    if (cfg.ctc()) {  // K = 1: the canvas, ctc_upsample positions per encoder token
+      r.length_candidates[0] = static_cast<int32_t>(
+          std::min<int64_t>(cfg.max_target_len, cfg.ctc_upsample * static_cast<int64_t>(sources[b].size())));
+    } else {
+      ops::length_candidates(len_logits.data<float>() + b * cfg.max_target_len, cfg.max_target_len, K,
+                             r.length_candidates.data());
+      for (int32_t& len : r.length_candidates)
+        len = static_cast<int32_t>(std::clamp<int64_t>(len + r.o.length_offset, 1, cfg.max_target_len));
+    }
     r.cands.resize(K);
     for (int64_t k = 0; k < K; ++k) {
       Candidate& c = r.cands[k];
@@ -158,7 +171,7 @@ int64_t RefineBatch::best_candidate(const Request& r, RefineResult* out) const {
   for (const Candidate& c : r.cands) {
     if (c.pruned) continue;
     std::vector<int32_t> ids;
-    const double s = candidate_output(c, r.o.stutter_remask, &ids);
+    const double s = candidate_output(c, r.o, model_.config(), &ids);
     if (r.o.return_candidates) res.candidates.push_back({ids, s, c.passes});
     const double rank = rank_of(s, ids, r.o, model_);
     if (best < 0 || rank > best_rank) {
@@ -188,7 +201,7 @@ void RefineBatch::snapshot(const Request& r, std::vector<CandidateState>* out, i
   for (const Candidate& c : r.cands) {
     // a done candidate predicts nothing again (its mask is the one its last pass ran with)
     std::vector<uint8_t> masked = c.done ? std::vector<uint8_t>(c.len, 0) : c.masked;
-    out->push_back({c.tokens, c.conf, std::move(masked), candidate_output(c, r.o.stutter_remask, &ids), c.passes,
+    out->push_back({c.tokens, c.conf, std::move(masked), candidate_output(c, r.o, model_.config(), &ids), c.passes,
                     c.done, c.pruned});
   }
 }
@@ -291,7 +304,7 @@ bool RefineBatch::update(Request& r, const std::vector<int32_t>& pred, const std
   if (t == 0 && keep < K) {  // every candidate ran pass 0: keep the best `keep`
     std::vector<std::pair<double, int64_t>> ranked(K);
     for (int64_t k = 0; k < K; ++k) {
-      const double s = candidate_output(r.cands[k], o.stutter_remask, &ids);
+      const double s = candidate_output(r.cands[k], o, model_.config(), &ids);
       ranked[k] = {-rank_of(s, ids, o, model_), k};
     }
     std::sort(ranked.begin(), ranked.end());  // best score first, ties: the lower index

@@ -36,6 +36,8 @@ void T5Config::validate() const {
                  " leaves no token after the special ids (random init draws from ", first_random_id(), ")");
   GMLM_CHECK_ARG(layer_norm_epsilon > 0.f, "config: layer_norm_epsilon must be > 0");
   GMLM_CHECK_ARG(relative_attention_num_buckets >= 4, "config: relative_attention_num_buckets must be >= 4");
+  GMLM_CHECK_ARG(ctc_upsample >= 0 && ctc_upsample <= 8 && (ctc_upsample == 0 || gmlm),
+                 "config: ctc_upsample must be in [1, 8] for a ctc model, got ", ctc_upsample);
 }
 
 void T5Config::check_weights(const WeightMap& w) const {
@@ -96,10 +98,8 @@ std::map<std::string, Shape> T5Config::weight_shapes() const {
     s[stack + ".final_layer_norm.weight"] = {D};
   }
   if (!tie_word_embeddings) s["lm_head.weight"] = {V, D};
-  if (gmlm) {
-    s["length_head.weight"] = {max_target_len, D};
-    s["decoder.embed_positions.weight"] = {max_target_len, D};
-  }
+  if (gmlm && !ctc()) s["length_head.weight"] = {max_target_len, D};
+  if (gmlm) s["decoder.embed_positions.weight"] = {max_target_len, D};
   return s;
 }
 
@@ -167,10 +167,8 @@ T5Model::T5Model(T5Config config, const WeightMap& weights) : cfg_(std::move(con
   inner_ = cfg_.num_heads * cfg_.d_kv;
   shared_ = ld.copy("shared.weight");
   if (!cfg_.tie_word_embeddings) lm_head_ = ld.copy("lm_head.weight");
-  if (cfg_.gmlm) {
-    length_head_ = ld.copy("length_head.weight");
-    embed_positions_ = ld.copy("decoder.embed_positions.weight");
-  }
+  if (cfg_.gmlm && !cfg_.ctc()) length_head_ = ld.copy("length_head.weight");
+  if (cfg_.gmlm) embed_positions_ = ld.copy("decoder.embed_positions.weight");
   encoder_.resize(cfg_.num_encoder_layers);
   for (int64_t i = 0; i < cfg_.num_encoder_layers; ++i) {
     const std::string b = "encoder.block." + std::to_string(i);
@@ -270,7 +268,7 @@ void T5Model::encode(const std::vector<std::vector<int32_t>>& sources, EncoderOu
 }
 
 void T5Model::length_logits(const EncoderOutput& enc, Tensor& logits, Workspace& ws, ThreadPool& pool) const {
-  GMLM_CHECK_ARG(cfg_.gmlm, "length_logits: an ar model has no length head");
+  GMLM_CHECK_ARG(cfg_.gmlm && !cfg_.ctc(), "length_logits: only a gmlm model has a length head");
   const int64_t B = static_cast<int64_t>(enc.begin.size()), D = cfg_.d_model;
   ws.rows.resize({B, D});
   for (int64_t b = 0; b < B; ++b)

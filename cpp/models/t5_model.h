@@ -36,7 +36,13 @@ struct T5Config {
   int64_t max_source_len = 0, max_target_len = 0;
   int32_t pad_id = 0, eos_id = 1, unk_id = 2, mask_id = 3, len_id = 4;
   int32_t decoder_start_token_id = 0;  // ar models: the first decoder input
-  bool gmlm = true;  // objective
+  bool gmlm = true;  // refinement decoding: objective "gmlm" or "ctc" (else "ar")
+  // objective "ctc": a canvas of min(max_target_len, ctc_upsample x encoder tokens) positions, no length head;
+  // 0 otherwise
+  int64_t ctc_upsample = 0;
+  bool ctc() const { return ctc_upsample > 0; }
+  // The token a ctc canvas drops in its collapse (pad_id), or -1 for the other objectives.
+  int32_t ctc_blank() const { return ctc() ? pad_id : -1; }
 
   // The first id random init may draw (docs/decoding.md, hash RNG): the ids below it are the special tokens.
   int32_t first_random_id() const { return std::max({pad_id, eos_id, unk_id, mask_id, len_id}) + 1; }

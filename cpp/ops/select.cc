@@ -89,9 +89,14 @@ double mean_score(const float* conf, int64_t n) {
 }
 
 double candidate_output(const int32_t* tokens, const float* conf, int64_t len, bool stutter_remask,
-                        std::vector<int32_t>* ids) {
+                        std::vector<int32_t>* ids, int32_t ctc_blank) {
   std::vector<float> cf;
   ids->clear();
+  if (ctc_blank >= 0) {
+    for (int64_t i = 0; i < len; ++i)
+      if (tokens[i] != ctc_blank && (i == 0 || tokens[i] != tokens[i - 1])) ids->push_back(tokens[i]);
+    return mean_score(conf, len);
+  }
   for (int64_t i = 0; i < len; ++i)
     if (!stutter_remask || i == 0 || tokens[i] != tokens[i - 1]) {
       ids->push_back(tokens[i]);

@@ -35,9 +35,10 @@ double mean_score(const float* conf, int64_t n);
 
 // Step 4 of docs/decoding.md for one candidate, the one home of the rule for the CPU and CUDA engines: its
 // output, tokens[0..len) with adjacent repeats collapsed under stutter_remask, into *ids, and its score, the
-// mean_score of the kept confidences (returned).
+// mean_score of the kept confidences (returned). A ctc canvas (ctc_blank >= 0, T5Config::ctc_blank): runs of
+// equal tokens merged, then the blanks dropped; its score the mean_score of every position's confidence.
 double candidate_output(const int32_t* tokens, const float* conf, int64_t len, bool stutter_remask,
-                        std::vector<int32_t>* ids);
+                        std::vector<int32_t>* ids, int32_t ctc_blank = -1);
 // What candidates are ranked by: the score, less repeat_penalty when the output repeats itself (word_piece may
 // be null only when repeat_penalty is 0).
 double candidate_rank(double score, const std::vector<int32_t>& ids, double repeat_penalty, const uint8_t* word_piece);

@@ -13,8 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, NamedTuple
 
-from .options import (DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM, DEFAULT_LENGTH_OFFSET, DEFAULT_REPEAT_PENALTY,
-                      DecodeOptions, int_option, validate_options)
+from .options import DEFAULT_REPEAT_PENALTY, DecodeOptions, int_option, validate_options
 from .rules import repeats
 from .textio import AtomicOutput, read_text_lines
 
@@ -96,7 +95,7 @@ def encode_sources(tokenizer, cfg, texts: list[str]) -> list[list[int]]:
     with nothing to translate (Tokenizer.translatable: no letter, digit or symbol the vocabulary
     knows): it translates to "" like the empty string, never to an invented sentence. Over-long
     inputs are truncated to max_source_len with a warning."""
-    prefix = [cfg.len_id] if cfg.objective == "gmlm" else []
+    prefix = [cfg.len_id] if cfg.objective == "gmlm" else []     # (a ctc model has no length head: no <len>)
     room = cfg.max_source_len - len(prefix) - 1
     out, truncated = [], 0
     for text, ids in zip(texts, _encode_bounded(tokenizer, texts, room)):
@@ -223,10 +222,10 @@ class TranslatorFrontEnd:
     def _tokenizer(self):
         return self._lock if self._lock is not None else contextlib.nullcontext()
 
-    def translate_batch(self, source, *, iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_BEAM,
+    def translate_batch(self, source, *, iterations=None, length_beam=None,
                         length_beam_keep=None,
-                        length_offset=DEFAULT_LENGTH_OFFSET, update="masked", remask="linear",
-                        threshold=None, stutter_remask=True, early_stop=False, init="mask", sampling=False, seed=None,
+                        length_offset=None, update="masked", remask="linear",
+                        threshold=None, stutter_remask=None, early_stop=False, init="mask", sampling=False, seed=None,
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,
                         rerank=False, repeat_remask=False, repeat_penalty=DEFAULT_REPEAT_PENALTY,

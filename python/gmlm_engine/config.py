@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMAT_VERSION = 1
-OBJECTIVES = ("gmlm", "ar")
+OBJECTIVES = ("gmlm", "ar", "ctc")
 FEED_FORWARD = ("relu", "gated-gelu")
 
 
@@ -30,7 +30,8 @@ MAX_ABS_WEIGHT = 1e4
 
 
 # config.json keys that older directories may lack (their dataclass default applies).
-OPTIONAL_KEYS = ("tokenizer_sha256", "weights_sha256")
+OPTIONAL_KEYS = ("tokenizer_sha256", "weights_sha256", "ctc_upsample")
+MAX_CTC_UPSAMPLE = 8
 
 
 class ModelError(Exception):
@@ -123,6 +124,9 @@ class ModelConfig:
     # special ids and still decode these weights into nonsense; only its bytes tell.
     tokenizer_sha256: str = ""
     weights_sha256: str = ""    # model.safetensors' checksum: any change to the file after it was written is found
+    # ctc models only: the canvas of a source of S encoder tokens has min(max_target_len, ctc_upsample * S)
+    # positions (docs/decoding.md, "CTC models"); 0 for the other objectives (and absent from their config.json).
+    ctc_upsample: int = 0
 
     def validate(self) -> "ModelConfig":
         """Check every field; raise ModelError naming config.json, the field and the problem."""
@@ -163,6 +167,14 @@ class ModelConfig:
         if self.format_version != FORMAT_VERSION:
             raise ModelError(f"config.json: format_version {self.format_version} is not supported "
                              f"(this version reads {FORMAT_VERSION})")
+        up = self.ctc_upsample
+        if self.objective == "ctc":
+            if not isinstance(up, int) or isinstance(up, bool) or not 1 <= up <= MAX_CTC_UPSAMPLE:
+                raise ModelError(f"config.json: ctc_upsample must be an integer in [1, {MAX_CTC_UPSAMPLE}] for a ctc "
+                                 f"model, got {up!r}")
+        elif up != 0:
+            raise ModelError(f"config.json: ctc_upsample applies to ctc models only, got {up!r} for a "
+                             f"{self.objective} model")
         if self.max_source_len < 3:
             raise ModelError("config.json: max_source_len must be at least 3")
         for key in ("tokenizer_sha256", "weights_sha256"):
@@ -172,7 +184,15 @@ class ModelConfig:
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.objective != "ctc":
+            del d["ctc_upsample"]
+        return d
+
+    @property
+    def parallel(self) -> bool:
+        """The decoder attends both ways and reads learned absolute positions (gmlm and ctc; not ar)."""
+        return self.objective != "ar"
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -235,6 +255,7 @@ class ModelConfig:
             shapes["lm_head.weight"] = (V, D)
         if self.objective == "gmlm":
             shapes["length_head.weight"] = (self.max_target_len, D)
+        if self.parallel:
             shapes["decoder.embed_positions.weight"] = (self.max_target_len, D)
         return shapes
 

@@ -15,7 +15,7 @@ import os
 import threading
 
 from .common import DecodeResult, TranslatorFrontEnd
-from .options import OPTIONS, DecodeOptions
+from .options import OPTIONS, DecodeOptions, strategy
 from .config import ModelError, load_weights_numpy, read_model_dir
 from .tokenizer import load_model_tokenizer
 
@@ -98,7 +98,7 @@ def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
     """The compiled engine's options (by keyword, the table's names) from validated decoding options: the
     options.OPTIONS of the model's kind, less those the Python layer handles (rerank: the engine returns
     every candidate instead)."""
-    eo = {o.name: getattr(opts, o.name) for o in OPTIONS if o.models == objective and o.name != "rerank"}
+    eo = {o.name: getattr(opts, o.name) for o in OPTIONS if o.models == strategy(objective) and o.name != "rerank"}
     if objective == "gmlm" and opts.rerank:
         eo["return_candidates"] = True
     return eo
@@ -143,9 +143,9 @@ class Translator(TranslatorFrontEnd):
                              "float32" if compute_type in ("default", "auto") else compute_type)
         self.files = read_model_dir(model)
         self.cfg = self.files.config
-        if self.cfg.objective == "ar" and kind == "cuda":
+        if self.cfg.objective != "gmlm" and kind == "cuda":
             raise DeviceUnavailableError(f"{self.files.path}: the CUDA engine decodes gmlm models only; "
-                                         "decode this ar model on device='cpu'")
+                                         f"decode this {self.cfg.objective} model on device='cpu'")
         self.tokenizer = load_model_tokenizer(self.files)
         weights = load_weights_numpy(self.files)
         try:
@@ -187,7 +187,7 @@ class Translator(TranslatorFrontEnd):
         if self.cfg.objective == "ar":
             outs = self._engine.translate_ar(srcs, **engine_options(opts, "ar"))
         else:
-            outs = self._engine.translate(srcs, **engine_options(opts))
+            outs = self._engine.translate(srcs, **engine_options(opts, self.cfg.objective))
         return [DecodeResult(*o) for o in outs]
 
     def _score(self, srcs, tgts):

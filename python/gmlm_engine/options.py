@@ -32,6 +32,8 @@ DEFAULT_LENGTH_OFFSET = 1
 # defaults it cuts the outputs that repeat themselves from 37.2 to 32.1 % at the same BLEU (33.54, engine float32;
 # int8 33.35 -> 33.33); 0.2 / 0.3 cut to 30.3 / 29.4 % at 33.53 / 33.51 (docs/results.md, "Repeated phrases").
 DEFAULT_REPEAT_PENALTY = 0.1
+# The recommended passes over a ctc model's canvas (docs/decoding.md, "CTC models"): one.
+CTC_DEFAULT_ITERATIONS = 1
 
 Bound = Union[int, float, Callable[[int], int], None]   # a callable gets the model's max_target_len
 
@@ -42,13 +44,22 @@ class Option:
     type: type                       # int, float, bool or str
     default: object
     doc: str
-    models: str = "gmlm"             # "gmlm", "ar" or "both"
+    models: str = "gmlm"             # "gmlm" (refinement: gmlm and ctc models), "ar" or "both"
     lo: Bound = None
     hi: Bound = None
     choices: tuple = ()
     range_doc: str = ""              # the range as the docs say it, where lo/hi depend on the model
+    by_model: tuple = ()             # ((objective, default), ...): default None means the model's own
     http: bool = True                # a field of gmlm serve's request
     cli: bool = True                 # a flag of gmlm translate / eval
+
+    def default_for(self, objective: str):
+        """The value None stands for on a model of this objective (ar: the gmlm value, which it accepts)."""
+        d = dict(self.by_model)
+        return d.get(objective, d.get("gmlm")) if d else self.default
+
+    def describe_default(self) -> str:
+        return ", ".join(f"{m}: {v!r}" for m, v in self.by_model) if self.by_model else repr(self.default)
 
     def bounds(self, max_target_len: int) -> tuple:
         at = lambda b: b(max_target_len) if callable(b) else b  # noqa: E731
@@ -67,20 +78,23 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("iterations", int, DEFAULT_ITERATIONS, "refinement passes T (linear schedule)", lo=1, hi=1000),
-    Option("length_beam", int, DEFAULT_LENGTH_BEAM, "length candidates K decoded side by side", lo=1,
-           hi=lambda L: L, range_doc="[1, max_target_len]"),
+    Option("iterations", int, None, "refinement passes T (linear schedule)", lo=1, hi=1000,
+           by_model=(("gmlm", DEFAULT_ITERATIONS), ("ctc", CTC_DEFAULT_ITERATIONS))),
+    Option("length_beam", int, None, "length candidates K decoded side by side (ctc: 1, its one canvas)", lo=1,
+           hi=lambda L: L, range_doc="[1, max_target_len]", by_model=(("gmlm", DEFAULT_LENGTH_BEAM), ("ctc", 1))),
     Option("length_beam_keep", int, None, "candidates kept after the first pass (None: all, no pruning)",
            lo=1, hi=None, range_doc="[1, length_beam]"),
-    Option("length_offset", int, DEFAULT_LENGTH_OFFSET, "added to every length candidate (step 1)",
-           lo=lambda L: 1 - L, hi=lambda L: L - 1, range_doc="[1 - max_target_len, max_target_len - 1]"),
+    Option("length_offset", int, None, "added to every length candidate (step 1; ctc: 0)",
+           lo=lambda L: 1 - L, hi=lambda L: L - 1, range_doc="[1 - max_target_len, max_target_len - 1]",
+           by_model=(("gmlm", DEFAULT_LENGTH_OFFSET), ("ctc", 0))),
     Option("update", str, "masked", "which positions a pass writes: the masked ones, or every position (a pass "
            "can then replace any token)", choices=("masked", "all")),
     Option("remask", str, "linear", "which positions the next pass predicts again", choices=("linear", "threshold")),
     Option("threshold", float, None, "remask='threshold': re-mask positions whose probability is below it",
            range_doc="(0, 1), with remask='threshold' only"),
-    Option("stutter_remask", bool, True, "re-mask a token equal to its left neighbour; collapse repeats at the end"),
-    Option("repeat_remask", bool, False, "also re-mask repeated word pieces and bigrams between passes"),
+    Option("stutter_remask", bool, None, "re-mask a token equal to its left neighbour; collapse repeats at the end "
+           "(ctc: off, its collapse merges repeats)", by_model=(("gmlm", True), ("ctc", False))),
+    Option("repeat_remask", bool, False, "also re-mask repeated word pieces and bigrams between passes (not ctc)"),
     Option("repeat_penalty", float, DEFAULT_REPEAT_PENALTY, "rank a candidate whose output repeats a word piece or bigram this much "
            "lower (step 4)", lo=0.0, hi=100.0),
     Option("cache_refresh", int, 1, "cached refinement: a pass t with t % cache_refresh == 0 recomputes every "
@@ -106,8 +120,11 @@ OPTIONS: tuple[Option, ...] = (
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 
-# Refinement options and their defaults: an ar model accepts them only at these values.
-GMLM_ONLY = {o.name: o.default for o in OPTIONS if o.models == "gmlm"}
+# What a ctc model's decoding fixes (docs/decoding.md, "CTC models").
+CTC_FIXED = {"length_beam": 1, "length_offset": 0, "stutter_remask": False, "repeat_remask": False}
+
+# Refinement options and their defaults: an ar model accepts them only at these values (or None).
+GMLM_ONLY = {o.name: o.default_for("gmlm") for o in OPTIONS if o.models == "gmlm"}
 DEFAULTS = {o.name: o.default for o in OPTIONS}
 
 # The validated options of one call: every option, None resolved (length_beam_keep = length_beam, seed = 0).
@@ -115,6 +132,11 @@ DecodeOptions = dataclasses.make_dataclass(
     "DecodeOptions", [(o.name, object, dataclasses.field(default=o.default)) for o in OPTIONS], frozen=True)
 DecodeOptions.__module__ = __name__
 DecodeOptions.__doc__ = "Validated decoding options (options.OPTIONS; build them with validate_options)."
+
+
+def strategy(objective: str) -> str:
+    """The decoding an objective's models take: "ar" search, or "gmlm" refinement (gmlm and ctc models)."""
+    return "ar" if objective == "ar" else "gmlm"
 
 
 def int_option(name: str, v, lo: int, hi: int | None = None) -> int:
@@ -154,6 +176,9 @@ def validate_options(objective: str, max_target_len: int, **given) -> DecodeOpti
         raise TypeError(f"unknown decoding option {unknown[0]!r}; the options are {', '.join(BY_NAME)}")
     v = {**DEFAULTS, **given}
     for o in OPTIONS:
+        if o.by_model and v[o.name] is None:
+            v[o.name] = o.default_for(objective)
+    for o in OPTIONS:
         if o.name in ("threshold", "length_beam_keep") or (v[o.name] is None and o.default is None):
             continue   # (threshold and length_beam_keep depend on other options: checked below)
         v[o.name] = _check(o, v[o.name], max_target_len)
@@ -161,9 +186,14 @@ def validate_options(objective: str, max_target_len: int, **given) -> DecodeOpti
         v["seed"] = 0
     if objective == "ar":   # refinement options have no meaning for an ar model: say so, never ignore them
         for name, default in GMLM_ONLY.items():
-            if name in given and given[name] != default and not (
+            if name in given and given[name] not in (None, default) and not (
                     name == "length_beam_keep" and given[name] == v["length_beam"]):
                 raise ValueError(f"{name} applies to gmlm models; an ar model takes beam_size and length_penalty")
+    if objective == "ctc":   # one canvas per source, collapsed by CTC's rule: no length candidates, no stutter rules
+        for name, want in CTC_FIXED.items():
+            if v[name] != want:
+                raise ValueError(f"{name} must be {want!r} for a ctc model (one canvas per source, its length set "
+                                 f"by the source; repeats merged by the collapse), got {v[name]!r}")
     # cross-option rules
     if v["length_beam_keep"] is None:
         v["length_beam_keep"] = v["length_beam"]
@@ -182,7 +212,7 @@ def validate_options(objective: str, max_target_len: int, **given) -> DecodeOpti
         raise ValueError("threshold is only used with remask='threshold'")
     if v["update"] == "all" and v["cache_refresh"] != 1:
         raise ValueError("cache_refresh must be 1 with update='all' (every position's input changes each pass)")
-    if objective == "gmlm":   # (and the ar options on a gmlm model)
+    if objective != "ar":   # (and the ar options on a gmlm or ctc model)
         if v["beam_size"] != 1:
             raise ValueError("beam_size applies to ar models; a gmlm model uses iterations and length_beam")
         if v["length_penalty"] != 1.0:
@@ -198,10 +228,10 @@ def add_cli_flags(group) -> None:
         if not o.cli:
             continue
         flag = "--" + o.name.replace("_", "-")
-        default = "" if o.default is None else f" (default: {o.default})"
+        default = "" if o.default is None and not o.by_model else f" (default: {o.describe_default()})"
         doc = o.doc.replace("%", "%%")   # argparse formats help with %: a bare % in a doc broke --help
         if o.type is bool:
-            if o.default:
+            if o.default_for("gmlm"):
                 group.add_argument("--no-" + o.name.replace("_", "-"), dest=o.name, action="store_const",
                                    const=False, default=None, help=f"turn off: {doc}")
             else:
@@ -237,6 +267,6 @@ def markdown_table() -> str:
     """The options table of docs/decoding.md (tests/test_options.py checks the document holds it)."""
     rows = ["| option | models | type | default | range | meaning |", "| --- | --- | --- | --- | --- | --- |"]
     for o in OPTIONS:
-        rows.append(f"| `{o.name}` | {o.models} | {o.type.__name__} | {o.default!r} | {o.describe_range()} | "
+        rows.append(f"| `{o.name}` | {o.models} | {o.type.__name__} | {o.describe_default()} | {o.describe_range()} | "
                     f"{o.doc} |")
     return "\n".join(rows)

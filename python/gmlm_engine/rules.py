@@ -96,3 +96,9 @@ def repeats(tokens: list[int], word_piece) -> bool:
     """Whether an output repeats itself as repeat_mask sees it (a word piece or a bigram occurring twice):
     the test of repeat_penalty (docs/decoding.md, step 4)."""
     return bool(repeat_mask(tokens, [0.0] * len(tokens), word_piece))
+
+
+def ctc_collapse(canvas: list[int], blank: int) -> list[int]:
+    """A ctc canvas's output (docs/decoding.md, "CTC models"): runs of equal tokens merged into one, then the
+    blanks dropped (so a blank between two equal tokens keeps both)."""
+    return [t for j, t in enumerate(canvas) if t != blank and (j == 0 or t != canvas[j - 1])]

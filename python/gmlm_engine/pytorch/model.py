@@ -142,7 +142,7 @@ class Stack(nn.Module):
         self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.dropout = cfg.dropout_rate
         if is_decoder and bidirectional:
-            # gmlm only: learned absolute positions. Relative position bias alone cannot tell the
+            # gmlm and ctc: learned absolute positions. Relative position bias alone cannot tell the
             # positions of an all-<mask> input apart (every row would get the same state).
             self.embed_positions = nn.Embedding(cfg.max_target_len, cfg.d_model)
 
@@ -157,15 +157,16 @@ def key_mask_bias(key_mask: torch.Tensor) -> torch.Tensor:
 
 
 class T5Model(nn.Module):
-    """Encoder-decoder for both objectives; `cfg.objective` picks the decoder's attention pattern."""
+    """Encoder-decoder for every objective; `cfg.objective` picks the decoder's attention pattern and heads."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.is_gmlm = cfg.objective == "gmlm"
+        self.is_gmlm = cfg.objective == "gmlm"    # a length head
+        self.parallel = cfg.parallel              # a bidirectional decoder with learned positions (gmlm, ctc)
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.encoder = Stack(cfg, False, cfg.num_encoder_layers, True)
-        self.decoder = Stack(cfg, True, cfg.num_decoder_layers, self.is_gmlm)
+        self.decoder = Stack(cfg, True, cfg.num_decoder_layers, self.parallel)
         if not cfg.tie_word_embeddings:
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if self.is_gmlm:
@@ -235,12 +236,12 @@ class T5Model(nn.Module):
         encoder output). Returns decoder states (B', T, D) after the final norm."""
         T = tgt_in.shape[1]
         x = self.shared(tgt_in)
-        if self.is_gmlm:
+        if self.parallel:
             x = x + self.decoder.embed_positions.weight[:T]
         x = F.dropout(x, self.cfg.dropout_rate, self.training)
         sa = self.decoder.block[0].layer[0].SelfAttention
         self_bias = sa.position_bias(T, T, tgt_in.device) + key_mask_bias(tgt_mask)
-        if not self.is_gmlm:
+        if not self.parallel:
             causal = torch.full((T, T), NEG_INF, device=tgt_in.device).triu(1)
             self_bias = self_bias + causal
         cross_bias = key_mask_bias(src_mask)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common import DecodeResult, TranslatorFrontEnd
-from ..rules import gumbel_noise, log_threshold, mean_score, random_init_tokens, repeat_mask, repeats, source_hash
+from ..rules import ctc_collapse, gumbel_noise, log_threshold, mean_score, random_init_tokens, repeat_mask, repeats, source_hash
 from ..tokenizer import NUM_SPECIAL, load_model_tokenizer
 from .model import load_torch_model
 
@@ -75,7 +75,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._refine(srcs, opts) if self.cfg.objective == "gmlm" else self._ar(srcs, opts)
+            return self._ar(srcs, opts) if self.cfg.objective == "ar" else self._refine(srcs, opts)
         finally:
             self.model.train(was_training)
 
@@ -86,9 +86,12 @@ class ReferenceTranslator(TranslatorFrontEnd):
         src, src_mask = _pad(srcs, cfg.pad_id, dev)
         enc = m.encode(src, src_mask)
         ckv = m.cross_kv(enc)
-        len_lp = F.log_softmax(m.length_logits(enc).float(), dim=-1)              # (B, maxT)
-        order = torch.sort(-len_lp, dim=-1, stable=True).indices[:, :K]           # ties: shorter first
-        lengths = (order + 1 + o.length_offset).clamp(1, cfg.max_target_len).reshape(-1).cpu()  # (N,) N = B*K
+        if cfg.objective == "ctc":   # one canvas per source, its length fixed by the source's (K = 1)
+            lengths = torch.tensor([min(cfg.max_target_len, cfg.ctc_upsample * len(s)) for s in srcs])
+        else:
+            len_lp = F.log_softmax(m.length_logits(enc).float(), dim=-1)          # (B, maxT)
+            order = torch.sort(-len_lp, dim=-1, stable=True).indices[:, :K]       # ties: shorter first
+            lengths = (order + 1 + o.length_offset).clamp(1, cfg.max_target_len).reshape(-1).cpu()  # (N,) N = B*K
         N, Lmax = B * K, int(lengths.max())
         enc_index = torch.arange(B, device=dev).repeat_interleave(K)
         pos = torch.arange(Lmax)
@@ -153,7 +156,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 history.append(tokens.clone())
             if t == 0 and o.length_beam_keep < K:                                 # length-candidate pruning
                 for b in range(B):
-                    scores = [self._rank(*self._output(tokens, conf, lengths, b * K + k, o), o) for k in range(K)]
+                    scores = [self._rank(*self._output(cfg, tokens, conf, lengths, b * K + k, o), o) for k in range(K)]
                     ranked = sorted(range(K), key=lambda k: (-scores[k], k))
                     for k in ranked[o.length_beam_keep:]:
                         pruned[b * K + k] = done[b * K + k] = True
@@ -203,7 +206,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
             for k in range(K):
                 if pruned[b * K + k]:
                     continue
-                ids, s = self._output(tokens, conf, lengths, b * K + k, o)
+                ids, s = self._output(cfg, tokens, conf, lengths, b * K + k, o)
                 cands.append((ids, s, int(passes[b * K + k])))
                 key = self._rank(ids, s, o)
                 if best_key is None or key > best_key:
@@ -243,10 +246,13 @@ class ReferenceTranslator(TranslatorFrontEnd):
         return score
 
     @staticmethod
-    def _output(tokens, conf, lengths, r, o) -> tuple[list[int], float]:
-        """Candidate r's output tokens (repeats collapsed with stutter_remask) and its score."""
+    def _output(cfg, tokens, conf, lengths, r, o) -> tuple[list[int], float]:
+        """Candidate r's output tokens (repeats collapsed with stutter_remask; a ctc canvas collapsed: repeats
+        merged, then blanks dropped, its score the mean over the whole canvas) and its score."""
         L = int(lengths[r])
         ids, cf = tokens[r, :L].tolist(), conf[r, :L].numpy()
+        if cfg.objective == "ctc":
+            return ctc_collapse(ids, cfg.pad_id), mean_score(cf)
         if o.stutter_remask:
             keep = [j for j in range(L) if j == 0 or ids[j] != ids[j - 1]]
             ids, cf = [ids[j] for j in keep], cf[keep]

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import ModelConfig
+from ..config import MAX_CTC_UPSAMPLE, ModelConfig
+from ..options import CTC_FIXED
 from ..data import load_split, read_lines, split_file, token_batches
 from .model import T5Model, load_torch_model, save_model_dir
 from ..tokenizer import NUM_SPECIAL, Tokenizer, train_spm
@@ -44,8 +45,10 @@ def _check(args) -> None:
         raise ValueError("--label-smoothing must be in [0, 1)")
     if not 0 <= args.glancing_ratio <= 1 or not 0 <= args.glancing_share <= 1:
         raise ValueError("--glancing-ratio and --glancing-share must be in [0, 1]")
-    if args.glancing_ratio and args.objective != "gmlm":
-        raise ValueError("--glancing-ratio applies to --objective gmlm only")
+    if args.glancing_ratio and args.objective == "ar":
+        raise ValueError("--glancing-ratio applies to --objective gmlm and ctc only")
+    if args.objective == "ctc" and not 1 <= args.ctc_upsample <= MAX_CTC_UPSAMPLE:
+        raise ValueError(f"--ctc-upsample must be in [1, {MAX_CTC_UPSAMPLE}]")
     share = getattr(args, "predicted_context", 0.0)
     if not 0 <= share <= 1:
         raise ValueError("--predicted-context must be in [0, 1]")
@@ -72,7 +75,7 @@ class Examples:
     def __init__(self, tok: Tokenizer, cfg: ModelConfig, src: list[str], tgt: list[str]):
         s_ids, t_ids = tok.encode(src), tok.encode(tgt)
         prefix = [cfg.len_id] if cfg.objective == "gmlm" else []
-        room_t = cfg.max_target_len - (0 if cfg.objective == "gmlm" else 1)
+        room_t = cfg.max_target_len - (1 if cfg.objective == "ar" else 0)
         self.src, self.tgt = [], []
         for s, t in zip(s_ids, t_ids):
             if not s or not t:
@@ -97,6 +100,8 @@ def make_batch(ex: Examples, idx: list[int], cfg: ModelConfig, gen: torch.Genera
     """Tensors for one step. gmlm: masked target; ar: teacher forcing."""
     src = _pad([ex.src[i] for i in idx], cfg.pad_id)
     tgt_lists = [ex.tgt[i] for i in idx]
+    if cfg.objective == "ctc":
+        return ctc_batch(src, tgt_lists, cfg)
     if cfg.objective == "ar":
         labels = _pad([t + [cfg.eos_id] for t in tgt_lists], -100)
         tgt_in = _pad([[cfg.decoder_start_token_id] + t for t in tgt_lists], cfg.pad_id)
@@ -121,6 +126,96 @@ def make_batch(ex: Examples, idx: list[int], cfg: ModelConfig, gen: torch.Genera
     labels = tgt.masked_fill(~noised, -100)
     return dict(src=src, src_mask=src != cfg.pad_id, tgt_in=tgt_in, tgt_mask=valid, labels=labels,
                 target=tgt, length_labels=torch.clamp(L - 1, max=cfg.max_target_len - 1))
+
+
+def canvas_lengths(src_mask: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """ctc: each source's canvas length, min(max_target_len, ctc_upsample x its encoder tokens)."""
+    return torch.clamp(src_mask.sum(1) * cfg.ctc_upsample, max=cfg.max_target_len)
+
+
+def ctc_batch(src: torch.Tensor, tgt_lists: list[list[int]], cfg: ModelConfig) -> dict:
+    """ctc: an all-<mask> canvas per source (docs/decoding.md, "CTC models") and the targets as CTC labels."""
+    src_mask = src != cfg.pad_id
+    U = canvas_lengths(src_mask, cfg)
+    valid = torch.arange(int(U.max()))[None, :] < U[:, None]
+    tgt_in = torch.full(valid.shape, cfg.pad_id, dtype=torch.long).masked_fill(valid, cfg.mask_id)
+    return dict(src=src, src_mask=src_mask, tgt_in=tgt_in, tgt_mask=valid, target=_pad(tgt_lists, cfg.pad_id),
+                target_lengths=torch.tensor([len(t) for t in tgt_lists]))
+
+
+@torch.no_grad()
+def ctc_alignment(logp: torch.Tensor, valid: torch.Tensor, target: torch.Tensor, target_lengths: torch.Tensor,
+                  blank: int) -> torch.Tensor:
+    """The most probable CTC alignment (Viterbi) of each target on its canvas: (B, U) tokens, blank or label, -1
+    past the canvas (and for a target the canvas cannot hold). logp: (B, U, V) log-probabilities."""
+    B, U, _ = logp.shape
+    L = target.shape[1]
+    ext = torch.full((B, 2 * L + 1), blank, dtype=torch.long, device=logp.device)
+    ext[:, 1::2] = target
+    S = 2 * target_lengths + 1
+    emit = logp.gather(2, ext[:, None, :].expand(B, U, 2 * L + 1))            # (B, U, 2L+1)
+    neg = torch.tensor(float("-inf"), device=logp.device)
+    skip = torch.zeros_like(ext, dtype=torch.bool)                             # label s may follow label s - 2
+    skip[:, 3::2] = ext[:, 3::2] != ext[:, 1:-2:2]
+    score = torch.full((B, 2 * L + 1), float("-inf"), device=logp.device)
+    score[:, 0] = emit[:, 0, 0]
+    score[:, 1] = torch.where(target_lengths > 0, emit[:, 0, 1], neg)
+    back = torch.zeros(B, U, 2 * L + 1, dtype=torch.long, device=logp.device)
+    for u in range(1, U):
+        stay = score
+        one = torch.cat([torch.full((B, 1), float("-inf"), device=logp.device), score[:, :-1]], 1)
+        two = torch.cat([torch.full((B, 2), float("-inf"), device=logp.device), score[:, :-2]], 1)
+        two = torch.where(skip, two, neg)
+        best = torch.stack([stay, one, two], 2).max(2)
+        new = best.values + emit[:, u]
+        live = valid[:, u][:, None]
+        score = torch.where(live, new, score)
+        back[:, u] = torch.where(live, best.indices, torch.zeros_like(best.indices))
+    Uv = valid.sum(1)
+    last = torch.stack([score.gather(1, (S - 1)[:, None]).squeeze(1),
+                        score.gather(1, (S - 2).clamp(min=0)[:, None]).squeeze(1)], 1)
+    s = torch.where(last[:, 0] >= last[:, 1], S - 1, S - 2)
+    ok = last.max(1).values > float("-inf")
+    out = torch.full((B, U), -1, dtype=torch.long, device=logp.device)
+    for u in range(U - 1, -1, -1):
+        here = u < Uv
+        out[:, u] = torch.where(here & ok, ext.gather(1, s.clamp(min=0)[:, None]).squeeze(1), out[:, u])
+        step = back[:, u].gather(1, s.clamp(min=0)[:, None]).squeeze(1)
+        s = torch.where(here, s - step, s)
+    return out
+
+
+@torch.no_grad()
+def ctc_glance(model: T5Model, b: dict, cfg: ModelConfig, gen: torch.Generator, ratio: float, share: float) -> dict:
+    """Glancing for ctc models (Gu and Kong 2021, after GLAT): the model predicts the all-<mask> canvas; with d
+    canvas positions where its argmax differs from the best alignment of the target (ctc_alignment), round(ratio
+    * d) of the aligned tokens (blanks included) are revealed at random positions of the input for a share of
+    the batch. The loss stays the CTC loss over the whole canvas."""
+    valid = b["tgt_mask"]
+    enc = model.encode(b["src"], b["src_mask"])
+    logp = torch.log_softmax(model.vocab_logits(model.decode(b["tgt_in"], valid, enc, b["src_mask"])).float(), -1)
+    align = ctc_alignment(logp, valid, b["target"], b["target_lengths"], cfg.pad_id)
+    known = align >= 0
+    wrong = ((logp.argmax(-1) != align) & known).sum(1)
+    n = torch.round(ratio * wrong.float()).long()
+    score = torch.rand(valid.shape, generator=gen).to(valid.device).masked_fill(~known, 2.0)
+    reveal = (score.argsort(1).argsort(1) < n[:, None]) & known
+    rows = (torch.rand(len(valid), generator=gen) < share).to(valid.device)[:, None]
+    out = dict(b)
+    out["tgt_in"] = torch.where(reveal & rows, align, b["tgt_in"])
+    return out
+
+
+def ctc_loss(model: T5Model, b: dict):
+    """The CTC loss of a batch (mean over sentences of the loss per target token) and its sum."""
+    enc = model.encode(b["src"], b["src_mask"])
+    h = model.decode(b["tgt_in"], b["tgt_mask"], enc, b["src_mask"])
+    logp = torch.log_softmax(model.vocab_logits(h).float(), dim=-1).transpose(0, 1)   # (U, B, V)
+    args = (logp, b["target"], b["tgt_mask"].sum(1), b["target_lengths"])
+    loss = F.ctc_loss(*args, blank=model.cfg.pad_id, reduction="mean", zero_infinity=True)
+    with torch.no_grad():
+        total = F.ctc_loss(*args, blank=model.cfg.pad_id, reduction="sum", zero_infinity=True)
+    return loss, float(total), int(b["target_lengths"].sum())
 
 
 @torch.no_grad()
@@ -238,7 +333,9 @@ def compute_loss(model: T5Model, b: dict, label_smoothing: float, length_weight:
                  teacher_logp: torch.Tensor | None = None, teacher_weight: float = 0.0):
     """Returns (loss, token-loss sum without smoothing, number of predicted tokens). With teacher_logp
     (teacher_two_passes), teacher_weight x KL(teacher || model) at the positions make_batch masked (b["plain"]
-    when correction rebuilt some rows) is added."""
+    when correction rebuilt some rows) is added. ctc models: the CTC loss (ctc_loss)."""
+    if model.cfg.objective == "ctc":
+        return ctc_loss(model, b)
     enc = model.encode(b["src"], b["src_mask"])
     h = model.decode(b["tgt_in"], b["tgt_mask"], enc, b["src_mask"])
     sel = b["labels"] != -100
@@ -278,7 +375,7 @@ def validate(model, ex_val: Examples, cfg, dev, tok, val_src, val_ref, n_bleu: i
     out = {"val_loss": tot / max(cnt, 1)}
     if n_bleu:
         tr = ReferenceTranslator.from_model(model, tok, dev)
-        opts = dict(iterations=4, length_beam=3, update=update) if cfg.objective == "gmlm" else dict(beam_size=1)
+        opts = {"gmlm": dict(iterations=4, length_beam=3, update=update), "ar": dict(beam_size=1), "ctc": dict(iterations=1, **CTC_FIXED)}[cfg.objective]
         hyp = [r.text for r in tr.translate_batch(val_src[:n_bleu], max_batch_size=64, **opts)]
         out["val_bleu"] = sacrebleu.corpus_bleu(hyp, [val_ref[:n_bleu]]).score
     model.train()
@@ -412,6 +509,12 @@ def init_from_t5(model: T5Model, folder: str, stretch: bool = False) -> list[str
         sd = stretch_layer_names(sd, model)
     own = model.state_dict()
     copied = []
+    pos = "decoder.embed_positions.weight"
+    if pos in sd and pos in own and sd[pos].shape[1:] == own[pos].shape[1:] and sd[pos].shape != own[pos].shape:
+        # a position table of another length (a gmlm's target positions into a ctc canvas): row j takes the
+        # checkpoint's row floor(j * its rows / these rows)
+        n_src, n_dst = sd[pos].shape[0], own[pos].shape[0]
+        sd[pos] = sd[pos][torch.arange(n_dst) * n_src // n_dst]
     for k, v in sd.items():
         if k in own and own[k].shape == v.shape:
             own[k] = v.float()
@@ -460,7 +563,8 @@ def run(args) -> int:
                           num_decoder_layers=args.decoder_layers, feed_forward_proj=args.ffn,
                           tie_word_embeddings=not args.untie, dropout_rate=args.dropout,
                           max_source_len=args.max_source_len, max_target_len=args.max_target_len,
-                          mask_id=tok.mask_id, len_id=tok.len_id).validate()
+                          mask_id=tok.mask_id, len_id=tok.len_id,
+                          ctc_upsample=args.ctc_upsample if args.objective == "ctc" else 0).validate()
     model = T5Model(cfg).to(dev)
     model.set_dropout(args.attention_dropout, args.activation_dropout)
     if args.init_from and state is None:
@@ -535,7 +639,9 @@ def run(args) -> int:
                                 args.schedule_offset + args.max_steps, args.cooldown_steps,
                                 args.schedule_offset, getattr(args, "restart_warmup", 0)) * g["lr_scale"]
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                if args.glancing_ratio:
+                if args.glancing_ratio and cfg.objective == "ctc":
+                    b = ctc_glance(model, b, cfg, gen, args.glancing_ratio, args.glancing_share)
+                elif args.glancing_ratio:
                     b = glance(model, b, cfg, gen, args.glancing_ratio, args.glancing_share)
                 elif getattr(args, "predicted_context", 0.0):
                     b = predicted_context(model, b, cfg, gen, args.predicted_context)

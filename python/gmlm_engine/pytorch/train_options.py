@@ -6,7 +6,9 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--objective", choices=("gmlm", "ar"), required=True)
+    p.add_argument("--objective", choices=("gmlm", "ar", "ctc"), required=True)
+    p.add_argument("--ctc-upsample", type=int, default=2,
+                   help="ctc: the canvas has this many positions per encoder token (--max-target-len bounds it)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
     p.add_argument("--data-dir", default=None, help="Multi30k folder (default: $GMLM_DATA_DIR)")
     p.add_argument("--src-lang", default="en")
@@ -69,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corrupt-keep", type=float, default=0.0, help="gmlm: share of noised positions kept")
     p.add_argument("--corrupt-random", type=float, default=0.0, help="gmlm: share replaced by random tokens")
     p.add_argument("--glancing-ratio", type=float, default=0.0,
-                   help="gmlm: glancing training (GLAT): reveal this share of the first pass's wrong positions' "
+                   help="gmlm and ctc: glancing training (GLAT; ctc: over the best alignment): reveal this share of the first pass's wrong positions' "
                         "count as reference tokens and mask the rest (0: off, the uniform masking ratio only)")
     p.add_argument("--glancing-share", type=float, default=1.0,
                    help="gmlm: share of each batch's sentences masked by glancing; the rest keep the uniform ratio")

@@ -27,7 +27,7 @@ import signal
 from pathlib import Path
 from typing import Literal, Optional
 
-from ..options import OPTIONS, request_fields
+from ..options import OPTIONS, request_fields, strategy
 from . import DEFAULT_MAX_POSITIONS, DEFAULT_MAX_COST, QueueFull, Scheduler, SchedulerClosed, TooLarge
 
 DEFAULT_LIMITS = {"max_texts": 64, "max_chars": 2000, "max_queue": 1024, "max_cost": DEFAULT_MAX_COST,
@@ -217,7 +217,7 @@ def _api_types():
         live_requests: int
 
     class ModelInfo(BaseModel):
-        objective: Literal["gmlm", "ar"]
+        objective: Literal["gmlm", "ar", "ctc"]
         name: str
         defaults: dict
 
@@ -251,8 +251,8 @@ class _Served:
         self.default = scheduler.tr.cfg.objective
         self.scheds = {self.default: (scheduler, model_name)}
         if ar_scheduler is not None:
-            if self.default != "gmlm" or ar_scheduler.tr.cfg.objective != "ar":
-                raise ValueError("ar_scheduler serves an ar model beside a gmlm model")
+            if strategy(self.default) != "gmlm" or ar_scheduler.tr.cfg.objective != "ar":
+                raise ValueError("ar_scheduler serves an ar model beside a gmlm or ctc model")
             self.scheds["ar"] = (ar_scheduler, ar_model_name)
         self.every = [sc for sc, _ in self.scheds.values()]
         self.max_texts, self.max_chars = max_texts, max_chars
@@ -412,7 +412,7 @@ def _info_routes(app, served: _Served, api, model_name: str, mode: str) -> None:
                 "queue_depth": sum(s.queue_depth for s in every), "live_requests": sum(s.live_requests for s in every)}
 
     def defaults(objective: str) -> dict:
-        return {o.name: o.default for o in OPTIONS if o.http and o.models in (objective, "both")}
+        return {o.name: o.default_for(objective) for o in OPTIONS if o.http and o.models in (strategy(objective), "both")}
 
     @app.get("/v1/models", response_model=api.Models)
     async def models():
@@ -544,8 +544,8 @@ def run(args) -> int:
 
     sched = scheduler(args.model)
     ar = scheduler(args.ar_model) if args.ar_model else None
-    if ar is not None and (sched.tr.cfg.objective, ar.tr.cfg.objective) != ("gmlm", "ar"):
-        raise ValueError(f"--ar-model serves an ar model beside a gmlm --model; got {sched.tr.cfg.objective} "
+    if ar is not None and (strategy(sched.tr.cfg.objective), ar.tr.cfg.objective) != ("gmlm", "ar"):
+        raise ValueError(f"--ar-model serves an ar model beside a gmlm or ctc --model; got {sched.tr.cfg.objective} "
                          f"{args.model} and {ar.tr.cfg.objective} {args.ar_model}")
     app = create_app(sched, max_texts=args.max_texts, max_chars=args.max_chars, model_name=sched.tr.model_name,
                      max_body_bytes=args.max_body_bytes, ar_scheduler=ar,

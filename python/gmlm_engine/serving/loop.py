@@ -71,11 +71,11 @@ class Scheduler:
     # --- the callers' side ------------------------------------------------------------------------
     def width(self, source_tokens: int, opts) -> int:
         """The room one text holds in a pass (scheduler.width, for this model)."""
-        return width(self.tr.cfg.objective, self.tr.cfg.max_target_len, source_tokens, opts)
+        return width(self.tr.cfg.objective, self.tr.cfg.max_target_len, source_tokens, opts, self.tr.cfg.ctc_upsample)
 
     def cost(self, source_tokens: int, opts) -> int:
         """The work of one text (scheduler.cost, for this model)."""
-        return cost(self.tr.cfg.objective, self.tr.cfg.max_target_len, source_tokens, opts)
+        return cost(self.tr.cfg.objective, self.tr.cfg.max_target_len, source_tokens, opts, self.tr.cfg.ctc_upsample)
 
     def submit(self, texts, on_pass=None, **options) -> concurrent.futures.Future:
         """Queue the texts (a list of str) with translate_batch's options; the future's result is the
