@@ -38,6 +38,20 @@ REFINE_OPTION_SETS = [
     dict(iterations=4, length_beam=4, length_beam_keep=2, update="all", sampling=True, seed=6, repeat_remask=True),
 ]
 
+# ctc models (docs/decoding.md, "CTC models"): one canvas per source, no length candidates, no stutter rules.
+CTC_OPTION_SETS = [
+    dict(),
+    dict(iterations=3),
+    dict(iterations=4, repeat_penalty=0.0),
+    dict(iterations=4, update="all"),
+    dict(iterations=4, remask="threshold", threshold=0.7),
+    dict(iterations=3, sampling=True, seed=2),
+    dict(iterations=3, init="random", seed=1),
+    dict(iterations=6, early_stop=True),
+    dict(iterations=6, cache_refresh=0),
+    dict(iterations=5, cache_refresh=2, remask="threshold", threshold=0.9, early_stop=True),
+]
+
 # What the CUDA engine does not implement yet (docs/cuda.md): it refuses these with a ValueError.
 # Each with the values it does implement.
 CUDA_LACKS = {"length_beam_keep": lambda v, o: v in (None, o.get("length_beam")), "repeat_remask": lambda v, o: not v,

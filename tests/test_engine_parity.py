@@ -18,8 +18,8 @@ core = pytest.importorskip("gmlm_engine._core")
 from gmlm_engine.engine import Translator  # noqa: E402
 from gmlm_engine.pytorch.reference import ReferenceTranslator  # noqa: E402
 
-from option_sets import REFINE_OPTION_SETS  # noqa: E402
-from test_engine_common import (TINY, decision_margin, make_random_model, mismatches, parity_mismatches,  # noqa: F401
+from option_sets import CTC_OPTION_SETS, REFINE_OPTION_SETS  # noqa: E402
+from test_engine_common import (TINY, TINY_CTC, decision_margin, make_random_model, mismatches, parity_mismatches,  # noqa: F401
                                 test_sentences, torch_one_thread)  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
@@ -63,6 +63,40 @@ def test_parity(pairs, name, opts):
     b = eng.translate_batch(src, return_history=True, **opts)
     bad = parity_mismatches(ref, src, a, b, opts)
     assert bad == [], [(i, a[i].tokens, b[i].tokens, a[i].iterations, b[i].iterations) for i in bad[:3]]
+
+
+CTC_SHAPES = {
+    "tiny-ctc-fixture": None,
+    "ctc-relu-untied-3x": dict(seed=4, objective="ctc", ctc_upsample=3, max_target_len=96),
+}
+
+
+@pytest.fixture(scope="module")
+def ctc_pairs(tmp_path_factory):
+    out = {}
+    for name, shape in CTC_SHAPES.items():
+        d = TINY_CTC if shape is None else make_random_model(tmp_path_factory.mktemp(name) / "m", **shape)
+        out[name] = (ReferenceTranslator(d), Translator(d, intra_threads=2, compute_type="float32"))
+    return out
+
+
+@pytest.mark.parametrize("opts", CTC_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+@pytest.mark.parametrize("name", list(CTC_SHAPES))
+def test_ctc_parity(ctc_pairs, name, opts):
+    """ctc models: the canvas (ctc_upsample x the encoder tokens, capped), the passes over it and the collapse,
+    token for token, with the canvas's length as the one length candidate."""
+    ref, eng = ctc_pairs[name]
+    src = test_sentences(N_QUICK)
+    a = ref.translate_batch(src, return_history=True, **opts)
+    b = eng.translate_batch(src, return_history=True, **opts)
+    bad = parity_mismatches(ref, src, a, b, opts)
+    assert bad == [], [(i, a[i].tokens, b[i].tokens, a[i].iterations, b[i].iterations) for i in bad[:3]]
+    up, cap = ref.cfg.ctc_upsample, ref.cfg.max_target_len
+    enc = ref.encode(src)
+    assert [r.length_candidates for r in b] == [[min(cap, up * len(ids))] for ids in enc]
+    assert all(len(h) == r.length_candidates[0] for r in b for h in r.history)
+    if name.startswith("ctc-"):   # the premise: canvases hold blanks, which the collapse drops
+        assert sum(t == "<pad>" for r in b for t in r.history[-1]) > 0 and all("<pad>" not in r.tokens for r in b)
 
 
 @pytest.mark.parametrize("name", ["tiny-fixture", "relu-wide-3layers"])

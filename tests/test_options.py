@@ -21,9 +21,20 @@ def test_translate_batch_takes_exactly_the_table_options_at_their_defaults():
 
 def test_defaults_validate_to_the_decode_options_record():
     o = validate_options("gmlm", 96)
-    assert o == DecodeOptions(**{**{x.name: x.default for x in OPTIONS}, "length_beam_keep": o.length_beam,
-                                 "seed": 0})
-    assert (o.iterations, o.length_beam, o.length_offset) == (8, 2, 1)
+    assert o == DecodeOptions(**{**{x.name: x.default_for("gmlm") for x in OPTIONS},
+                                 "length_beam_keep": o.length_beam, "seed": 0})
+    assert (o.iterations, o.length_beam, o.length_offset, o.stutter_remask) == (8, 2, 1, True)
+
+
+def test_a_ctc_model_takes_its_own_defaults_and_refuses_length_candidates_and_stutter_rules():
+    o = validate_options("ctc", 192)
+    assert (o.iterations, o.length_beam, o.length_offset, o.stutter_remask) == (1, 1, 0, False)
+    assert validate_options("ctc", 192, iterations=3, update="all").iterations == 3
+    for name, bad in (("length_beam", 2), ("length_offset", 1), ("stutter_remask", True), ("repeat_remask", True)):
+        with pytest.raises(ValueError, match=f"{name} must be .* for a ctc model"):
+            validate_options("ctc", 192, **{name: bad})
+    with pytest.raises(ValueError, match="beam_size applies to ar models"):
+        validate_options("ctc", 192, beam_size=2)
 
 
 @pytest.mark.parametrize("name,bad,message", [
@@ -79,12 +90,13 @@ def test_the_engine_enforces_the_cross_option_rules_at_its_own_boundary():
 @pytest.mark.parametrize("name", [o.name for o in OPTIONS if o.models == "gmlm"])
 def test_an_ar_model_refuses_every_refinement_option_set_away_from_its_default(name):
     o = BY_NAME[name]
-    other = {bool: not o.default, int: 3, str: o.choices[-1] if o.choices else "x"}.get(o.type, 0.5)
+    other = {bool: not o.default_for("gmlm"), int: 3, str: o.choices[-1] if o.choices else "x"}.get(o.type, 0.5)
     if name == "threshold":
         other = 0.5
     with pytest.raises(ValueError, match=f"{name} applies to gmlm models"):
         validate_options("ar", 96, **{name: other})
     validate_options("ar", 96, **{name: o.default})          # the default itself is accepted
+    validate_options("ar", 96, **{name: o.default_for("gmlm")})
 
 
 def test_cli_flags_follow_the_table_and_absent_flags_keep_the_translators_defaults():
@@ -124,7 +136,7 @@ def test_the_decoding_document_holds_the_generated_table():
 def test_the_engines_own_defaults_are_the_tables():
     core = pytest.importorskip("gmlm_engine._core")
     d = core.refine_defaults()
-    assert d == {name: BY_NAME[name].default for name in d} | {"seed": 0}      # seed None means 0
+    assert d == {name: BY_NAME[name].default_for("gmlm") for name in d} | {"seed": 0}      # seed None means 0
     assert set(d) == {o.name for o in OPTIONS if o.models == "gmlm"} - {"threshold", "rerank"}
 
 

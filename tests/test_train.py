@@ -22,9 +22,9 @@ def train(out, objective, data_dir, steps, extra=()):
     return [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("objective", ["gmlm", "ar"])
+@pytest.mark.parametrize("objective", ["gmlm", "ar", "ctc"])
 def test_short_training_lowers_validation_loss_and_resumes(tmp_path, multi30k, objective):
-    hist = train(tmp_path, objective, multi30k, 100)
+    hist = train(tmp_path, objective, multi30k, 100, ["--glancing-ratio", "0.5"] if objective == "ctc" else [])
     assert [h["step"] for h in hist] == [25, 50, 75, 100]
     # (with the embedding's learning rate fixed most of the early drop happens before step 25)
     assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.2
@@ -33,6 +33,9 @@ def test_short_training_lowers_validation_loss_and_resumes(tmp_path, multi30k, o
         assert (tmp_path / d / "model.safetensors").is_file() and (tmp_path / d / "config.json").is_file()
     card = json.loads((tmp_path / "last" / "training.json").read_text())
     assert card["steps"] == 100 and card["objective"] == objective
+    if objective == "ctc":
+        cfg = json.loads((tmp_path / "last" / "config.json").read_text())
+        assert cfg["ctc_upsample"] == 2 and "length_head.weight" not in ModelConfig.from_dict(cfg).weight_shapes()
     hist = train(tmp_path, objective, multi30k, 125, ["--resume"])
     assert [h["step"] for h in hist][-1] == 125 and len(hist) == 5
 
@@ -333,3 +336,66 @@ def test_multistep_teacher_decodes_two_passes_and_the_loss_pulls_towards_it():
         args = build_parser().parse_args(["train", "--objective", "gmlm", "--out", "x", *extra])
         with pytest.raises(ValueError, match="--multistep"):
             args.func(args)
+
+
+def _collapse(path, blank=0):
+    return [t for j, t in enumerate(path) if t != blank and (j == 0 or t != path[j - 1])]
+
+
+def test_ctc_alignment_is_the_most_probable_path_that_collapses_to_the_target():
+    import itertools
+
+    from gmlm_engine.pytorch.train import ctc_alignment
+
+    gen = torch.Generator().manual_seed(0)
+    V = 4
+    for _ in range(60):
+        U = int(torch.randint(2, 7, (1,), generator=gen))
+        L = int(torch.randint(1, 4, (1,), generator=gen))
+        y = torch.randint(1, V, (1, L), generator=gen)
+        logp = torch.log_softmax(torch.randn(1, U + 2, V, generator=gen), -1)
+        valid = torch.arange(U + 2)[None] < U                       # two padding positions past the canvas
+        got = ctc_alignment(logp, valid, y, torch.tensor([L]), blank=0)[0]
+        assert (got[U:] == -1).all()
+        paths = [p for p in itertools.product(range(V), repeat=U) if _collapse(p) == y[0].tolist()]
+        if not paths:                                               # the canvas cannot hold it: nothing aligned
+            assert (got == -1).all()
+            continue
+        score = lambda p: sum(float(logp[0, u, t]) for u, t in enumerate(p))  # noqa: E731
+        assert _collapse(got[:U].tolist()) == y[0].tolist()
+        assert score(got[:U].tolist()) == pytest.approx(max(score(p) for p in paths), abs=1e-5)
+
+
+def test_ctc_batches_and_glancing_reveal_aligned_tokens_in_proportion_to_the_errors():
+    from gmlm_engine.pytorch.model import T5Model
+    from gmlm_engine.pytorch.train import canvas_lengths, ctc_alignment, ctc_glance, ctc_loss
+
+    tok = Tokenizer(TINY_GMLM / "spm.model")
+    cfg = ModelConfig(objective="ctc", vocab_size=tok.vocab_size, d_model=32, d_kv=8, d_ff=64, num_heads=4,
+                      num_encoder_layers=1, num_decoder_layers=1, max_source_len=32, max_target_len=40,
+                      mask_id=tok.mask_id, len_id=tok.len_id, ctc_upsample=2).validate()
+    src = ["A man rides a bike.", "Two dogs play in the snow near a tree."] * 8
+    tgt = ["Ein Mann fährt Rad.", "Zwei Hunde spielen im Schnee."] * 8
+    ex = Examples(tok, cfg, src, tgt)
+    assert all(s[0] != cfg.len_id for s in ex.src)                  # no <len>: a ctc model has no length head
+    b = make_batch(ex, list(range(len(ex))), cfg, torch.Generator().manual_seed(0))
+    U = canvas_lengths(b["src_mask"], cfg)
+    assert torch.equal(b["tgt_mask"].sum(1), torch.clamp(2 * b["src_mask"].sum(1), max=40)) and torch.equal(U, b["tgt_mask"].sum(1))
+    assert ((b["tgt_in"] == cfg.mask_id) == b["tgt_mask"]).all()
+    torch.manual_seed(0)
+    model = T5Model(cfg)
+    loss, total, n = ctc_loss(model, b)
+    assert loss.item() > 0 and n == int(b["target_lengths"].sum()) and total > 0
+    model.eval()
+    gen = torch.Generator().manual_seed(1)
+    none = ctc_glance(model, b, cfg, gen, 0.0, share=1.0)
+    assert torch.equal(none["tgt_in"], b["tgt_in"])
+    g = ctc_glance(model, b, cfg, gen, 1.0, share=1.0)
+    with torch.no_grad():
+        enc = model.encode(b["src"], b["src_mask"])
+        logp = torch.log_softmax(model.vocab_logits(model.decode(b["tgt_in"], b["tgt_mask"], enc, b["src_mask"])), -1)
+    align = ctc_alignment(logp, b["tgt_mask"], b["target"], b["target_lengths"], cfg.pad_id)
+    shown = g["tgt_in"] != b["tgt_in"]
+    wrong = ((logp.argmax(-1) != align) & (align >= 0)).sum(1)
+    assert torch.equal((g["tgt_in"] != cfg.mask_id).logical_and(b["tgt_mask"]).sum(1), wrong)   # ratio 1: every error
+    assert (g["tgt_in"][shown] == align[shown]).all()
