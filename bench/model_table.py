@@ -27,7 +27,7 @@ GMLM_CONFIGS = ((1, 1), (4, 3), (10, 5))
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ar", action="append", default=[], help="ar model directory (repeatable)")
-    p.add_argument("--gmlm", action="append", default=[], help="gmlm model directory (repeatable)")
+    p.add_argument("--gmlm", action="append", default=[], help="gmlm or ctc model directory (repeatable)")
     p.add_argument("--gmlm-configs", default=",".join(f"{t}x{k}" for t, k in GMLM_CONFIGS),
                    help="T x K pairs with an optional length offset and 'ns' for stutter re-masking off, e.g. "
                         "1x1,4x3,4x3+1,10x5ns (default offset: the Translator's)")
@@ -85,21 +85,26 @@ def main(argv=None) -> int:
                         p.error(f"--gmlm-configs: {tk!r} is not TxK or TxK+O, optionally followed by ns (no stutter "
                                 "re-masking) and all (update='all') (e.g. 4x3, 4x3+1, 4x3ns, 4x1all)")
                     t, k = int(m[1]), int(m[2])
-                    o = DEFAULT_LENGTH_OFFSET if m[3] is None else int(m[3])
                     upd = "all" if m[5] else "masked"
+                    if tr.cfg.objective == "ctc":   # one canvas: T x 1 (offset and stutter do not apply)
+                        if k != 1 or m[3] or m[4]:
+                            p.error(f"--gmlm-configs: {tk!r} for the ctc model {g}: a ctc model takes Tx1 (and all)")
+                        opts = dict(iterations=t, update=upd)
+                        system = f"CTC T={t}" + (" all" if m[5] else "")
+                    else:
+                        o = DEFAULT_LENGTH_OFFSET if m[3] is None else int(m[3])
+                        opts = dict(iterations=t, length_beam=k, length_offset=o, stutter_remask=not m[4], update=upd)
+                        system = f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else "") + (" all" if m[5] else "")
                     t0 = time.perf_counter()
-                    hyp = [r.text for r in tr.translate_batch(src, iterations=t, length_beam=k, length_offset=o,
-                                                              stutter_remask=not m[4], update=upd, max_batch_size=64)]
+                    hyp = [r.text for r in tr.translate_batch(src, max_batch_size=64, **opts)]
                     secs = time.perf_counter() - t0
                     extra = {}
                     if args.batch1:
                         t1 = time.perf_counter()
                         for s_ in src[:args.batch1]:
-                            tr.translate_batch([s_], iterations=t, length_beam=k, length_offset=o, stutter_remask=not m[4],
-                                               update=upd)
+                            tr.translate_batch([s_], **opts)
                         extra["sent/s b=1"] = round(min(args.batch1, len(src)) / (time.perf_counter() - t1), 1)
-                    add(g, f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else "") + (" all" if m[5] else ""), split, hyp, ref, secs,
-                        compute_type=tr.compute_type, **extra)
+                    add(g, system, split, hyp, ref, secs, compute_type=tr.compute_type, **extra)
     cols = ["model", "system", "split", "bleu", "chrf", "len_ratio", "repetition", "defects", "at_length_limit", "sent/s"]
     if args.batch1:
         cols.append("sent/s b=1")

@@ -6,6 +6,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TINY_GMLM = ROOT / "tests" / "data" / "tiny-gmlm"
 TINY_AR = ROOT / "tests" / "data" / "tiny-ar"
+TINY_CTC = ROOT / "tests" / "data" / "tiny-ctc"
 MODELS = ROOT / "models"    # the shipped models
 
 

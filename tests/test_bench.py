@@ -9,7 +9,7 @@ from gmlm_engine.tools.benchmark import System, run_benchmark, write_results
 from gmlm_engine.tools.cli import build_parser, main
 from gmlm_engine.tools.evaluate import score
 from gmlm_engine.options import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
-from conftest import TINY_AR, TINY_GMLM
+from conftest import TINY_AR, TINY_CTC, TINY_GMLM
 
 TK = f"T={DEFAULT_ITERATIONS} K={DEFAULT_LENGTH_BEAM}"   # the defaults: the bench's headline row
 
@@ -112,7 +112,7 @@ def test_quick_cli_end_to_end(tmp_path, capsys):
     export_ctranslate2(TINY_AR, tmp_path / "ct2")
     out = tmp_path / "results"
     assert main(["bench", "--quick", "--gmlm-model", str(TINY_GMLM), "--gmlm-raw-model", str(TINY_GMLM),
-                 "--ar-model", str(TINY_AR), "--ct2-model", str(tmp_path / "ct2"), "--src", str(tmp_path / "src.en"),
+                 "--ctc-model", str(TINY_CTC), "--ar-model", str(TINY_AR), "--ct2-model", str(tmp_path / "ct2"), "--src", str(tmp_path / "src.en"),
                  "--ref", str(tmp_path / "ref.de"), "--out", str(out), "--threads", "1"]) == 0
     assert (out / "speed_quality.png").read_bytes()[:4] == b"\x89PNG"
     doc = json.loads((out / "bench.json").read_text())
@@ -121,13 +121,13 @@ def test_quick_cli_end_to_end(tmp_path, capsys):
     from gmlm_engine import _core
 
     native = [ct for ct in ("bfloat16", "int8") if ct in _core.build_info()["native_compute_types"]]
-    lowp = {f"{fam}-{ct}" for ct in native for fam in ("gmlm-engine", "engine-ar")}
+    lowp = {f"{fam}-{ct}" for ct in native for fam in ("gmlm-engine", "engine-ar", "ctc-engine")}
     assert {r["family"] for r in rows} == {"gmlm-engine", "gmlm-engine-raw", "gmlm-torch", "ct2-ar", "ct2-ar-int8",
-                                           "torch-ar", "engine-ar"} | lowp
+                                           "torch-ar", "engine-ar", "ctc-engine"} | lowp
     assert isinstance(meta["machine"]["cpu_isa"], list)
     assert set(doc["quality"]) == {r["system"] for r in rows}
     for name in ("ct2-ar greedy", "ct2-ar beam=4", "ct2-ar-int8 greedy", "ct2-ar-int8 beam=4", "torch-ar greedy", "torch-ar beam=4",
-                 f"gmlm-torch {TK}", f"gmlm-engine {TK}"):                                   # the core systems: every batch size
+                 f"gmlm-torch {TK}", f"gmlm-engine {TK}", "ctc-engine T=1"):                 # the core systems: every batch size
         assert sorted(r["batch_size"] for r in rows if r["system"] == name) == [1, 8]
     for r in rows:
         assert r["stage"] == "core" or r["batch_size"] == doc["grid_batch"]

@@ -319,9 +319,11 @@ HEADLINE = [
     ("engine AR beam 4", [f"engine-ar{x} beam=4" for x in ("", "-bfloat16", "-int8")]),
     ("CTranslate2 greedy", ["ct2-ar greedy", "ct2-ar-int8 greedy"]),
     ("CTranslate2 beam 4", ["ct2-ar beam=4", "ct2-ar-int8 beam=4"]),
+    ("CTC T=1 (--ctc-model)", [f"ctc-engine{x} T=1" for x in ("", "-bfloat16", "-int8")]),
 ]
 RATIOS = [("engine AR greedy", "CTranslate2 greedy"), ("engine AR beam 4", "CTranslate2 beam 4"),
-          (HEADLINE[0][0], "engine AR greedy"), (HEADLINE[0][0], "engine AR beam 4"), (HEADLINE[0][0], "CTranslate2 greedy")]
+          (HEADLINE[0][0], "engine AR greedy"), (HEADLINE[0][0], "engine AR beam 4"), (HEADLINE[0][0], "CTranslate2 greedy"),
+          (HEADLINE[-1][0], "engine AR greedy"), (HEADLINE[-1][0], "CTranslate2 greedy")]
 
 
 def thread_settings(rows: list[dict]) -> list[dict]:
@@ -481,12 +483,15 @@ LOWP_GRID = list(dict.fromkeys([DEFAULT_TK, (4, 3), (1, 1), (2, 1), (5, 2), (8, 
 RAW = [(1, 1), (4, 3), (10, 5)]
 ANCHOR = f"gmlm-engine T={DEFAULT_ITERATIONS} K={DEFAULT_LENGTH_BEAM}"
 HEADLINE_GRID = list(dict.fromkeys([DEFAULT_TK, (4, 1), (1, 1)]))
+CTC_PASSES = (1, 2, 4)     # --ctc-model: passes over the canvas (T=1 also at every thread setting)
 QUICK = {"sentences": 16, "batch_sizes": [1, 8], "repeats": 2}
 
 
 def add_arguments(p) -> None:
     p.add_argument("--gmlm-model", default="default", help="the GMLM (distilled); default: the shipped one")
     p.add_argument("--gmlm-raw-model", default=None, help="a GMLM trained on raw targets (ablation)")
+    p.add_argument("--ctc-model", default=None,
+                   help="a ctc model (docs/decoding.md, \"CTC models\"): timed at T=1, 2, 4 in every native compute type")
     p.add_argument("--ar-model", default=None, help="the AR model (PyTorch AR, and exported to CTranslate2)")
     p.add_argument("--ar-length-penalty", type=float, default=1.0,
                    help="the AR beam rows' length penalty (CTranslate2's, and the reference's): select it on val")
@@ -656,6 +661,13 @@ def build_systems(args, tmp_dir: str) -> tuple[list[System], dict[str, list[str]
             else:
                 systems.append(gmlm(low, f"gmlm-engine-{ct}", f"T={t} K={k}", True if (t, k) in FIXED_CORE else None,
                                     iterations=t, length_beam=k))
+    if args.ctc_model:
+        for ct in ["float32"] + lowp:
+            family = "ctc-engine" + ("" if ct == "float32" else f"-{ct}")
+            systems += threaded(f"{family} T=1", family, engine_at(args.ctc_model, ct, iterations=1),
+                                {"iterations": 1, "compute_type": ct}, True)
+            ctc = engines(args.ctc_model, ct, T, 1)[0]
+            systems += [gmlm(ctc, family, f"T={t}", True, iterations=t) for t in CTC_PASSES[1:1 if args.quick else None]]
     if args.gmlm_raw_model and not args.headline:
         raw = Translator(args.gmlm_raw_model, intra_threads=args.threads, compute_type="float32")
         systems += [gmlm(raw, "gmlm-engine-raw", f"T={t} K={k}", False, iterations=t, length_beam=k)

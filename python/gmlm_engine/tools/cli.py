@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_args(sv)
     sv.set_defaults(func=lambda a: __import__("gmlm_engine.serving.http", fromlist=["run"]).run(a))
 
-    tr = sub.add_parser("train", help="train a gmlm or ar model")
+    tr = sub.add_parser("train", help="train a gmlm, ar or ctc model")
     from ..pytorch.train_options import add_arguments
 
     add_arguments(tr)
