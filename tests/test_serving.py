@@ -87,6 +87,41 @@ def test_batch_results_do_not_depend_on_who_joined_when(tr, sentences, seed):
             assert [tr.tokenizer.pieces(h) for h in hist] == e.history
 
 
+def test_a_ctc_model_joins_and_leaves_the_batch_like_a_gmlm(sentences):
+    """ctc models in the resumable batch: an option dict without keys decodes at the ctc defaults (one pass), and
+    under a random arrival schedule with mixed options every result equals translate_batch's."""
+    from conftest import TINY_CTC
+    from option_sets import CTC_OPTION_SETS
+
+    ctc = Translator(TINY_CTC, intra_threads=2)
+    rng = random.Random(0)
+    jobs = [(s, CTC_OPTION_SETS[rng.randrange(len(CTC_OPTION_SETS))]) for s in sentences[:24]]
+    expected = [ctc.translate_batch([s], **o)[0] for s, o in jobs]
+    batch, owner, got = core.Batch(ctc._engine), {}, {}
+    ids = batch.add(encode_sources(ctc.tokenizer, ctc.cfg, sentences[:2]), [{}, {}])
+    done = {}
+    while batch.requests:
+        done.update(dict(batch.step()))
+    assert [done[i][2] for i in ids] == [1, 1]
+    assert [ctc.tokenizer.pieces(done[i][0]) for i in ids] == [r.tokens for r in ctc.translate_batch(sentences[:2])]
+    order = list(range(len(jobs)))
+    rng.shuffle(order)
+    while order or batch.requests:
+        if order and rng.random() < 0.6:
+            n = rng.randint(1, 5)
+            take, order = order[:n], order[n:]
+            opts = [validate_options("ctc", ctc.cfg.max_target_len, **jobs[j][1]) for j in take]
+            ids = batch.add(encode_sources(ctc.tokenizer, ctc.cfg, [jobs[j][0] for j in take]),
+                            [engine_options(o, "ctc") for o in opts])
+            owner.update(zip(ids, take))
+        for bid, res in batch.step():
+            got[owner[bid]] = res
+    for j, e in enumerate(expected):
+        ids, score, passes, hist, cands = got[j]
+        assert ctc.tokenizer.decode(ids) == e.text and passes == e.iterations and list(cands) == e.length_candidates
+        assert abs(score - e.score) <= 1e-5
+
+
 def test_an_empty_batch_gives_its_memory_back(sentences):
     """A server keeps one batch for its lifetime: once its requests are done (or cancelled), the key/value
     caches, encoder rows and activation buffers that a big request needed are released (they used to stay

@@ -110,7 +110,7 @@ std::vector<std::vector<int32_t>> id_lists(const std::vector<std::vector<int64_t
 }
 
 // The options of one refinement request by keyword (translate_batch's names, python/gmlm_engine/options.py;
-// absent keys keep RefineOptions' defaults). The one place where Python options become the C++ struct: the
+// absent keys keep the model's defaults, RefineOptions::defaults_for). The one place where Python options become the C++ struct: the
 // types and choices here, the ranges in RefineOptions::validate / ArOptions::validate.
 // An option's value as its type, or ValueError naming the option (never pybind11's "Unable to cast").
 int64_t int_value(const std::string& k, const py::handle& v) {
@@ -142,8 +142,8 @@ std::string str_value(const std::string& k, const py::handle& v) {
   return v.cast<std::string>();
 }
 
-RefineOptions options_from_dict(const py::dict& d) {
-  RefineOptions o;
+RefineOptions options_from_dict(const py::dict& d, const T5Config& cfg) {
+  RefineOptions o = RefineOptions::defaults_for(cfg);
   std::optional<double> threshold;
   std::string remask = "linear", init = "mask", update = "masked";
   for (auto item : d) {
@@ -310,13 +310,13 @@ class Engine {
   // without decoding anything.
   void validate(const py::kwargs& options) const {
     if (model_->config().gmlm)
-      options_from_dict(options).validate(model_->config(), Device::cpu);
+      options_from_dict(options, model_->config()).validate(model_->config(), Device::cpu);
     else
       ar_options_from_dict(options).validate();
   }
 
   py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
-    const RefineOptions o = options_from_dict(options);
+    const RefineOptions o = options_from_dict(options, model_->config());
     return offline(sources, o.return_candidates, [&](const auto& src, Workspace& ws, ThreadPool& pool) {
       return refine_batch(*model_, src, o, ws, pool);
     });
@@ -494,7 +494,7 @@ class Batch {
     std::vector<ArOptions> aopts;
     for (const py::dict& d : options) {
       if (refine_)
-        ropts.push_back(options_from_dict(d));
+        ropts.push_back(options_from_dict(d, engine_.model().config()));
       else
         aopts.push_back(ar_options_from_dict(d));
     }
@@ -606,10 +606,12 @@ class CudaEngineBinding {
     engine_ = std::make_unique<cuda::CudaEngine>(cfg, w, compute_type, device, std::move(pieces));
   }
 
-  void validate(const py::kwargs& options) const { options_from_dict(options).validate(engine_->config(), Device::cuda); }
+  void validate(const py::kwargs& options) const {
+    options_from_dict(options, engine_->config()).validate(engine_->config(), Device::cuda);
+  }
 
   py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
-    const RefineOptions o = options_from_dict(options);
+    const RefineOptions o = options_from_dict(options, engine_->config());
     auto src = id_lists(sources, "source", engine_->config().vocab_size);
     std::vector<RefineResult> res;
     {

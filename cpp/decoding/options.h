@@ -41,6 +41,9 @@ struct RefineOptions {
   // options.py's table holds the same ranges for the CLI, the HTTP schema and the docs; tests/test_options.py
   // ties the two together.
   void validate(const T5Config& cfg, Device device = Device::cpu) const;
+  // The defaults for a model: the table's, or a ctc model's (options.py, by_model: 1 pass, one canvas, no
+  // length offset, no stutter rules).
+  static RefineOptions defaults_for(const T5Config& cfg);
 };
 
 struct RefineResult {

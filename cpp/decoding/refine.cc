@@ -47,6 +47,17 @@ void RefineOptions::validate(const T5Config& cfg, Device device) const {
   }
 }
 
+RefineOptions RefineOptions::defaults_for(const T5Config& cfg) {
+  RefineOptions o;
+  if (cfg.ctc()) {
+    o.iterations = 1;
+    o.length_beam = 1;
+    o.length_offset = 0;
+    o.stutter_remask = false;
+  }
+  return o;
+}
+
 namespace {
 
 // A candidate's output and score, and its rank (docs step 4: ops::candidate_output, ops::candidate_rank).
