@@ -99,6 +99,7 @@ void MultiHeadAttention::compute<Device::cuda>(ConstMat q, const int32_t* q_pos,
 
 template <>
 void VocabArgmax::compute<Device::cuda>(ConstMat h, ConstMat w, int32_t* pred, float* conf, ThreadPool&) const {
+  GMLM_CHECK_ARG(row_bias == nullptr, "the vocabulary step's logit bias (blank_penalty) runs on the CPU only");
   const int64_t M = h.rows, V = w.rows, D = h.cols;
   if (M == 0) return;
   constexpr int64_t kChunk = 1024;  // rows of logits per cuBLAS call (a bounded float32 tile)

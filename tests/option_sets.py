@@ -50,6 +50,9 @@ CTC_OPTION_SETS = [
     dict(iterations=6, early_stop=True),
     dict(iterations=6, cache_refresh=0),
     dict(iterations=5, cache_refresh=2, remask="threshold", threshold=0.9, early_stop=True),
+    dict(blank_penalty=0.0),
+    dict(iterations=4, blank_penalty=5.0),
+    dict(iterations=3, blank_penalty=3.0, sampling=True, seed=7),
 ]
 
 # What the CUDA engine does not implement yet (docs/cuda.md): it refuses these with a ValueError.

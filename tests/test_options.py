@@ -35,6 +35,11 @@ def test_a_ctc_model_takes_its_own_defaults_and_refuses_length_candidates_and_st
             validate_options("ctc", 192, **{name: bad})
     with pytest.raises(ValueError, match="beam_size applies to ar models"):
         validate_options("ctc", 192, beam_size=2)
+    assert validate_options("ctc", 192).blank_penalty > 0 and validate_options("ctc", 192, blank_penalty=0).blank_penalty == 0
+    for objective in ("gmlm", "ar"):   # no blank: refused, never ignored (0, its off value, is accepted)
+        with pytest.raises(ValueError, match="blank_penalty applies to ctc models"):
+            validate_options(objective, 96, blank_penalty=1.0)
+        assert validate_options(objective, 96, blank_penalty=0.0).blank_penalty == 0.0
 
 
 @pytest.mark.parametrize("name,bad,message", [
@@ -137,7 +142,9 @@ def test_the_engines_own_defaults_are_the_tables():
     core = pytest.importorskip("gmlm_engine._core")
     d = core.refine_defaults()
     assert d == {name: BY_NAME[name].default_for("gmlm") for name in d} | {"seed": 0}      # seed None means 0
-    assert set(d) == {o.name for o in OPTIONS if o.models == "gmlm"} - {"threshold", "rerank"}
+    assert set(d) == {o.name for o in OPTIONS if o.models in ("gmlm", "ctc")} - {"threshold", "rerank"}
+    ctc = core.refine_defaults("ctc")
+    assert ctc == {name: BY_NAME[name].default_for("ctc") for name in ctc} | {"seed": 0}
 
 
 @pytest.mark.parametrize("objective", ["gmlm", "ar"])

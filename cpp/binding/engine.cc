@@ -159,6 +159,7 @@ RefineOptions options_from_dict(const py::dict& d, const T5Config& cfg) {
     else if (k == "stutter_remask") o.stutter_remask = bool_value(k, v);
     else if (k == "repeat_remask") o.repeat_remask = bool_value(k, v);
     else if (k == "repeat_penalty") o.repeat_penalty = float_value(k, v);
+    else if (k == "blank_penalty") o.blank_penalty = float_value(k, v);
     else if (k == "cache_refresh") o.cache_refresh = int_value(k, v);
     else if (k == "early_stop") o.early_stop = bool_value(k, v);
     else if (k == "init") init = str_value(k, v);
@@ -182,8 +183,11 @@ RefineOptions options_from_dict(const py::dict& d, const T5Config& cfg) {
 }
 
 // RefineOptions' defaults as translate_batch names them (tests/test_options.py compares them with the table).
-py::dict refine_defaults() {
-  const RefineOptions o;
+py::dict refine_defaults(const std::string& objective) {
+  GMLM_CHECK_ARG(objective == "gmlm" || objective == "ctc", "objective must be 'gmlm' or 'ctc', got ", objective);
+  T5Config cfg;
+  if (objective == "ctc") cfg.ctc_upsample = 1;
+  const RefineOptions o = RefineOptions::defaults_for(cfg);
   py::dict d;
   d["iterations"] = o.iterations;
   d["length_beam"] = o.length_beam;
@@ -194,6 +198,7 @@ py::dict refine_defaults() {
   d["stutter_remask"] = o.stutter_remask;
   d["repeat_remask"] = o.repeat_remask;
   d["repeat_penalty"] = o.repeat_penalty;
+  d["blank_penalty"] = o.blank_penalty;
   d["cache_refresh"] = o.cache_refresh;
   d["early_stop"] = o.early_stop;
   d["init"] = o.init_random ? "random" : "mask";
@@ -673,8 +678,9 @@ py::dict cuda_status() {
 }
 
 void register_engine(py::module_& m) {
-  m.def("refine_defaults", &refine_defaults,
-        "The engine's refinement defaults (RefineOptions) under translate_batch's option names.");
+  m.def("refine_defaults", &refine_defaults, py::arg("objective") = "gmlm",
+        "The engine's refinement defaults for a gmlm or ctc model (RefineOptions::defaults_for) under\n"
+        "translate_batch's option names.");
   m.def("cuda_status", &cuda_status,
         "{'built': CUDA engine compiled in, 'device_count': usable devices, 'reason': why none (or ''),\n"
         "'devices': descriptions}. Never raises: a missing driver or GPU is reported in 'reason'.");

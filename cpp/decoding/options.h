@@ -12,6 +12,9 @@ namespace gmlm {
 
 struct T5Config;
 
+// A ctc model's default blank_penalty (options.py, CTC_DEFAULT_BLANK_PENALTY; chosen on val).
+constexpr double kCtcBlankPenalty = 2.0;
+
 // The defaults are the Python API's (python/gmlm_engine/options.py declares every option once;
 // tests/test_options.py checks these defaults against it through _core.refine_defaults()).
 struct RefineOptions {
@@ -25,6 +28,7 @@ struct RefineOptions {
   bool stutter_remask = true;
   bool repeat_remask = false;     // re-mask repeated word pieces and bigrams (ops::repeat_remask)
   double repeat_penalty = 0.1;    // ranking: a candidate whose output repeats (ops::repeats) scores this much lower
+  double blank_penalty = 0.0;     // ctc models: the blank's logit is lowered by this before the log-softmax
   // cached refinement: pass t recomputes every position iff t == 0 or t % cache_refresh == 0 (0: never again);
   // the other passes only the masked positions and those whose input changed, reusing the others' keys/values
   int64_t cache_refresh = 1;

@@ -25,6 +25,9 @@ void RefineOptions::validate(const T5Config& cfg, Device device) const {
                  "cache_refresh must be 1 with update='all' (every position's input changes each pass)");
   GMLM_CHECK_ARG(std::isfinite(repeat_penalty) && repeat_penalty >= 0.0 && repeat_penalty <= 100.0,
                  "repeat_penalty must be a number in [0, 100], got ", repeat_penalty);
+  GMLM_CHECK_ARG(std::isfinite(blank_penalty) && blank_penalty >= 0.0 && blank_penalty <= 100.0,
+                 "blank_penalty must be a number in [0, 100], got ", blank_penalty);
+  GMLM_CHECK_ARG(blank_penalty == 0.0 || cfg.ctc(), "blank_penalty applies to ctc models (a blank to penalise)");
   GMLM_CHECK_ARG(!threshold_remask || (std::isfinite(log_threshold) && log_threshold < 0.0),
                  "threshold must be a probability in (0, 1) with remask='threshold'");
   if (cfg.ctc()) {  // one canvas per source, collapsed by CTC's rule (docs/decoding.md, "CTC models")
@@ -54,6 +57,7 @@ RefineOptions RefineOptions::defaults_for(const T5Config& cfg) {
     o.length_beam = 1;
     o.length_offset = 0;
     o.stutter_remask = false;
+    o.blank_penalty = kCtcBlankPenalty;
   }
   return o;
 }
@@ -235,6 +239,7 @@ DecoderInput RefineBatch::pack_input(int64_t* n_argmax, Sampled* sampled) {
   const int64_t V = cfg.vocab_size;
   DecoderInput in;
   int64_t positions = 0;
+  blank_bias_.clear();
   Profiler::Scope scope(Phase::remask);
   for (int group = 0; group < 2; ++group) {
     for (Request& r : live_) {
@@ -254,6 +259,7 @@ DecoderInput RefineBatch::pack_input(int64_t* n_argmax, Sampled* sampled) {
           if (c.masked[i] || r.o.update_all) {  // the rows the vocabulary step predicts
             c.sel_of[i] = static_cast<int32_t>(in.sel.size());
             in.sel.push_back(static_cast<int32_t>(in.ids.size()));
+            blank_bias_.push_back(static_cast<float>(r.o.blank_penalty));
             if (group == 1) {
               sampled->owner.push_back({&r, &c});
               sampled->pos.push_back(static_cast<int32_t>(i));
@@ -282,8 +288,12 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
   pred->resize(n_sel);
   conf->resize(n_sel);
   const ConstMat all = mat(states);
-  if (n_argmax > 0)
-    ops::VocabArgmax()(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), pred->data(), conf->data(), pool);
+  ops::VocabArgmax vocab;
+  if (std::any_of(blank_bias_.begin(), blank_bias_.end(), [](float b) { return b != 0.f; })) {
+    vocab.bias_col = model_.config().ctc_blank();
+    vocab.row_bias = blank_bias_.data();
+  }
+  if (n_argmax > 0) vocab(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), pred->data(), conf->data(), pool);
   if (n_sel > n_argmax) {
     // Gumbel-max: the noise of a selected row is keyed by (source, candidate, t, position)
     const ops::VocabArgmax::Noise noise = [&](int64_t row, float* g) {
@@ -292,8 +302,9 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
       const uint64_t pre = rules::prefix(r.o.seed, 0, r.src_hash, c.k, r.t, sampled.pos[row]);
       for (int64_t v = 0; v < V; ++v) g[v] = rules::gumbel(rules::draw(pre, v));
     };
-    ops::VocabArgmax().sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
-                              pred->data() + n_argmax, conf->data() + n_argmax, pool);
+    if (vocab.row_bias) vocab.row_bias += n_argmax;
+    vocab.sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
+                 pred->data() + n_argmax, conf->data() + n_argmax, pool);
   }
 }
 

@@ -90,6 +90,7 @@ class RefineBatch : public ResumableBatch {
   std::vector<Request> live_;  // in arrival order
   Tensor kv_;                  // the decoder's self-attention keys/values (T5Model::decode), a block per candidate
   bool cached_ = false;        // some live request uses cached refinement: kv_ holds every candidate's rows
+  std::vector<float> blank_bias_;  // this pass: each selected row's blank_penalty (ctc models; pack_input)
   // The requests that finished in the latest step, as it left them (snapshot); replaced by each step.
   std::vector<std::pair<int64_t, std::pair<std::vector<CandidateState>, int64_t>>> finished_;
 };

@@ -22,6 +22,10 @@ namespace gmlm::ops {
 
 struct VocabArgmax {
   static constexpr int64_t kVocabBlock = 256;
+  // Optional: row r's logit of column bias_col is lowered by row_bias[r] before everything else (a ctc
+  // model's blank_penalty, docs/decoding.md). CPU only.
+  int32_t bias_col = -1;
+  const float* row_bias = nullptr;
   static constexpr int64_t kLowpChunk = 8;  // low precision: vocabulary blocks per oneDNN call
   // noise(r, g): writes the V Gumbel values of row r into g
   using Noise = std::function<void(int64_t row, float* g)>;

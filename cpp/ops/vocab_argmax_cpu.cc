@@ -50,6 +50,7 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
   const uint64_t call = lw ? cpu::next_call_id() : 0;
   std::vector<Partial> part(static_cast<size_t>(M * n_cb));
   Profiler* prof = Profiler::current();
+  const bool biased = row_bias != nullptr && bias_col >= 0 && bias_col < V;
   std::atomic<int64_t> gemm_ns{0}, reduce_ns{0};
   // low precision: one oneDNN call per chunk of kLowpChunk blocks (a call costs microseconds to
   // launch), then the same per-block reductions
@@ -66,6 +67,8 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
       cpu::lowp_gemm_nt(*lw, wrow + c0, rows, cols, h.row(r0), h.ld, 0.f, tile, cols, call);
     else
       cpu::sgemm_nt(rows, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, cols);
+    if (biased && bias_col >= c0 && bias_col < c0 + cols)
+      for (int64_t r = 0; r < rows; ++r) tile[r * cols + (bias_col - c0)] -= row_bias[r0 + r];
     const auto t1 = prof ? std::chrono::steady_clock::now() : t0;
     for (int64_t b = b0; b < std::min(b0 + per_task, n_cb); ++b) {
       const int64_t off = (b - b0) * CB, bw = std::min(CB, V - b * CB);
@@ -105,6 +108,7 @@ void VocabArgmax::compute_sample<Device::cpu>(ConstMat h, ConstMat w, const Nois
   const uint64_t call = lw ? cpu::next_call_id() : 0;
   std::vector<Partial> part(static_cast<size_t>(std::min(M, RB) * n_cb));
   std::vector<float> logits(static_cast<size_t>(std::min(M, RB) * V));
+  const bool biased = row_bias != nullptr && bias_col >= 0 && bias_col < V;
   for (int64_t r0 = 0; r0 < M; r0 += RB) {
     const int64_t nr = std::min(RB, M - r0);
     // logits of this row block, whole, with the per-block reductions
@@ -116,6 +120,8 @@ void VocabArgmax::compute_sample<Device::cpu>(ConstMat h, ConstMat w, const Nois
         cpu::lowp_gemm_nt(*lw, wrow + c0, nr, cols, h.row(r0), h.ld, 0.f, tile, V, call);
       else
         cpu::sgemm_nt(nr, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, V);
+      if (biased && bias_col >= c0 && bias_col < c0 + cols)
+        for (int64_t r = 0; r < nr; ++r) tile[r * V + (bias_col - c0)] -= row_bias[r0 + r];
       for (int64_t b = b0; b < std::min(b0 + per_task, n_cb); ++b) {
         const int64_t bw = std::min(CB, V - b * CB);
         for (int64_t r = 0; r < nr; ++r) {

@@ -229,7 +229,7 @@ class TranslatorFrontEnd:
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,
                         rerank=False, repeat_remask=False, repeat_penalty=DEFAULT_REPEAT_PENALTY,
-                        cache_refresh=1) -> list[TranslationResult]:
+                        blank_penalty=None, cache_refresh=1) -> list[TranslationResult]:
         """Translate a list of strings. The options are options.OPTIONS (this signature is tested against
         that table; docs/decoding.md lists them, docs/api.md explains them)."""
         options = dict(locals())

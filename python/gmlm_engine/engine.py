@@ -98,7 +98,8 @@ def engine_options(opts: DecodeOptions, objective: str = "gmlm") -> dict:
     """The compiled engine's options (by keyword, the table's names) from validated decoding options: the
     options.OPTIONS of the model's kind, less those the Python layer handles (rerank: the engine returns
     every candidate instead)."""
-    eo = {o.name: getattr(opts, o.name) for o in OPTIONS if o.models == strategy(objective) and o.name != "rerank"}
+    eo = {o.name: getattr(opts, o.name) for o in OPTIONS
+          if o.models in (strategy(objective), objective) and o.name != "rerank"}
     if objective == "gmlm" and opts.rerank:
         eo["return_candidates"] = True
     return eo

@@ -34,6 +34,8 @@ DEFAULT_LENGTH_OFFSET = 1
 DEFAULT_REPEAT_PENALTY = 0.1
 # The recommended passes over a ctc model's canvas (docs/decoding.md, "CTC models"): one.
 CTC_DEFAULT_ITERATIONS = 1
+# A ctc model's recommended blank_penalty (the C++ twin: kCtcBlankPenalty in cpp/decoding/options.h), chosen on val.
+CTC_DEFAULT_BLANK_PENALTY = 2.0
 
 Bound = Union[int, float, Callable[[int], int], None]   # a callable gets the model's max_target_len
 
@@ -44,7 +46,7 @@ class Option:
     type: type                       # int, float, bool or str
     default: object
     doc: str
-    models: str = "gmlm"             # "gmlm" (refinement: gmlm and ctc models), "ar" or "both"
+    models: str = "gmlm"             # "gmlm" (refinement: gmlm and ctc models), "ctc", "ar" or "both"
     lo: Bound = None
     hi: Bound = None
     choices: tuple = ()
@@ -97,6 +99,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("repeat_remask", bool, False, "also re-mask repeated word pieces and bigrams between passes (not ctc)"),
     Option("repeat_penalty", float, DEFAULT_REPEAT_PENALTY, "rank a candidate whose output repeats a word piece or bigram this much "
            "lower (step 4)", lo=0.0, hi=100.0),
+    Option("blank_penalty", float, None, "ctc models: the blank's logit is lowered by this before the log-softmax "
+           "(longer outputs; 0: off)", models="ctc", lo=0.0, hi=100.0,
+           by_model=(("gmlm", 0.0), ("ctc", CTC_DEFAULT_BLANK_PENALTY))),
     Option("cache_refresh", int, 1, "cached refinement: a pass t with t % cache_refresh == 0 recomputes every "
            "position, the others reuse the keys/values of positions whose input did not change (1: every pass, "
            "exact; 0: only the first)", lo=0, hi=1000),
@@ -125,6 +130,8 @@ CTC_FIXED = {"length_beam": 1, "length_offset": 0, "stutter_remask": False, "rep
 
 # Refinement options and their defaults: an ar model accepts them only at these values (or None).
 GMLM_ONLY = {o.name: o.default_for("gmlm") for o in OPTIONS if o.models == "gmlm"}
+# Options of ctc models only: the others accept them at their off value (or None).
+CTC_ONLY = {o.name: o.default_for("gmlm") for o in OPTIONS if o.models == "ctc"}
 DEFAULTS = {o.name: o.default for o in OPTIONS}
 
 # The validated options of one call: every option, None resolved (length_beam_keep = length_beam, seed = 0).
@@ -184,6 +191,10 @@ def validate_options(objective: str, max_target_len: int, **given) -> DecodeOpti
         v[o.name] = _check(o, v[o.name], max_target_len)
     if v["seed"] is None:
         v["seed"] = 0
+    if objective != "ctc":
+        for name, off in CTC_ONLY.items():
+            if name in given and given[name] not in (None, off):
+                raise ValueError(f"{name} applies to ctc models (a {objective} model has no blank)")
     if objective == "ar":   # refinement options have no meaning for an ar model: say so, never ignore them
         for name, default in GMLM_ONLY.items():
             if name in given and given[name] not in (None, default) and not (

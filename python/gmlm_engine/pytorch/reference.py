@@ -141,7 +141,10 @@ class ReferenceTranslator(TranslatorFrontEnd):
                         kv[live, :, :Lm] = x
             sel = masked[live, :Lm] if o.update == "masked" else valid[live, :Lm]  # (n, Lm)
             rows, cols = sel.nonzero(as_tuple=True)
-            logp = F.log_softmax(m.vocab_logits(h[sel.to(dev)]).float(), dim=-1).cpu()   # (M, V)
+            logits = m.vocab_logits(h[sel.to(dev)]).float()
+            if o.blank_penalty:                                                   # ctc: a lower blank logit
+                logits[:, cfg.pad_id] -= o.blank_penalty
+            logp = F.log_softmax(logits, dim=-1).cpu()                            # (M, V)
             if o.sampling:
                 r = live[rows].numpy()
                 g = gumbel_noise(o.seed, shash[r], cand_k[r], t, cols.numpy(), logp.shape[1])
