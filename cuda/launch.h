@@ -52,6 +52,12 @@ void embed(const void* table, CType tt, int64_t vocab, const int32_t* ids, const
 // halves [0, F) and [F, 2F). f: (R, F or 2F) f32; y: (R, F) in `yt`.
 void ffn_activation(const float* f, int64_t ldf, void* y, CType yt, int64_t ldy, int64_t rows, int64_t F, bool gated,
                     int64_t block, cudaStream_t s);
+// y[dst(i)] = x[src(i)] (accumulate: +=) for i in [0, n), rows of `cols` floats; a null index array means the
+// identity (ops::CopyRows). x, y f32.
+void copy_rows(const float* x, int64_t ldx, const int32_t* src, float* y, int64_t ldy, const int32_t* dst, int64_t n,
+               int64_t cols, bool accumulate, cudaStream_t s);
+// y *= factor on a (rows, cols) view (ops::Scale).
+void scale(float* y, int64_t ldy, int64_t rows, int64_t cols, float factor, cudaStream_t s);
 // Host float32 array -> device array of type t (n values), synchronous (weights at load time).
 void upload_converted(const float* host, void* dev, CType t, int64_t n);
 

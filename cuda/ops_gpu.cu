@@ -14,6 +14,7 @@
 #include "ops/embedding.h"
 #include "ops/gemm.h"
 #include "ops/rms_norm.h"
+#include "ops/rows.h"
 #include "ops/vocab_argmax.h"
 
 namespace gmlm::ops {
@@ -61,6 +62,19 @@ void Gemm::compute<Device::cuda>(ConstMat a, ConstMat b, Mat y, ThreadPool&) con
 template <>
 void RMSNorm::compute<Device::cuda>(ConstMat x, const float* gamma, Mat y, ThreadPool*) const {
   cuda::rms_norm(x.data, x.ld, gamma, y.data, cuda::CType::float32, y.ld, x.rows, x.cols, eps, 1.f, nullptr);
+  finish();
+}
+
+template <>
+void CopyRows::compute<Device::cuda>(ConstMat x, const int32_t* src_idx, Mat y, const int32_t* dst_idx, int64_t n,
+                                     ThreadPool*) const {
+  cuda::copy_rows(x.data, x.ld, src_idx, y.data, y.ld, dst_idx, n, x.cols, accumulate, nullptr);
+  finish();
+}
+
+template <>
+void Scale::compute<Device::cuda>(Mat y) const {
+  cuda::scale(y.data, y.ld, y.rows, y.cols, s, nullptr);
   finish();
 }
 

@@ -28,6 +28,8 @@ class Cpu:
     attention = staticmethod(lambda q, k, v, segs, H, bias, q_pos: ops.attention(q, k, v, segs, H, bias, q_pos, 2))
     vocab_argmax = staticmethod(lambda h, w: ops.vocab_argmax(h, w, 2))
     length_candidates = staticmethod(lambda logits, k: [ops.length_candidates(r.tolist(), k) for r in logits])
+    copy_rows = staticmethod(lambda x, src, y, dst, n, acc: ops.copy_rows(x, src, y, dst, n, acc, 2))
+    scale = staticmethod(lambda y, s: ops.scale(y, s))
 
 
 class Cuda:
@@ -38,6 +40,8 @@ class Cuda:
                                                                                           q_pos))
     vocab_argmax = staticmethod(lambda h, w: core.cuda_ops.vocab_argmax(h, w))
     length_candidates = staticmethod(lambda logits, k: core.cuda_ops.length_candidates(logits, k))
+    copy_rows = staticmethod(lambda x, src, y, dst, n, acc: core.cuda_ops.copy_rows(x, src, y, dst, n, acc))
+    scale = staticmethod(lambda y, s: core.cuda_ops.scale(y, s))
 
 
 DEVICES = [pytest.param(Cpu, id="cpu"),
@@ -106,6 +110,32 @@ def test_rms_norm(device, M, D):
     xd = x.astype(np.float64)
     ref = g * (xd / np.sqrt((xd ** 2).mean(-1, keepdims=True) + 1e-6))
     _assert_close(device.rms_norm(x, g, 1e-6), ref, tol=6e-5)
+
+
+# ---- Row movements: gather, scatter, accumulate (ops::CopyRows), and Scale -----------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["gather", "scatter", "both", "identity"])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("n,rows,cols", [(0, 3, 4), (1, 1, 1), (7, 9, 33), (300, 400, 512)])
+def test_copy_rows(device, kind, accumulate, n, rows, cols):
+    rng = _rng(n + cols)
+    x = rng.standard_normal((rows, cols), dtype=np.float32)
+    y = rng.standard_normal((rows + 5, cols), dtype=np.float32)
+    src = rng.integers(0, rows, n).astype(np.int32).tolist() if kind in ("gather", "both") else None
+    dst = rng.permutation(rows + 5)[:n].astype(np.int32).tolist() if kind in ("scatter", "both") else None
+    ref = y.astype(np.float64)
+    for i in range(n):
+        row = x[src[i] if src else i].astype(np.float64)
+        d = dst[i] if dst else i
+        ref[d] = ref[d] + row if accumulate else row
+    _assert_close(device.copy_rows(x, src, y, dst, n, accumulate), ref, tol=0 if not accumulate else 1e-7)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scale(device):
+    y = _rng(5).standard_normal((37, 65), dtype=np.float32)
+    _assert_close(device.scale(y, 0.0625), y.astype(np.float64) * 0.0625, tol=0)
 
 
 # ---- Attention over packed segments (q_begin, q_len, k_begin, k_len) ----------------------------------------------

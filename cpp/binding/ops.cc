@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,7 @@
 #include "ops/attention.h"
 #include "ops/gemm.h"
 #include "ops/rms_norm.h"
+#include "ops/rows.h"
 #include "ops/select.h"
 #include "ops/vocab_argmax.h"
 #if GMLM_WITH_CUDA
@@ -118,6 +121,44 @@ FArray rms_norm(const FArray& x, const FArray& gamma, float eps, int threads) {
   return y;
 }
 
+// The index arrays of copy_rows (None: the identity), checked against the rows they name.
+std::vector<int32_t> row_index(const std::optional<std::vector<int32_t>>& idx, int64_t rows, int64_t n,
+                               const char* what) {
+  if (!idx) {
+    GMLM_CHECK_ARG(n <= rows, "copy_rows: ", n, " rows but ", what, " has ", rows);
+    return {};
+  }
+  GMLM_CHECK_ARG(static_cast<int64_t>(idx->size()) == n, "copy_rows: ", what, " index has ", idx->size(), " entries, not ", n);
+  for (int32_t i : *idx) GMLM_CHECK_ARG(i >= 0 && i < rows, "copy_rows: ", what, " row ", i, " outside [0, ", rows, ")");
+  return *idx;
+}
+
+// y' = y with y'[dst(i)] (+)= x[src(i)] (ops::CopyRows); returns y'
+FArray copy_rows(const FArray& x, const std::optional<std::vector<int32_t>>& src, const FArray& y,
+                 const std::optional<std::vector<int32_t>>& dst, int64_t n, bool accumulate, int threads) {
+  ConstMat X = cmat(x), Y0 = cmat(y);
+  GMLM_CHECK_ARG(X.cols == Y0.cols, "copy_rows: x and y differ in columns");
+  const std::vector<int32_t> s = row_index(src, X.rows, n, "x"), d = row_index(dst, Y0.rows, n, "y");
+  FArray out({Y0.rows, Y0.cols});
+  std::copy(y.data(), y.data() + y.size(), out.mutable_data());
+  ops::CopyRows op;
+  op.accumulate = accumulate;
+  ThreadPool& pool = pool_for(threads);
+  py::gil_scoped_release release;
+  op(X, src ? s.data() : nullptr, Mat{out.mutable_data(), Y0.rows, Y0.cols, Y0.cols}, dst ? d.data() : nullptr, n,
+     &pool);
+  return out;
+}
+
+FArray scale(const FArray& y, float s) {
+  ConstMat Y0 = cmat(y);
+  FArray out({Y0.rows, Y0.cols});
+  std::copy(y.data(), y.data() + y.size(), out.mutable_data());
+  const ops::Scale op(s);
+  op(Mat{out.mutable_data(), Y0.rows, Y0.cols, Y0.cols});
+  return out;
+}
+
 // q (Rq, H*Dh), k/v (Rk, H*Dh); segments as (q_begin, q_len, k_begin, k_len); rel_bias (H, 2m+1)
 FArray attention(const FArray& q, const FArray& k, const FArray& v, const std::vector<std::array<int64_t, 4>>& segs,
                  int64_t num_heads, std::optional<FArray> rel_bias, std::optional<std::vector<int32_t>> q_pos,
@@ -196,6 +237,27 @@ FArray rms_norm(const FArray& x, const FArray& gamma, float eps) {
   Dev dx(x.data(), x.size()), dg(gamma.data(), gamma.size()), dy(sizeof(float) * x.size());
   ops::RMSNorm{eps}(dmat(dx, x), dg.f(), Mat{dy.f(), X.rows, X.cols, X.cols, Device::cuda}, nullptr);
   return to_host(dy, X.rows, X.cols);
+}
+
+FArray copy_rows(const FArray& x, const std::optional<std::vector<int32_t>>& src, const FArray& y,
+                 const std::optional<std::vector<int32_t>>& dst, int64_t n, bool accumulate) {
+  ConstMat X = cmat(x), Y0 = cmat(y);
+  GMLM_CHECK_ARG(X.cols == Y0.cols, "copy_rows: x and y differ in columns");
+  const std::vector<int32_t> s = row_index(src, X.rows, n, "x"), d = row_index(dst, Y0.rows, n, "y");
+  Dev dx(x.data(), x.size()), dy(y.data(), y.size()), ds(s.data(), s.size()), dd(d.data(), d.size());
+  ops::CopyRows op;
+  op.accumulate = accumulate;
+  op(dmat(dx, x), src ? ds.buf.as<int32_t>() : nullptr, Mat{dy.f(), Y0.rows, Y0.cols, Y0.cols, Device::cuda},
+     dst ? dd.buf.as<int32_t>() : nullptr, n);
+  return to_host(dy, Y0.rows, Y0.cols);
+}
+
+FArray scale(const FArray& y, float s) {
+  ConstMat Y0 = cmat(y);
+  Dev dy(y.data(), y.size());
+  const ops::Scale op(s);
+  op(Mat{dy.f(), Y0.rows, Y0.cols, Y0.cols, Device::cuda});
+  return to_host(dy, Y0.rows, Y0.cols);
 }
 
 FArray embedding(const FArray& table, const std::vector<int32_t>& ids) {
@@ -321,6 +383,10 @@ void register_ops(py::module_& m) {
              m.run(reps);
            }, py::arg("reps") = 1);
   o.def("rms_norm", &rms_norm, py::arg("x"), py::arg("gamma"), py::arg("eps"), py::arg("threads") = 1, "RMSNorm rows.");
+  o.def("copy_rows", &copy_rows, py::arg("x"), py::arg("src"), py::arg("y"), py::arg("dst"), py::arg("n"),
+        py::arg("accumulate") = false, py::arg("threads") = 1,
+        "A copy of y with y[dst[i]] = x[src[i]] (accumulate: +=) for i < n; None: the identity (ops::CopyRows).");
+  o.def("scale", &scale, py::arg("y"), py::arg("s"), "A copy of y times s (ops::Scale).");
   o.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("segments"), py::arg("num_heads"),
         py::arg("rel_bias") = py::none(), py::arg("q_pos") = py::none(), py::arg("threads") = 1,
         "Fused multi-head attention over packed segments (q_begin, q_len, k_begin, k_len).");
@@ -379,6 +445,9 @@ void register_ops(py::module_& m) {
   c.def("gemm", &cu::gemm, py::arg("a"), py::arg("b"), py::arg("epilogue") = "none", "a . b^T through cuBLAS.");
   c.def("rms_norm", &cu::rms_norm, py::arg("x"), py::arg("gamma"), py::arg("eps"), "RMSNorm rows.");
   c.def("embedding", &cu::embedding, py::arg("table"), py::arg("ids"), "Rows of table.");
+  c.def("copy_rows", &cu::copy_rows, py::arg("x"), py::arg("src"), py::arg("y"), py::arg("dst"), py::arg("n"),
+        py::arg("accumulate") = false, "ops::CopyRows on the device.");
+  c.def("scale", &cu::scale, py::arg("y"), py::arg("s"), "ops::Scale on the device.");
   c.def("attention", &cu::attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("segments"),
         py::arg("num_heads"), py::arg("rel_bias") = py::none(), py::arg("q_pos") = py::none(),
         "Fused multi-head attention over packed segments (q_begin, q_len, k_begin, k_len).");

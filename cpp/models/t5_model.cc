@@ -9,6 +9,7 @@
 #include "ops/embedding.h"
 #include "ops/gemm.h"
 #include "ops/rms_norm.h"
+#include "ops/rows.h"
 
 namespace gmlm {
 
@@ -271,8 +272,8 @@ void T5Model::length_logits(const EncoderOutput& enc, Tensor& logits, Workspace&
   GMLM_CHECK_ARG(cfg_.gmlm && !cfg_.ctc(), "length_logits: only a gmlm model has a length head");
   const int64_t B = static_cast<int64_t>(enc.begin.size()), D = cfg_.d_model;
   ws.rows.resize({B, D});
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(ws.rows.data<float>() + b * D, enc.states.data<float>() + enc.begin[b] * D, sizeof(float) * D);
+  const std::vector<int32_t> first(enc.begin.begin(), enc.begin.end());   // each source's <len> row
+  ops::CopyRows()(mat(enc.states), first.data(), mat(ws.rows), nullptr, B);
   logits.resize({B, cfg_.max_target_len});
   ops::Gemm()(mat(ws.rows), mat(length_head_), mat(logits), pool);
 }
@@ -290,7 +291,7 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
 
   // segments for the computed rows, and for the selected rows of the last layer; each row's cache row
   std::vector<ops::AttentionSegment> self_segs, cross_segs, sel_self, sel_cross;
-  std::vector<int64_t> kv_row(R);
+  std::vector<int32_t> kv_row(R);
   ws.q_pos.assign(n_sel, 0);
   int64_t j = 0;
   for (const DecoderSegment& s : in.segs) {
@@ -302,7 +303,7 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
     cross_segs.push_back({s.begin, s.rows, sb, sl});
     for (int64_t r = s.begin; r < s.begin + s.rows; ++r) {
       GMLM_CHECK(in.pos[r] >= 0 && in.pos[r] < s.len && (kv || in.pos[r] == r - s.begin), "decoder row position");
-      kv_row[r] = s.kv + in.pos[r];
+      kv_row[r] = static_cast<int32_t>(s.kv + in.pos[r]);
     }
     const int64_t j0 = j;
     while (j < n_sel && in.sel[j] < s.begin + s.rows) {
@@ -318,15 +319,9 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
   ws.x.resize({R, D});
   ws.h.resize({R, D});
   ops::Embedding()(mat(shared_), in.ids.data(), R, mat(ws.x));
-  {
-    // + learned absolute positions: x[r] += embed_positions[pos[r]]
-    Profiler::Scope scope(Phase::layers_other);
-    for (int64_t r = 0; r < R; ++r) {
-      float* xr = ws.x.data<float>() + r * D;
-      const float* pr = embed_positions_.data<float>() + int64_t(in.pos[r]) * D;
-      for (int64_t d = 0; d < D; ++d) xr[d] += pr[d];
-    }
-  }
+  ops::CopyRows add_positions;   // + learned absolute positions: x[r] += embed_positions[pos[r]]
+  add_positions.accumulate = true;
+  add_positions(mat(embed_positions_), in.pos.data(), mat(ws.x), nullptr, R);
   const ConstMat ckv = {enc.cross_kv.data<float>(), enc.cross_kv.dim(0), kv_ld, kv_ld};
   const Mat cache = kv ? mat(*kv) : Mat{};
   ops::MultiHeadAttention mha(cfg_.num_heads, cfg_.d_kv);
@@ -338,18 +333,8 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
   auto keys_values = [&](int64_t l, const Tensor& fresh, int64_t kv_col) -> std::pair<ConstMat, ConstMat> {
     const ConstMat f = mat(fresh);
     if (!kv) return {f.sub(0, R, kv_col, I), f.sub(0, R, kv_col + I, I)};
-    Profiler::Scope scope(Phase::layers_other);
-    auto copy = [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        std::memcpy(cache.row(kv_row[r]) + 2 * I * l, f.row(r) + kv_col, sizeof(float) * 2 * I);
-    };
-    constexpr int64_t kBlock = 128;  // rows per task: a copy of many rows is memory-bound, worth both cores
-    if (R < 2 * kBlock) {
-      copy(0, R);
-    } else {
-      pool.parallel_for((R + kBlock - 1) / kBlock,
-                        [&](int64_t t, int) { copy(t * kBlock, std::min(R, (t + 1) * kBlock)); });
-    }
+    ops::CopyRows()(f.sub(0, R, kv_col, 2 * I), nullptr, cache.sub(0, cache.rows, 2 * I * l, 2 * I), kv_row.data(), R,
+                    &pool);
     return {cache.sub(0, cache.rows, 2 * I * l, I), cache.sub(0, cache.rows, 2 * I * l + I, I)};
   };
   // cross-attention and feed-forward of one block on the rows of x
@@ -391,13 +376,8 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
   const auto [k, v] = keys_values(ll, ws.qkv, 0);
   ws.xs.resize({n_sel, D});
   ws.hs.resize({n_sel, D});
-  {
-    Profiler::Scope scope(Phase::layers_other);
-    for (int64_t s = 0; s < n_sel; ++s) {
-      std::memcpy(ws.xs.data<float>() + s * D, ws.x.data<float>() + int64_t(in.sel[s]) * D, sizeof(float) * D);
-      std::memcpy(ws.hs.data<float>() + s * D, ws.h.data<float>() + int64_t(in.sel[s]) * D, sizeof(float) * D);
-    }
-  }
+  ops::CopyRows()(mat(ws.x), in.sel.data(), mat(ws.xs), nullptr, n_sel);
+  ops::CopyRows()(mat(ws.h), in.sel.data(), mat(ws.hs), nullptr, n_sel);
   ws.q.resize({n_sel, I});
   ops::Gemm()(mat(ws.hs), w_qkv.sub(0, I, 0, D), mat(ws.q), pool);
   ws.att.resize({n_sel, I});
@@ -407,11 +387,7 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
 
   states.resize({n_sel, D});
   ops::RMSNorm{eps}(mat(ws.xs), decoder_final_norm_.data<float>(), mat(states), &pool);
-  if (cfg_.tie_word_embeddings) {
-    Profiler::Scope scope(Phase::layers_other);
-    const float s = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
-    for (int64_t i = 0; i < n_sel * D; ++i) states.data<float>()[i] *= s;
-  }
+  if (cfg_.tie_word_embeddings) ops::Scale(static_cast<float>(std::pow(static_cast<double>(D), -0.5)))(mat(states));
 }
 
 // One causal decoder step of an ar model: row r is token in.ids[r] at position in.pos[r] of the
@@ -428,9 +404,11 @@ void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCac
                  in.source.size() == in.ids.size(), "decode_step input");
   GMLM_CHECK(cache.layers() == nl && cache.max_len == T, "decode_step cache");
   std::vector<ops::AttentionSegment> self_segs(n), cross_segs(n);
+  std::vector<int32_t> cache_row(n);   // the row of the cache each step row writes: its slot's position
   ws.q_pos.assign(n, 0);
   for (int64_t r = 0; r < n; ++r) {
     GMLM_CHECK(in.pos[r] >= 0 && in.pos[r] < T && in.slot[r] >= 0 && in.slot[r] < cache.slots, "decode_step row");
+    cache_row[r] = static_cast<int32_t>(int64_t(in.slot[r]) * T + in.pos[r]);
     self_segs[r] = {r, 1, int64_t(in.slot[r]) * T, int64_t(in.pos[r]) + 1};
     cross_segs[r] = {r, 1, enc.begin.at(in.source[r]), enc.len.at(in.source[r])};
     ws.q_pos[r] = in.pos[r];
@@ -449,12 +427,7 @@ void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCac
     ws.qkv.resize({n, 3 * I});
     ops::Gemm()(mat(ws.h), mat(blk.self_attn.qkv), mat(ws.qkv), pool);
     Mat kv = cache.layer(l);   // (slots * T, 2I): [K | V]
-    {
-      Profiler::Scope scope(Phase::layers_other);
-      for (int64_t r = 0; r < n; ++r)
-        std::memcpy(kv.row(int64_t(in.slot[r]) * T + in.pos[r]), ws.qkv.data<float>() + r * 3 * I + I,
-                    sizeof(float) * 2 * I);
-    }
+    ops::CopyRows()(mat(ws.qkv).sub(0, n, I, 2 * I), nullptr, kv, cache_row.data(), n);
     ws.att.resize({n, I});
     const Mat qkv = mat(ws.qkv);
     mha(qkv.sub(0, n, 0, I), ws.q_pos.data(), kv.sub(0, kv.rows, 0, I), kv.sub(0, kv.rows, I, I), self_segs,
@@ -474,10 +447,7 @@ void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCac
   }
   states.resize({n, D});
   ops::RMSNorm{eps}(mat(ws.x), decoder_final_norm_.data<float>(), mat(states), &pool);
-  if (cfg_.tie_word_embeddings) {
-    const float s = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
-    for (int64_t i = 0; i < n * D; ++i) states.data<float>()[i] *= s;
-  }
+  if (cfg_.tie_word_embeddings) ops::Scale(static_cast<float>(std::pow(static_cast<double>(D), -0.5)))(mat(states));
 }
 
 void SelfCache::reset(int64_t num_layers, int64_t width, int64_t max_len_) {

@@ -100,6 +100,20 @@ __global__ void convert_kernel(const float* __restrict__ src, T* __restrict__ ds
   if (i < n) dst[i] = from_float<T>(src[i]);
 }
 
+__global__ void copy_rows_kernel(const float* __restrict__ x, int64_t ldx, const int32_t* __restrict__ src,
+                                 float* __restrict__ y, int64_t ldy, const int32_t* __restrict__ dst, int64_t cols,
+                                 bool accumulate) {
+  const int64_t i = blockIdx.x;
+  const float* xr = x + (src ? src[i] : i) * ldx;
+  float* yr = y + (dst ? dst[i] : i) * ldy;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = accumulate ? yr[c] + xr[c] : xr[c];
+}
+
+__global__ void scale_kernel(float* y, int64_t ldy, int64_t rows, int64_t cols, float s) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < rows * cols) y[(i / cols) * ldy + i % cols] *= s;
+}
+
 }  // namespace
 
 void rms_norm(const float* x, int64_t ldx, const float* gamma, void* y, CType yt, int64_t ldy, int64_t rows,
@@ -126,6 +140,19 @@ void ffn_activation(const float* f, int64_t ldf, void* y, CType yt, int64_t ldy,
   GMLM_CTYPE_SWITCH(yt, T,
                     ffn_activation_kernel<T><<<blocks_for(rows * F, 256), 256, 0, s>>>(
                         f, ldf, static_cast<T*>(y), ldy, rows, F, gated, block > 0 ? block : F));
+  GMLM_CUDA_CHECK_LAUNCH();
+}
+
+void copy_rows(const float* x, int64_t ldx, const int32_t* src, float* y, int64_t ldy, const int32_t* dst, int64_t n,
+               int64_t cols, bool accumulate, cudaStream_t s) {
+  if (n <= 0 || cols <= 0) return;
+  copy_rows_kernel<<<static_cast<unsigned>(n), kRowThreads, 0, s>>>(x, ldx, src, y, ldy, dst, cols, accumulate);
+  GMLM_CUDA_CHECK_LAUNCH();
+}
+
+void scale(float* y, int64_t ldy, int64_t rows, int64_t cols, float factor, cudaStream_t s) {
+  if (rows <= 0 || cols <= 0) return;
+  scale_kernel<<<blocks_for(rows * cols, 256), 256, 0, s>>>(y, ldy, rows, cols, factor);
   GMLM_CUDA_CHECK_LAUNCH();
 }
 
