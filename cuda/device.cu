@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "core/tensor.h"
 #include "cuda/launch.h"
 
 namespace gmlm::cuda {
@@ -75,5 +76,26 @@ void copy_to_host(void* dst, const void* src, std::size_t bytes) {
   if (bytes) GMLM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 void synchronize_device() { GMLM_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+namespace {
+
+// Tensors on Device::cuda (core/tensor.h): cudaMalloc'd storage on the current device, synchronous copies.
+void* tensor_alloc(std::size_t bytes) {
+  void* p = nullptr;
+  GMLM_CUDA_CHECK(cudaMalloc(&p, bytes));
+  return p;
+}
+void tensor_release(void* p) { cudaFree(p); }
+void tensor_copy(void* dst, const void* src, std::size_t bytes, bool to_device, bool from_device) {
+  const cudaMemcpyKind kind = to_device ? (from_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                        : (from_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  GMLM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+}
+const DeviceMemory kTensorMemory{&tensor_alloc, &tensor_release, &tensor_copy};
+const bool kRegistered = (register_device_memory(Device::cuda, &kTensorMemory), true);
+
+}  // namespace
+
+bool tensor_memory_registered() { return kRegistered; }
 
 }  // namespace gmlm::cuda

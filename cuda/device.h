@@ -43,5 +43,7 @@ class DeviceBuffer {
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
 void copy_to_host(void* dst, const void* src, std::size_t bytes);
 void synchronize_device();
+// Whether Device::cuda tensors can be made (their memory is registered with core/tensor.h when this file is linked).
+bool tensor_memory_registered();
 
 }  // namespace gmlm::cuda

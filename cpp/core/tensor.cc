@@ -9,6 +9,7 @@ namespace gmlm {
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::float32: return 4;
+    case DType::int32: return 4;
   }
   return 0;
 }
@@ -16,9 +17,21 @@ std::size_t dtype_size(DType dtype) {
 const char* dtype_name(DType dtype) {
   switch (dtype) {
     case DType::float32: return "float32";
+    case DType::int32: return "int32";
   }
   return "?";
 }
+
+namespace {
+const DeviceMemory* g_cuda_memory = nullptr;
+}
+
+void register_device_memory(Device device, const DeviceMemory* memory) {
+  GMLM_CHECK(device == Device::cuda, "only a cuda device registers its memory");
+  g_cuda_memory = memory;
+}
+
+const DeviceMemory* device_memory(Device device) { return device == Device::cuda ? g_cuda_memory : nullptr; }
 
 const char* device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
 
@@ -46,8 +59,40 @@ static int64_t numel_of(const Shape& shape) {
 }
 
 Tensor::Tensor(Shape shape, DType dtype, Device device) : dtype_(dtype), device_(device) {
-  GMLM_CHECK_ARG(device == Device::cpu, "this build has no ", device_name(device), " device support");
+  GMLM_CHECK_ARG(device == Device::cpu || device_memory(device), "this build has no ", device_name(device),
+                 " device support");
   resize(std::move(shape));
+}
+
+Tensor Tensor::to(Device device) const {
+  if (device == device_) return *this;
+  Tensor t(shape_, dtype_, device);
+  const std::size_t bytes = static_cast<std::size_t>(numel()) * dtype_size(dtype_);
+  if (device_ == Device::cpu) {
+    t.copy_from_host(data_, bytes);
+  } else {
+    GMLM_CHECK(device == Device::cpu, "copies between two devices go through the host");
+    copy_to_host(t.data_, bytes);
+  }
+  return t;
+}
+
+void Tensor::copy_from_host(const void* src, std::size_t bytes) {
+  GMLM_CHECK(bytes <= capacity_, "copy_from_host: ", bytes, " bytes into ", capacity_);
+  if (bytes == 0) return;
+  if (device_ == Device::cpu)
+    std::memcpy(data_, src, bytes);
+  else
+    device_memory(device_)->copy(data_, src, bytes, true, false);
+}
+
+void Tensor::copy_to_host(void* dst, std::size_t bytes) const {
+  GMLM_CHECK(bytes <= capacity_, "copy_to_host: ", bytes, " bytes from ", capacity_);
+  if (bytes == 0) return;
+  if (device_ == Device::cpu)
+    std::memcpy(dst, data_, bytes);
+  else
+    device_memory(device_)->copy(dst, data_, bytes, false, true);
 }
 
 int64_t Tensor::dim(int i) const {
@@ -63,7 +108,12 @@ void Tensor::resize(Shape shape) {
   if (bytes > capacity_ || !data_) {
     // Grow by 1.25x to avoid a reallocation per slightly larger batch.
     std::size_t cap = std::max(bytes, capacity_ + capacity_ / 4);
-    storage_ = aligned_alloc_shared(cap);
+    if (device_ == Device::cpu) {
+      storage_ = aligned_alloc_shared(cap);
+    } else {
+      const DeviceMemory* m = device_memory(device_);
+      storage_ = std::shared_ptr<void>(m->alloc(std::max<std::size_t>(cap, 64)), m->release);
+    }
     capacity_ = cap;
     data_ = storage_.get();
   }

@@ -13,7 +13,7 @@
 
 namespace gmlm {
 
-enum class DType { float32 };
+enum class DType { float32, int32 };
 enum class Device { cpu, cuda };
 
 std::size_t dtype_size(DType dtype);
@@ -22,6 +22,17 @@ const char* device_name(Device device);
 
 template <typename T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::float32; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::int32; }
+
+// How a device other than the host allocates and copies memory, registered by its backend when the build has it
+// (cuda/device.cu). Copies are synchronous; `to_device` / `from_device` say which sides are device memory.
+struct DeviceMemory {
+  void* (*alloc)(std::size_t bytes);
+  void (*release)(void* p);
+  void (*copy)(void* dst, const void* src, std::size_t bytes, bool to_device, bool from_device);
+};
+void register_device_memory(Device device, const DeviceMemory* memory);
+const DeviceMemory* device_memory(Device device);  // null for the host, and for a device this build lacks
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& shape);
@@ -52,6 +63,11 @@ class Tensor {
   // Reshape in place, reallocating only when the capacity is too small (workspace buffers grow
   // to their high-water mark and are then reused). Contents are not preserved.
   void resize(Shape shape);
+  // A copy on `device` (the same tensor's storage when it is there already).
+  Tensor to(Device device) const;
+  // The first `bytes` of this tensor from / to host memory (on any device).
+  void copy_from_host(const void* src, std::size_t bytes);
+  void copy_to_host(void* dst, std::size_t bytes) const;
 
  private:
   void check_type(DType t) const;

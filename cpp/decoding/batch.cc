@@ -2,13 +2,16 @@
 
 #include <cstring>
 
+#include "core/matrix.h"
+#include "ops/rows.h"
+
 namespace gmlm {
 
 namespace {
 // Copies rows [begin, begin + len) of a (rows, cols) tensor to row `at` of another.
 void copy_rows(const Tensor& from, int64_t begin, int64_t len, Tensor& to, int64_t at) {
   const int64_t cols = from.dim(1);
-  std::memcpy(to.data<float>() + at * cols, from.data<float>() + begin * cols, sizeof(float) * len * cols);
+  ops::CopyRows()(mat(from).sub(begin, len, 0, cols), nullptr, mat(to).sub(at, len, 0, cols), nullptr, len);
 }
 }  // namespace
 
@@ -32,8 +35,8 @@ void ResumableBatch::merge(const EncoderOutput* fresh) {
   EncoderOutput out;
   const int64_t D = fresh ? fresh->states.dim(1) : enc_.states.dim(1);
   const int64_t kvw = fresh ? fresh->cross_kv.dim(1) : enc_.cross_kv.dim(1);
-  out.states = Tensor({rows, D});
-  out.cross_kv = Tensor({rows, kvw});
+  model_.place(out.states, {rows, D});
+  model_.place(out.cross_kv, {rows, kvw});
   for (int64_t* s : sources) {
     const int64_t b = enc_.begin[*s], n = enc_.len[*s];
     copy_rows(enc_.states, b, n, out.states, out.rows);

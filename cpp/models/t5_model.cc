@@ -162,7 +162,7 @@ void load_self_attn(const Loader& ld, const std::string& p, SelfAttentionLayer& 
 
 }  // namespace
 
-T5Model::T5Model(T5Config config, const WeightMap& weights) : cfg_(std::move(config)) {
+T5Model::T5Model(T5Config config, const WeightMap& weights, Device device) : cfg_(std::move(config)), device_(device) {
   cfg_.validate();
   const Loader ld(cfg_, weights);
   inner_ = cfg_.num_heads * cfg_.d_kv;
@@ -197,6 +197,37 @@ T5Model::T5Model(T5Config config, const WeightMap& weights) : cfg_(std::move(con
                                        nb, cfg_.num_heads, true, md, cfg_.max_source_len - 1);
   decoder_bias_ = expand_position_bias(ld.get("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight").data,
                                        nb, cfg_.num_heads, /*bidirectional=*/cfg_.gmlm, md, cfg_.max_target_len - 1);
+  if (device_ != Device::cpu) {   // loaded on the host, then every tensor moves to the device
+    std::vector<Tensor*> all = {&shared_, &lm_head_, &length_head_, &embed_positions_, &encoder_final_norm_,
+                                &encoder_bias_, &cross_kv_, &decoder_final_norm_, &decoder_bias_};
+    auto attn = [&](SelfAttentionLayer& a) { all.insert(all.end(), {&a.layer_norm, &a.qkv, &a.o}); };
+    auto ffn = [&](FeedForwardLayer& f) { all.insert(all.end(), {&f.layer_norm, &f.wi, &f.wo}); };
+    for (EncoderBlock& b : encoder_) {
+      attn(b.self_attn);
+      ffn(b.ffn);
+    }
+    for (DecoderBlock& b : decoder_) {
+      attn(b.self_attn);
+      all.insert(all.end(), {&b.cross_attn.layer_norm, &b.cross_attn.q, &b.cross_attn.o});
+      ffn(b.ffn);
+    }
+    for (Tensor* t : all)
+      if (t->numel() > 0) *t = t->to(device_);
+  }
+}
+
+void T5Model::place(Tensor& t, Shape shape, DType dtype) const {
+  if (t.device() == device_ && t.dtype() == dtype && t.capacity() > 0)
+    t.resize(std::move(shape));
+  else
+    t = Tensor(std::move(shape), dtype, device_);
+}
+
+const int32_t* T5Model::indices(const std::vector<int32_t>& host, Tensor& slot) const {
+  if (device_ == Device::cpu) return host.data();
+  place(slot, {static_cast<int64_t>(host.size())}, DType::int32);
+  slot.copy_from_host(host.data(), sizeof(int32_t) * host.size());
+  return slot.data<int32_t>();
 }
 
 std::vector<ConstMat> T5Model::gemm_weights() const {
@@ -220,9 +251,9 @@ void T5Model::self_attention(const SelfAttentionLayer& l, const Tensor& bias, in
                              ThreadPool& pool) const {
   const int64_t I = inner_, R = x.rows;
   ops::RMSNorm{cfg_.layer_norm_epsilon}(x, l.layer_norm.data<float>(), mat(ws.h, R), &pool);
-  ws.qkv.resize({R, 3 * I});
+  place(ws.qkv, {R, 3 * I});
   ops::Gemm()(mat(ws.h, R), mat(l.qkv), mat(ws.qkv), pool);
-  ws.att.resize({R, I});
+  place(ws.att, {R, I});
   Mat qkv = mat(ws.qkv);
   ops::MultiHeadAttention(cfg_.num_heads, cfg_.d_kv)(qkv.sub(0, R, 0, I), nullptr, qkv.sub(0, R, I, I),
                                                      qkv.sub(0, R, 2 * I, I), segs, bias.data<float>(), max_rel,
@@ -250,31 +281,31 @@ void T5Model::encode(const std::vector<std::vector<int32_t>>& sources, EncoderOu
   }
   const int64_t R = static_cast<int64_t>(ids.size());
   out.rows = R;
-  ws.x.resize({R, D});
-  ws.h.resize({R, D});
-  ops::Embedding()(mat(shared_), ids.data(), R, mat(ws.x));
+  place(ws.x, {R, D});
+  place(ws.h, {R, D});
+  ops::Embedding()(mat(shared_), indices(ids, ws.ids), R, mat(ws.x));
   for (const EncoderBlock& blk : encoder_) {
     // self-attention
     self_attention(blk.self_attn, encoder_bias_, cfg_.max_source_len - 1, segs, mat(ws.x), ws, pool);
     // feed-forward
     ops::RMSNorm{cfg_.layer_norm_epsilon}(mat(ws.x), blk.ffn.layer_norm.data<float>(), mat(ws.h), &pool);
-    ws.ffn.resize({R, cfg_.d_ff});
+    place(ws.ffn, {R, cfg_.d_ff});
     blk.ffn.forward(mat(ws.h), mat(ws.x), mat(ws.ffn), pool);
   }
-  out.states.resize({R, D});
+  place(out.states, {R, D});
   ops::RMSNorm{cfg_.layer_norm_epsilon}(mat(ws.x), encoder_final_norm_.data<float>(), mat(out.states), &pool);
   // cross-attention keys and values of every decoder layer, once for the whole decoding
-  out.cross_kv.resize({R, cross_kv_.dim(0)});
+  place(out.cross_kv, {R, cross_kv_.dim(0)});
   ops::Gemm()(mat(out.states), mat(cross_kv_), mat(out.cross_kv), pool);
 }
 
 void T5Model::length_logits(const EncoderOutput& enc, Tensor& logits, Workspace& ws, ThreadPool& pool) const {
   GMLM_CHECK_ARG(cfg_.gmlm && !cfg_.ctc(), "length_logits: only a gmlm model has a length head");
   const int64_t B = static_cast<int64_t>(enc.begin.size()), D = cfg_.d_model;
-  ws.rows.resize({B, D});
+  place(ws.rows, {B, D});
   const std::vector<int32_t> first(enc.begin.begin(), enc.begin.end());   // each source's <len> row
-  ops::CopyRows()(mat(enc.states), first.data(), mat(ws.rows), nullptr, B);
-  logits.resize({B, cfg_.max_target_len});
+  ops::CopyRows()(mat(enc.states), indices(first, ws.rows_at), mat(ws.rows), nullptr, B);
+  place(logits, {B, cfg_.max_target_len});
   ops::Gemm()(mat(ws.rows), mat(length_head_), mat(logits), pool);
 }
 
@@ -316,12 +347,18 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
   }
   GMLM_CHECK(j == n_sel, "selected rows outside the segments");
 
-  ws.x.resize({R, D});
-  ws.h.resize({R, D});
-  ops::Embedding()(mat(shared_), in.ids.data(), R, mat(ws.x));
+  place(ws.x, {R, D});
+  place(ws.h, {R, D});
+  // the pass's index arrays where the ops run (copies on a device)
+  const int32_t* ids = indices(in.ids, ws.ids);
+  const int32_t* pos = indices(in.pos, ws.pos);
+  const int32_t* sel = indices(in.sel, ws.sel);
+  const int32_t* q_pos = indices(ws.q_pos, ws.qpos);
+  const int32_t* cache_rows = kv ? indices(kv_row, ws.rows_at) : nullptr;
+  ops::Embedding()(mat(shared_), ids, R, mat(ws.x));
   ops::CopyRows add_positions;   // + learned absolute positions: x[r] += embed_positions[pos[r]]
   add_positions.accumulate = true;
-  add_positions(mat(embed_positions_), in.pos.data(), mat(ws.x), nullptr, R);
+  add_positions(mat(embed_positions_), pos, mat(ws.x), nullptr, R);
   const ConstMat ckv = {enc.cross_kv.data<float>(), enc.cross_kv.dim(0), kv_ld, kv_ld};
   const Mat cache = kv ? mat(*kv) : Mat{};
   ops::MultiHeadAttention mha(cfg_.num_heads, cfg_.d_kv);
@@ -333,7 +370,7 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
   auto keys_values = [&](int64_t l, const Tensor& fresh, int64_t kv_col) -> std::pair<ConstMat, ConstMat> {
     const ConstMat f = mat(fresh);
     if (!kv) return {f.sub(0, R, kv_col, I), f.sub(0, R, kv_col + I, I)};
-    ops::CopyRows()(f.sub(0, R, kv_col, 2 * I), nullptr, cache.sub(0, cache.rows, 2 * I * l, 2 * I), kv_row.data(), R,
+    ops::CopyRows()(f.sub(0, R, kv_col, 2 * I), nullptr, cache.sub(0, cache.rows, 2 * I * l, 2 * I), cache_rows, R,
                     &pool);
     return {cache.sub(0, cache.rows, 2 * I * l, I), cache.sub(0, cache.rows, 2 * I * l + I, I)};
   };
@@ -341,25 +378,25 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
   auto cross_and_ffn = [&](const DecoderBlock& blk, int64_t l, Mat x, const std::vector<ops::AttentionSegment>& segs) {
     const int64_t Xr = x.rows;
     ops::RMSNorm{eps}(x, blk.cross_attn.layer_norm.data<float>(), mat(ws.h, Xr), &pool);
-    ws.q.resize({Xr, I});
+    place(ws.q, {Xr, I});
     ops::Gemm()(mat(ws.h, Xr), mat(blk.cross_attn.q), mat(ws.q), pool);
-    ws.att.resize({Xr, I});
+    place(ws.att, {Xr, I});
     mha(mat(ws.q), nullptr, ckv.sub(0, ckv.rows, 2 * I * l, I), ckv.sub(0, ckv.rows, 2 * I * l + I, I), segs, nullptr,
         0, mat(ws.att), pool);
     residual(mat(ws.att), mat(blk.cross_attn.o), x, pool);
     ops::RMSNorm{eps}(x, blk.ffn.layer_norm.data<float>(), mat(ws.h, Xr), &pool);
-    ws.ffn.resize({Xr, cfg_.d_ff});
+    place(ws.ffn, {Xr, cfg_.d_ff});
     blk.ffn.forward(mat(ws.h, Xr), x, mat(ws.ffn), pool);
   };
 
   for (int64_t l = 0; l + 1 < nl; ++l) {
     const DecoderBlock& blk = decoder_[l];
     ops::RMSNorm{eps}(mat(ws.x), blk.self_attn.layer_norm.data<float>(), mat(ws.h), &pool);
-    ws.qkv.resize({R, 3 * I});
+    place(ws.qkv, {R, 3 * I});
     ops::Gemm()(mat(ws.h), mat(blk.self_attn.qkv), mat(ws.qkv), pool);
     const auto [k, v] = keys_values(l, ws.qkv, I);
-    ws.att.resize({R, I});
-    mha(mat(ws.qkv).sub(0, R, 0, I), in.pos.data(), k, v, self_segs, decoder_bias_.data<float>(), max_rel,
+    place(ws.att, {R, I});
+    mha(mat(ws.qkv).sub(0, R, 0, I), pos, k, v, self_segs, decoder_bias_.data<float>(), max_rel,
         mat(ws.att), pool);
     residual(mat(ws.att), mat(blk.self_attn.o), mat(ws.x), pool);
     cross_and_ffn(blk, l, mat(ws.x), cross_segs);
@@ -370,22 +407,22 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
   const DecoderBlock& last = decoder_[ll];
   const SelfAttentionLayer& sa = last.self_attn;
   ops::RMSNorm{eps}(mat(ws.x), sa.layer_norm.data<float>(), mat(ws.h), &pool);
-  ws.qkv.resize({R, 2 * I});
+  place(ws.qkv, {R, 2 * I});
   const ConstMat w_qkv = mat(sa.qkv);
   ops::Gemm()(mat(ws.h), w_qkv.sub(I, 2 * I, 0, D), mat(ws.qkv), pool);
   const auto [k, v] = keys_values(ll, ws.qkv, 0);
-  ws.xs.resize({n_sel, D});
-  ws.hs.resize({n_sel, D});
-  ops::CopyRows()(mat(ws.x), in.sel.data(), mat(ws.xs), nullptr, n_sel);
-  ops::CopyRows()(mat(ws.h), in.sel.data(), mat(ws.hs), nullptr, n_sel);
-  ws.q.resize({n_sel, I});
+  place(ws.xs, {n_sel, D});
+  place(ws.hs, {n_sel, D});
+  ops::CopyRows()(mat(ws.x), sel, mat(ws.xs), nullptr, n_sel);
+  ops::CopyRows()(mat(ws.h), sel, mat(ws.hs), nullptr, n_sel);
+  place(ws.q, {n_sel, I});
   ops::Gemm()(mat(ws.hs), w_qkv.sub(0, I, 0, D), mat(ws.q), pool);
-  ws.att.resize({n_sel, I});
-  mha(mat(ws.q), ws.q_pos.data(), k, v, sel_self, decoder_bias_.data<float>(), max_rel, mat(ws.att), pool);
+  place(ws.att, {n_sel, I});
+  mha(mat(ws.q), q_pos, k, v, sel_self, decoder_bias_.data<float>(), max_rel, mat(ws.att), pool);
   residual(mat(ws.att), mat(sa.o), mat(ws.xs), pool);
   cross_and_ffn(last, ll, mat(ws.xs), sel_cross);
 
-  states.resize({n_sel, D});
+  place(states, {n_sel, D});
   ops::RMSNorm{eps}(mat(ws.xs), decoder_final_norm_.data<float>(), mat(states), &pool);
   if (cfg_.tie_word_embeddings) ops::Scale(static_cast<float>(std::pow(static_cast<double>(D), -0.5)))(mat(states));
 }
@@ -397,6 +434,7 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
 void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCache& cache, Workspace& ws,
                           ThreadPool& pool, Tensor& states) const {
   GMLM_CHECK_ARG(!cfg_.gmlm, "decode_step: a gmlm model decodes with refinement passes");
+  GMLM_CHECK_ARG(device_ == Device::cpu, "ar decoding runs on the CPU engine (its key/value cache is host memory)");
   const int64_t D = cfg_.d_model, I = inner_, nl = cfg_.num_decoder_layers, kv_ld = 2 * I * nl;
   const int64_t n = static_cast<int64_t>(in.ids.size()), T = cfg_.max_target_len;
   const float eps = cfg_.layer_norm_epsilon;
@@ -413,8 +451,8 @@ void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCac
     cross_segs[r] = {r, 1, enc.begin.at(in.source[r]), enc.len.at(in.source[r])};
     ws.q_pos[r] = in.pos[r];
   }
-  ws.x.resize({n, D});
-  ws.h.resize({n, D});
+  place(ws.x, {n, D});
+  place(ws.h, {n, D});
   ops::Embedding()(mat(shared_), in.ids.data(), n, mat(ws.x));
   const ConstMat ckv = {enc.cross_kv.data<float>(), enc.cross_kv.dim(0), kv_ld, kv_ld};
   ops::MultiHeadAttention mha(cfg_.num_heads, cfg_.d_kv);
@@ -424,28 +462,28 @@ void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCac
     const DecoderBlock& blk = decoder_[l];
     // self-attention over the cache
     ops::RMSNorm{eps}(mat(ws.x), blk.self_attn.layer_norm.data<float>(), mat(ws.h), &pool);
-    ws.qkv.resize({n, 3 * I});
+    place(ws.qkv, {n, 3 * I});
     ops::Gemm()(mat(ws.h), mat(blk.self_attn.qkv), mat(ws.qkv), pool);
     Mat kv = cache.layer(l);   // (slots * T, 2I): [K | V]
     ops::CopyRows()(mat(ws.qkv).sub(0, n, I, 2 * I), nullptr, kv, cache_row.data(), n);
-    ws.att.resize({n, I});
+    place(ws.att, {n, I});
     const Mat qkv = mat(ws.qkv);
     mha(qkv.sub(0, n, 0, I), ws.q_pos.data(), kv.sub(0, kv.rows, 0, I), kv.sub(0, kv.rows, I, I), self_segs,
         decoder_bias_.data<float>(), T - 1, mat(ws.att), pool);
     residual(mat(ws.att), mat(blk.self_attn.o), mat(ws.x), pool);
     // cross-attention
     ops::RMSNorm{eps}(mat(ws.x), blk.cross_attn.layer_norm.data<float>(), mat(ws.h), &pool);
-    ws.q.resize({n, I});
+    place(ws.q, {n, I});
     ops::Gemm()(mat(ws.h), mat(blk.cross_attn.q), mat(ws.q), pool);
     mha(mat(ws.q), nullptr, ckv.sub(0, ckv.rows, 2 * I * l, I), ckv.sub(0, ckv.rows, 2 * I * l + I, I), cross_segs,
         nullptr, 0, mat(ws.att), pool);
     residual(mat(ws.att), mat(blk.cross_attn.o), mat(ws.x), pool);
     // feed-forward
     ops::RMSNorm{eps}(mat(ws.x), blk.ffn.layer_norm.data<float>(), mat(ws.h), &pool);
-    ws.ffn.resize({n, cfg_.d_ff});
+    place(ws.ffn, {n, cfg_.d_ff});
     blk.ffn.forward(mat(ws.h), mat(ws.x), mat(ws.ffn), pool);
   }
-  states.resize({n, D});
+  place(states, {n, D});
   ops::RMSNorm{eps}(mat(ws.x), decoder_final_norm_.data<float>(), mat(states), &pool);
   if (cfg_.tie_word_embeddings) ops::Scale(static_cast<float>(std::pow(static_cast<double>(D), -0.5)))(mat(states));
 }

@@ -108,24 +108,31 @@ class SelfCache {
   std::vector<std::unique_ptr<float[]>> data_;
 };
 
-// Activation buffers, grown to their high-water mark and reused across passes.
+// Activation buffers, grown to their high-water mark and reused across passes (on the model's device; the
+// index tensors hold device copies of the host index arrays a pass needs, T5Model::indices).
 struct Workspace {
   Tensor x, h, qkv, att, q, ffn, xs, hs, rows;
   std::vector<int32_t> q_pos;
+  Tensor ids, pos, sel, rows_at, qpos;   // int32 on a device; unused on the CPU
 
   std::size_t bytes() const {
     std::size_t n = q_pos.capacity() * sizeof(int32_t);
-    for (const Tensor* t : {&x, &h, &qkv, &att, &q, &ffn, &xs, &hs, &rows}) n += t->capacity();
+    for (const Tensor* t : {&x, &h, &qkv, &att, &q, &ffn, &xs, &hs, &rows, &ids, &pos, &sel, &rows_at, &qpos})
+      n += t->capacity();
     return n;
   }
 };
 
 class T5Model {
  public:
-  // Checks every name, shape and value of `weights` against the config and copies them.
-  T5Model(T5Config config, const WeightMap& weights);
+  // Checks every name, shape and value of `weights` against the config and copies them to `device`.
+  T5Model(T5Config config, const WeightMap& weights, Device device = Device::cpu);
 
   const T5Config& config() const { return cfg_; }
+  // Where the weights live and every pass runs; EncoderOutput, Workspace and states tensors are placed there.
+  Device device() const { return device_; }
+  // t resized to `shape` on the model's device (reallocated when it lives elsewhere or has another dtype).
+  void place(Tensor& t, Shape shape, DType dtype = DType::float32) const;
 
   // Encoder (+ cross-attention K/V of every decoder layer). sources: encoder input ids.
   void encode(const std::vector<std::vector<int32_t>>& sources, EncoderOutput& out, Workspace& ws,
@@ -172,8 +179,11 @@ class T5Model {
   void self_attention(const SelfAttentionLayer& l, const Tensor& bias, int64_t max_rel,
                       const std::vector<ops::AttentionSegment>& segs, Mat x, Workspace& ws,
                       ThreadPool& pool) const;
+  // A host index array as the ops take it on the model's device: itself on the CPU, else a copy in `slot`.
+  const int32_t* indices(const std::vector<int32_t>& host, Tensor& slot) const;
 
   T5Config cfg_;
+  Device device_ = Device::cpu;
   int64_t inner_ = 0;
   Tensor shared_;                // shared.weight (V, D)
   Tensor lm_head_;               // lm_head.weight (V, D), untied models only
