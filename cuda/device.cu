@@ -42,6 +42,11 @@ void require_device(int device) {
                                 " device(s))");
 }
 
+void use_device(int device) {
+  require_device(device);
+  GMLM_CUDA_CHECK(cudaSetDevice(device));
+}
+
 DeviceBuffer::~DeviceBuffer() {
   if (ptr_) cudaFree(ptr_);
 }

@@ -16,6 +16,8 @@ int device_count(std::string* why = nullptr);
 std::string device_description(int device);
 // Throws std::runtime_error naming the reason when device `device` cannot be used.
 void require_device(int device);
+// require_device, then makes `device` the calling thread's current device (where Device::cuda tensors live).
+void use_device(int device);
 
 // Owned device memory (cudaMalloc); grows with reserve(), never shrinks. Contents are not kept
 // across a growth.

@@ -55,10 +55,10 @@ CTC_OPTION_SETS = [
     dict(iterations=3, blank_penalty=3.0, sampling=True, seed=7),
 ]
 
-# What the CUDA engine does not implement yet (docs/cuda.md): it refuses these with a ValueError.
-# Each with the values it does implement.
+# What decoding on cuda does not implement yet (docs/cuda.md): it refuses these with a ValueError.
+# Each with the values it does implement (sampling: the float32 engine on cuda draws on the host only).
 CUDA_LACKS = {"length_beam_keep": lambda v, o: v in (None, o.get("length_beam")), "repeat_remask": lambda v, o: not v,
-              "cache_refresh": lambda v, o: v in (None, 1)}
+              "cache_refresh": lambda v, o: v in (None, 1), "sampling": lambda v, o: not v}
 
 
 def cuda_supports(opts: dict) -> bool:

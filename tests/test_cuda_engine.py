@@ -97,8 +97,25 @@ def test_float32_parity_with_cpu(pairs, name, opts):
 
 
 @needs_gpu
-def test_graphs_and_compaction(pairs):
-    _, gpu = pairs["tiny-fixture"]
+def test_one_driver_on_cuda_batches_continuously(pairs, models):
+    """float32 on cuda is the CPU engine's model and loop over the GPU's ops: the resumable batch (gmlm serve's
+    scheduler) runs there and gives translate_batch's results."""
+    from gmlm_engine.serving import Scheduler
+
+    cpu, gpu = pairs["tiny-fixture"]
+    src = test_sentences(16)
+    want = gpu.translate_batch(src, iterations=4, length_beam=3)
+    sched = Scheduler(gpu)
+    try:
+        got = [f.result(60) for f in [sched.submit([s], iterations=4, length_beam=3) for s in src]]
+    finally:
+        sched.close()
+    assert [g[0].text for g in got] == [w.text for w in want]
+
+
+@needs_gpu
+def test_graphs_and_compaction(models):
+    gpu = Translator(models["tiny-fixture"], device="cuda", compute_type="float16")   # the device loop
     src = test_sentences(N_QUICK)
     opts = dict(iterations=10, length_beam=5)
     before = gpu.profile()

@@ -246,15 +246,29 @@ struct LowpScope {
 class Engine {
  public:
   Engine(const py::dict& config, const py::dict& weights, int intra_threads, const std::string& compute_type,
-         const std::vector<bool>& word_pieces) {
+         const std::vector<bool>& word_pieces, const std::string& device, int device_index) {
     GMLM_CHECK_ARG(intra_threads >= 0 && intra_threads <= ThreadPool::max_threads(), "intra_threads must be in [0, ",
                    ThreadPool::max_threads(), "] (at most 4 x the cores available), got ", intra_threads);
+    GMLM_CHECK_ARG(device == "cpu" || device == "cuda", "device must be 'cpu' or 'cuda', got ", device);
     const cpu::ComputeType ct = cpu::compute_type_from_name(compute_type);
     T5Config cfg = config_from_dict(config);
     WeightMap w = weights_from_dict(weights);
+    if (device == "cuda") {
+      // the same model and loop over the device's ops (docs/cuda.md): float32 refinement for now
+      GMLM_CHECK_ARG(ct == cpu::ComputeType::float32, "the one-driver engine on cuda computes in float32, got ",
+                     compute_type);
+      GMLM_CHECK_ARG(cfg.gmlm && !cfg.ctc(), "the engine decodes gmlm models on cuda; use device='cpu'");
+#if GMLM_WITH_CUDA
+      cuda::use_device(device_index);
+      device_ = Device::cuda;
+      device_index_ = device_index;
+#else
+      GMLM_CHECK_ARG(false, "this build of gmlm_engine has no CUDA support (build with GMLM_WITH_CUDA=ON)");
+#endif
+    }
     {
       py::gil_scoped_release release;
-      model_ = std::make_unique<T5Model>(std::move(cfg), w);
+      model_ = std::make_unique<T5Model>(std::move(cfg), w, device_);
       if (!word_pieces.empty()) {
         GMLM_CHECK_ARG(static_cast<int64_t>(word_pieces.size()) == model_->config().vocab_size, "word_pieces has ",
                        word_pieces.size(), " flags for a vocabulary of ", model_->config().vocab_size);
@@ -272,6 +286,9 @@ class Engine {
   template <typename F>
   auto locked(F&& f) {
     std::lock_guard<std::mutex> lock(mutex_);
+#if GMLM_WITH_CUDA
+    if (device_ == Device::cuda) cuda::use_device(device_index_);   // the calling thread's current device
+#endif
     LowpScope lowp(lowp_.get());
     return f(ws_, *pool_);
   }
@@ -315,7 +332,7 @@ class Engine {
   // without decoding anything.
   void validate(const py::kwargs& options) const {
     if (model_->config().gmlm)
-      options_from_dict(options, model_->config()).validate(model_->config(), Device::cpu);
+      options_from_dict(options, model_->config()).validate(model_->config(), device_);
     else
       ar_options_from_dict(options).validate();
   }
@@ -375,7 +392,10 @@ class Engine {
     EncoderOutput enc;
     {
       py::gil_scoped_release release;
-      locked([&](Workspace& ws, ThreadPool& pool) { model_->encode(src, enc, ws, pool); });
+      locked([&](Workspace& ws, ThreadPool& pool) {
+        model_->encode(src, enc, ws, pool);
+        enc.states = enc.states.to(Device::cpu);
+      });
     }
     py::list out;
     const int64_t D = model_->config().d_model;
@@ -394,6 +414,7 @@ class Engine {
         EncoderOutput enc;
         model_->encode(src, enc, ws, pool);
         model_->length_logits(enc, logits, ws, pool);
+        logits = logits.to(Device::cpu);
       });
     }
     return to_numpy(logits.data<float>(), static_cast<int64_t>(src.size()), logits.dim(1));
@@ -426,8 +447,9 @@ class Engine {
       }
       Tensor states;
       model_->decode(in, enc, nullptr, ws, pool, states);
-      logits.resize({states.dim(0), V});
+      model_->place(logits, {states.dim(0), V});
       ops::Gemm()(mat(states), model_->output_embedding(), mat(logits), pool);
+      logits = logits.to(Device::cpu);
     });
     py::gil_scoped_acquire acquire;
     py::list out;
@@ -469,6 +491,8 @@ class Engine {
 
  private:
   std::unique_ptr<T5Model> model_;
+  Device device_ = Device::cpu;
+  int device_index_ = 0;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<cpu::LowpWeights> lowp_;  // low-precision weights (compute_type bfloat16 / int8)
   Workspace ws_;
@@ -705,12 +729,14 @@ void register_engine(py::module_& m) {
 #endif
 
   py::class_<Engine>(m, "Engine", "A gmlm or ar model loaded into the compiled CPU engine.")
-      .def(py::init<const py::dict&, const py::dict&, int, const std::string&, const std::vector<bool>&>(),
+      .def(py::init<const py::dict&, const py::dict&, int, const std::string&, const std::vector<bool>&,
+                    const std::string&, int>(),
            py::arg("config"), py::arg("weights"), py::arg("intra_threads") = 0, py::arg("compute_type") = "float32",
-           py::arg("word_pieces") = std::vector<bool>(),
+           py::arg("word_pieces") = std::vector<bool>(), py::arg("device") = "cpu", py::arg("device_index") = 0,
            "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
            "as returned by gmlm_engine.config.load_weights_numpy). The weights are checked and copied.\n"
-           "intra_threads: threads for BLAS and the engine's kernels (0: the cores available).")
+           "intra_threads: threads for BLAS and the engine's kernels (0: the cores available). device 'cuda'\n"
+           "(a CUDA build): the same model and refinement loop over the GPU's ops, float32, gmlm models.")
       .def("validate", &Engine::validate,
            "Check decoding options (by keyword, translate's or translate_ar's names) for this model on the CPU,\n"
            "without decoding: ValueError naming the first bad one (RefineOptions / ArOptions::validate).")

@@ -95,6 +95,10 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
   const T5Config& cfg = model_.config();
   GMLM_CHECK_ARG(opts.size() == sources.size(), "add: ", sources.size(), " sources but ", opts.size(), " options");
   for (const RefineOptions& o : opts) check_options(o, model_);
+  if (model_.device() != Device::cpu)   // what the loop does on the host only, for now (docs/cuda.md)
+    for (const RefineOptions& o : opts)
+      GMLM_CHECK_ARG(!o.sampling && o.cache_refresh == 1 && o.blank_penalty == 0.0,
+                     "sampling, cached refinement and blank_penalty run on the CPU engine; use device='cpu'");
   std::vector<int64_t> ids;
   if (sources.empty()) return ids;
 
@@ -103,7 +107,10 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
   // the live requests' rows first, then the newcomers (in order)
   const int64_t base = join(sources, &fresh, ws, pool);
   Tensor len_logits;
-  if (!cfg.ctc()) model_.length_logits(fresh, len_logits, ws, pool);
+  if (!cfg.ctc()) {
+    model_.length_logits(fresh, len_logits, ws, pool);
+    len_logits = len_logits.to(Device::cpu);   // the length candidates are chosen on the host
+  }
   for (size_t b = 0; b < sources.size(); ++b) {
     Request r;
     r.id = next_id_++;
@@ -288,6 +295,17 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
   pred->resize(n_sel);
   conf->resize(n_sel);
   const ConstMat all = mat(states);
+  if (model_.device() != Device::cpu) {
+    // on a device: the argmax where the states are, then the predictions to the host, where the rules run
+    // (sampling and blank_penalty are refused there, add())
+    model_.place(pred_dev_, {std::max<int64_t>(n_sel, 1)}, DType::int32);
+    model_.place(conf_dev_, {std::max<int64_t>(n_sel, 1)});
+    ops::VocabArgmax()(all.sub(0, n_sel, 0, all.cols), model_.output_embedding(), pred_dev_.data<int32_t>(),
+                       conf_dev_.data<float>(), pool);
+    pred_dev_.copy_to_host(pred->data(), sizeof(int32_t) * n_sel);
+    conf_dev_.copy_to_host(conf->data(), sizeof(float) * n_sel);
+    return;
+  }
   ops::VocabArgmax vocab;
   if (std::any_of(blank_bias_.begin(), blank_bias_.end(), [](float b) { return b != 0.f; })) {
     vocab.bias_col = model_.config().ctc_blank();

@@ -150,7 +150,10 @@ class Translator(TranslatorFrontEnd):
         self.tokenizer = load_model_tokenizer(self.files)
         weights = load_weights_numpy(self.files)
         try:
-            if kind == "cuda":
+            if kind == "cuda" and self.compute_type == "float32":   # the CPU's model and loop over the GPU's ops
+                self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads, "float32",
+                                           self.tokenizer.word_pieces(), device="cuda", device_index=index)
+            elif kind == "cuda":   # float16 / bfloat16: the device loop of cuda/cuda_engine.cu (docs/cuda.md)
                 self._engine = core.CudaEngine(self.cfg.to_dict(), weights, self.compute_type, index,
                                                self.tokenizer.word_pieces())
             else:
@@ -167,11 +170,12 @@ class Translator(TranslatorFrontEnd):
 
     def new_batch(self):
         """A resumable batch on this model's engine (`_core.Batch`, continuous batching; serving.Scheduler)."""
-        if self.device != "cpu":
-            raise DeviceUnavailableError(f"continuous batching (Scheduler, gmlm serve) runs on the CPU engine; this "
-                                         f"Translator is on {self.device}")
         from . import _core
 
+        if not isinstance(self._engine, _core.Engine):
+            raise DeviceUnavailableError(f"continuous batching (Scheduler, gmlm serve) runs on the one-driver engine "
+                                         f"(cpu, or cuda in float32); this Translator is on {self.device} in "
+                                         f"{self.compute_type}")
         return _core.Batch(self._engine)
 
     @property
