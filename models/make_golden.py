@@ -25,6 +25,10 @@ GMLM_OPTIONS = [dict(iterations=DEFAULT_ITERATIONS, length_beam=DEFAULT_LENGTH_B
                 dict(iterations=4, length_beam=3), dict(iterations=10, length_beam=5)]
 
 
+# ctc-en-de: its defaults first (no options), then more passes
+CTC_OPTIONS = [{}, dict(iterations=4)]
+
+
 def main():
     gmlm = ReferenceTranslator(ROOT / "models" / "gmlm-en-de")
     ar = ReferenceTranslator(ROOT / "models" / "ar-en-de")
@@ -33,6 +37,9 @@ def main():
                        for o in GMLM_OPTIONS],
               "ar_greedy": [r.text for r in ar.translate_batch(SENTENCES, beam_size=1)],
               "ar_beam4": [r.text for r in ar.translate_batch(SENTENCES, beam_size=4)]}
+    ctc = ReferenceTranslator(ROOT / "models" / "ctc-en-de")
+    golden["ctc"] = [{"options": o, "outputs": [r.text for r in ctc.translate_batch(SENTENCES, **o)]}
+                     for o in CTC_OPTIONS]
     out = ROOT / "tests" / "data" / "shipped_golden.json"
     out.write_text(json.dumps(golden, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {out}")

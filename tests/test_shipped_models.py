@@ -10,19 +10,20 @@ from gmlm_engine.pytorch.reference import ReferenceTranslator
 
 GMLM = ROOT / "models" / "gmlm-en-de"
 AR = ROOT / "models" / "ar-en-de"
+CTC = ROOT / "models" / "ctc-en-de"
 GOLDEN = json.loads((ROOT / "tests" / "data" / "shipped_golden.json").read_text())
 SRC = GOLDEN["sentences"]
 
 
 def test_shipped_models_are_small_and_carry_a_card():
     total = 0
-    for d in (GMLM, AR):
+    for d in (GMLM, AR, CTC):
         files = {p.name: p.stat().st_size for p in d.iterdir()}
         assert {"config.json", "model.safetensors", "spm.model", "training.json"} <= set(files)
         card = json.loads((d / "training.json").read_text())
         assert card["storage_dtype"] == "float16" and card["steps"] > 0 and card["history"]
         total += sum(files.values())
-    assert total < 40 * 2**20
+    assert total < 48 * 2**20   # three 7.6M-parameter models in float16
 
 
 @pytest.mark.parametrize("case", range(len(GOLDEN["gmlm"])))
@@ -33,6 +34,17 @@ def test_default_gmlm_translates_to_the_golden_outputs(case):
     # one at a time: the same outputs (batch invariance on the shipped model)
     assert [tr.translate_batch([s], **g["options"])[0].text for s in SRC] == g["outputs"]
     assert [r.text for r in ReferenceTranslator(GMLM).translate_batch(SRC, **g["options"])] == g["outputs"]
+
+
+@pytest.mark.parametrize("case", range(len(GOLDEN["ctc"])))
+def test_shipped_ctc_model_translates_to_the_golden_outputs(case):
+    g = GOLDEN["ctc"][case]
+    tr = Translator(default_model_dir("ctc"), compute_type="float32")
+    assert [r.text for r in tr.translate_batch(SRC, **g["options"])] == g["outputs"]
+    assert [tr.translate_batch([s], **g["options"])[0].text for s in SRC] == g["outputs"]
+    assert [r.text for r in ReferenceTranslator(CTC).translate_batch(SRC, **g["options"])] == g["outputs"]
+    if not g["options"]:   # the model's own defaults: one pass over one canvas
+        assert all(r.iterations == 1 and len(r.length_candidates) == 1 for r in tr.translate_batch(SRC))
 
 
 def test_translate_batch_defaults_are_the_recommended_options():

@@ -20,8 +20,12 @@ __all__ = ["ModelConfig", "ModelError", "TranslationResult", "Translator", "defa
 
 def default_model_dir(objective: str = "gmlm") -> Path:
     """A model shipped with the package (models/ in the source tree, gmlm_engine/models when installed):
-    the default GMLM, or with objective="ar" the AR model of the same size (the baseline and teacher)."""
-    installed, source = {"gmlm": ("default", "gmlm-en-de"), "ar": ("ar-en-de", "ar-en-de")}[objective]
+    the default GMLM, or with objective="ar" the AR model of the same size (the baseline and teacher), or with
+    objective="ctc" the ctc model (docs/decoding.md, "CTC models")."""
+    models = {"gmlm": ("default", "gmlm-en-de"), "ar": ("ar-en-de", "ar-en-de"), "ctc": ("ctc-en-de", "ctc-en-de")}
+    if objective not in models:
+        raise ValueError(f"objective must be one of {sorted(models)}, got {objective!r}")
+    installed, source = models[objective]
     here = Path(__file__).resolve().parent
     for cand in (here / "models" / installed, here.parent.parent / "models" / source):
         if (cand / "config.json").is_file():
