@@ -57,12 +57,18 @@ def pairs(models):
 @pytest.mark.parametrize("opts", OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_parity(pairs, name, opts):
-    ref, eng = pairs[name]
+    check_parity(*pairs[name], opts)
+
+
+def check_parity(ref, eng, opts):
+    """The engine's results (with history) equal the reference's on N_QUICK sentences, near-ties excused; returns
+    the sentences and the engine's results."""
     src = test_sentences(N_QUICK)
     a = ref.translate_batch(src, return_history=True, **opts)
     b = eng.translate_batch(src, return_history=True, **opts)
     bad = parity_mismatches(ref, src, a, b, opts)
     assert bad == [], [(i, a[i].tokens, b[i].tokens, a[i].iterations, b[i].iterations) for i in bad[:3]]
+    return src, b
 
 
 CTC_SHAPES = {
@@ -86,11 +92,7 @@ def test_ctc_parity(ctc_pairs, name, opts):
     """ctc models: the canvas (ctc_upsample x the encoder tokens, capped), the passes over it and the collapse,
     token for token, with the canvas's length as the one length candidate."""
     ref, eng = ctc_pairs[name]
-    src = test_sentences(N_QUICK)
-    a = ref.translate_batch(src, return_history=True, **opts)
-    b = eng.translate_batch(src, return_history=True, **opts)
-    bad = parity_mismatches(ref, src, a, b, opts)
-    assert bad == [], [(i, a[i].tokens, b[i].tokens, a[i].iterations, b[i].iterations) for i in bad[:3]]
+    src, b = check_parity(ref, eng, opts)
     up, cap = ref.cfg.ctc_upsample, ref.cfg.max_target_len
     enc = ref.encode(src)
     assert [r.length_candidates for r in b] == [[min(cap, up * len(ids))] for ids in enc]

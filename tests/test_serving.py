@@ -59,23 +59,21 @@ def test_a_request_without_options_decodes_at_translate_batchs_defaults(tr, sent
     assert [got[i][4] for i in ids] == [w.length_candidates for w in want]
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_batch_results_do_not_depend_on_who_joined_when(tr, sentences, seed):
-    """Random arrival schedules of sentences with mixed options: every result equals translate_batch's
-    for that sentence alone, tokens, passes and history; scores to 1e-5."""
-    rng = random.Random(seed)
-    jobs = [(s, OPTION_SETS[rng.randrange(len(OPTION_SETS))]) for s in sentences]
+def check_random_arrivals(tr, jobs, rng, batch=None):
+    """Random arrival schedules of (sentence, options) jobs into one resumable batch: every result equals
+    translate_batch's for that sentence alone, tokens, passes, length candidates and history; scores to 1e-5."""
+    objective = tr.cfg.objective
     expected = [tr.translate_batch([s], **o)[0] for s, o in jobs]
     order = list(range(len(jobs)))
     rng.shuffle(order)
-    batch, owner, got = core.Batch(tr._engine), {}, {}
+    batch, owner, got = batch or core.Batch(tr._engine), {}, {}
     while order or batch.requests:
         if order and rng.random() < 0.6:                            # some join now, at a pass boundary
             n = rng.randint(1, 6)
             take, order = order[:n], order[n:]
-            opts = [validate_options("gmlm", tr.cfg.max_target_len, **jobs[j][1]) for j in take]
+            opts = [validate_options(objective, tr.cfg.max_target_len, **jobs[j][1]) for j in take]
             ids = batch.add(encode_sources(tr.tokenizer, tr.cfg, [jobs[j][0] for j in take]),
-                            [engine_options(o) for o in opts])
+                            [engine_options(o, objective) for o in opts])
             owner.update(zip(ids, take))
         for bid, res in batch.step():
             got[owner[bid]] = res
@@ -87,39 +85,29 @@ def test_batch_results_do_not_depend_on_who_joined_when(tr, sentences, seed):
             assert [tr.tokenizer.pieces(h) for h in hist] == e.history
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_results_do_not_depend_on_who_joined_when(tr, sentences, seed):
+    rng = random.Random(seed)
+    check_random_arrivals(tr, [(s, OPTION_SETS[rng.randrange(len(OPTION_SETS))]) for s in sentences], rng)
+
+
 def test_a_ctc_model_joins_and_leaves_the_batch_like_a_gmlm(sentences):
     """ctc models in the resumable batch: an option dict without keys decodes at the ctc defaults (one pass), and
-    under a random arrival schedule with mixed options every result equals translate_batch's."""
+    random arrivals with mixed options give translate_batch's results."""
     from conftest import TINY_CTC
     from option_sets import CTC_OPTION_SETS
 
     ctc = Translator(TINY_CTC, intra_threads=2)
-    rng = random.Random(0)
-    jobs = [(s, CTC_OPTION_SETS[rng.randrange(len(CTC_OPTION_SETS))]) for s in sentences[:24]]
-    expected = [ctc.translate_batch([s], **o)[0] for s, o in jobs]
-    batch, owner, got = core.Batch(ctc._engine), {}, {}
+    batch = core.Batch(ctc._engine)
     ids = batch.add(encode_sources(ctc.tokenizer, ctc.cfg, sentences[:2]), [{}, {}])
     done = {}
     while batch.requests:
         done.update(dict(batch.step()))
     assert [done[i][2] for i in ids] == [1, 1]
     assert [ctc.tokenizer.pieces(done[i][0]) for i in ids] == [r.tokens for r in ctc.translate_batch(sentences[:2])]
-    order = list(range(len(jobs)))
-    rng.shuffle(order)
-    while order or batch.requests:
-        if order and rng.random() < 0.6:
-            n = rng.randint(1, 5)
-            take, order = order[:n], order[n:]
-            opts = [validate_options("ctc", ctc.cfg.max_target_len, **jobs[j][1]) for j in take]
-            ids = batch.add(encode_sources(ctc.tokenizer, ctc.cfg, [jobs[j][0] for j in take]),
-                            [engine_options(o, "ctc") for o in opts])
-            owner.update(zip(ids, take))
-        for bid, res in batch.step():
-            got[owner[bid]] = res
-    for j, e in enumerate(expected):
-        ids, score, passes, hist, cands = got[j]
-        assert ctc.tokenizer.decode(ids) == e.text and passes == e.iterations and list(cands) == e.length_candidates
-        assert abs(score - e.score) <= 1e-5
+    rng = random.Random(0)
+    check_random_arrivals(ctc, [(s, CTC_OPTION_SETS[rng.randrange(len(CTC_OPTION_SETS))]) for s in sentences[:24]],
+                          rng, batch)
 
 
 def test_an_empty_batch_gives_its_memory_back(sentences):
