@@ -279,3 +279,16 @@ gmlm train --objective gmlm --out runs/dims --spm $SPM --encoder-layers 3 --deco
 python bench/model_table.py --gmlm models/gmlm-en-de --gmlm runs/dims/last --gmlm runs/dims/averaged \
   --gmlm-configs 1x1,2x1,2x2,4x1,8x2 --splits val --threads 2 --compute-type float32 \
   --json bench/results/multistep-2026-12-06/select_val.json
+# --- 2026-12-07: the ctc model (a 2-core AMD EPYC Zen 5, AVX512-BF16, bf16 autocast) ---------------------------------
+# 3o. models/ctc-en-de: a ctc model (docs/decoding.md "CTC models") from the shipped GMLM's weights (its position table
+#     stretched over a canvas of 2 x the source tokens; the length head dropped) on the AR model's distillation
+#     (runs/distill8.de, step 3h), glancing over the Viterbi alignment for half of each batch. The run was paused and
+#     resumed with --resume (it continues exactly) at step 600 and at step 800, each time with a shorter plan (first
+#     --max-steps 3000 --cooldown-steps 1000, then 1400 / 700 from step 600, then the command below from step 800):
+#     the learning rate before step 701 is the same under every plan; steps 701-800 ran 1-4 % above this command's.
+#     (A resume at step 600 with --max-steps 2000 died at step 900: the code under it changed while it ran; its
+#     300 steps are not in the model.) About 48 minutes of training in all.
+gmlm train --objective ctc --out runs/ctc --spm $SPM --encoder-layers 3 --decoder-layers 3 --max-target-len 192 \
+  --ctc-upsample 2 --train-target runs/distill8.de --init-from models/gmlm-en-de --max-tokens 4096 --lr 1e-3 \
+  --warmup 300 --val-every 200 --val-bleu-sentences 200 --max-steps 1200 --cooldown-steps 500 --max-minutes 70 \
+  --glancing-ratio 0.5 --glancing-share 0.5 --threads 2 --no-progress --resume
