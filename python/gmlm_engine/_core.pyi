@@ -9,14 +9,16 @@ __version__: str
 def build_info() -> dict[str, Any]:
     """Version and build options of the compiled engine (and the BLAS and CPU kernels in use)."""
 
-def refine_defaults() -> dict[str, Any]:
-    """The engine's refinement defaults (RefineOptions) under translate_batch's option names."""
+def refine_defaults(objective: str = "gmlm") -> dict[str, Any]:
+    """The engine's refinement defaults for a gmlm or ctc model (RefineOptions::defaults_for) under
+    translate_batch's option names."""
 
 class Engine:
     """A gmlm or ar model loaded into the compiled CPU engine."""
 
     def __init__(self, config: dict[str, Any], weights: dict[str, npt.NDArray[np.float32]],
-                 intra_threads: int = 0, compute_type: str = "float32", word_pieces: Sequence[bool] = ()) -> None: ...
+                 intra_threads: int = 0, compute_type: str = "float32", word_pieces: Sequence[bool] = (),
+                 device: str = "cpu", device_index: int = 0) -> None: ...
     def validate(self, **options: Any) -> None:
         """Check decoding options (translate's or translate_ar's names) for this model on the CPU without
         decoding: ValueError naming the first bad one."""
@@ -78,6 +80,9 @@ class _CudaOps:
     def gemm(self, a: npt.ArrayLike, b: npt.ArrayLike, epilogue: str = "none") -> npt.NDArray[np.float32]: ...
     def rms_norm(self, x: npt.ArrayLike, gamma: npt.ArrayLike, eps: float) -> npt.NDArray[np.float32]: ...
     def embedding(self, table: npt.ArrayLike, ids: Sequence[int]) -> npt.NDArray[np.float32]: ...
+    def copy_rows(self, x: npt.ArrayLike, src: Sequence[int] | None, y: npt.ArrayLike, dst: Sequence[int] | None,
+                  n: int, accumulate: bool = False) -> npt.NDArray[np.float32]: ...
+    def scale(self, y: npt.ArrayLike, s: float) -> npt.NDArray[np.float32]: ...
     def attention(self, q: npt.ArrayLike, k: npt.ArrayLike, v: npt.ArrayLike,
                   segments: Sequence[tuple[int, int, int, int]], num_heads: int,
                   rel_bias: npt.ArrayLike | None = None,
@@ -95,6 +100,11 @@ class _Ops:
     def blas_sgemm(self, a: npt.ArrayLike, b: npt.ArrayLike, threads: int = 1) -> npt.NDArray[np.float32]: ...
     def rms_norm(self, x: npt.ArrayLike, gamma: npt.ArrayLike, eps: float,
                  threads: int = 1) -> npt.NDArray[np.float32]: ...
+    def copy_rows(self, x: npt.ArrayLike, src: Sequence[int] | None, y: npt.ArrayLike, dst: Sequence[int] | None,
+                  n: int, accumulate: bool = False, threads: int = 1) -> npt.NDArray[np.float32]:
+        """A copy of y with y[dst[i]] = x[src[i]] (accumulate: +=) for i < n; None: the identity (ops::CopyRows)."""
+    def scale(self, y: npt.ArrayLike, s: float) -> npt.NDArray[np.float32]:
+        """A copy of y times s (ops::Scale)."""
     def attention(self, q: npt.ArrayLike, k: npt.ArrayLike, v: npt.ArrayLike,
                   segments: Sequence[tuple[int, int, int, int]], num_heads: int,
                   rel_bias: npt.ArrayLike | None = None, q_pos: Sequence[int] | None = None,
