@@ -51,9 +51,8 @@ def main() -> int:
     from gmlm_engine.engine import Translator
 
     src = load_split(args.data_dir, "test2016")[0]
-    from gmlm_engine.options import DEFAULT_ITERATIONS, DEFAULT_LENGTH_BEAM
 
-    opts = {"iterations": DEFAULT_ITERATIONS, "length_beam": DEFAULT_LENGTH_BEAM, **parse_options(args.options)}
+    opts = parse_options(args.options)     # absent options: the model's own defaults
     rows = []
     for ct in _core.build_info()["native_compute_types"]:
         tr = Translator(args.model, intra_threads=args.threads, compute_type=ct)
