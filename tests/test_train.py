@@ -399,3 +399,18 @@ def test_ctc_batches_and_glancing_reveal_aligned_tokens_in_proportion_to_the_err
     wrong = ((logp.argmax(-1) != align) & (align >= 0)).sum(1)
     assert torch.equal((g["tgt_in"] != cfg.mask_id).logical_and(b["tgt_mask"]).sum(1), wrong)   # ratio 1: every error
     assert (g["tgt_in"][shown] == align[shown]).all()
+
+
+def test_repeat_fallback_trains_on_the_reference_where_only_the_target_repeats_itself():
+    from gmlm_engine.pytorch.train import repeat_fallback
+
+    targets = ["Ein Mann im Park im Park.", "Ein Mann in einem Hemd und in einem Hut.",
+               "Kinder spielen Fußball in einem Park Fußball.", "Ein Hund rennt."]
+    refs = ["Ein Mann in einem Park.", "Ein Mann in einem roten Hemd und in einem Hut.", "Kinder spielen Fußball.",
+            "Ein Hund läuft."]
+    out, n = repeat_fallback(targets, refs)
+    # the first and third repeat themselves and their references do not; the second's reference repeats too
+    assert out == [refs[0], targets[1], refs[2], targets[3]] and n == 2
+    args = build_parser().parse_args(["train", "--objective", "ctc", "--out", "x", "--repeat-fallback"])
+    with pytest.raises(ValueError, match="--repeat-fallback applies with --train-target"):
+        args.func(args)

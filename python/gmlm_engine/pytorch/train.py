@@ -58,6 +58,8 @@ def _check(args) -> None:
     if ms < 0 or (ms and (args.objective != "gmlm" or not args.init_from or args.glancing_ratio or share)):
         raise ValueError("--multistep is a weight >= 0 and applies to --objective gmlm with --init-from (the teacher), "
                          "without --glancing-ratio or --predicted-context")
+    if getattr(args, "repeat_fallback", False) and not args.train_target:
+        raise ValueError("--repeat-fallback applies with --train-target only")
     corr = getattr(args, "correction", 0.0)
     if not 0 <= corr <= 1:
         raise ValueError("--correction must be in [0, 1]")
@@ -67,6 +69,15 @@ def _check(args) -> None:
         v = getattr(args, name, None)
         if v is not None and not 0 <= v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1)")
+
+
+def repeat_fallback(targets: list[str], references: list[str]) -> tuple[list[str], int]:
+    """The targets, each one that repeats itself (`evaluate.repeats`) replaced by its reference when the reference
+    does not; and how many were replaced."""
+    from ..tools.evaluate import repeats
+
+    swap = [repeats(t) and not repeats(r) for t, r in zip(targets, references)]
+    return [r if s else t for t, r, s in zip(targets, references, swap)], sum(swap)
 
 
 class Examples:
@@ -539,6 +550,9 @@ def run(args) -> int:
         tgt = read_lines(args.train_target)
         if len(tgt) != len(src):
             raise ValueError(f"--train-target has {len(tgt)} lines, the training sources {len(src)}")
+        if args.repeat_fallback:
+            tgt, n = repeat_fallback(tgt, load_split(args.data_dir, "train", args.src_lang, args.tgt_lang)[1])
+            print(f"--repeat-fallback: {n} of {len(tgt)} targets replaced by their references", file=sys.stderr)
     if args.train_limit:
         src, tgt = src[:args.train_limit], tgt[:args.train_limit]
     val_src, val_ref = load_split(args.data_dir, "val", args.src_lang, args.tgt_lang)

@@ -15,6 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tgt-lang", default="de")
     p.add_argument("--train-target", default=None, help="file of training targets (e.g. distilled) "
                    "replacing the reference targets, aligned with the training sources")
+    p.add_argument("--repeat-fallback", action="store_true",
+                   help="with --train-target: where a target repeats itself (gmlm eval's repetition test: a word "
+                        "bigram or a word of 5+ letters twice) and the split's reference does not, train on the "
+                        "reference (the student should not learn its teacher's loops)")
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N training pairs")
     p.add_argument("--spm", default=None, help="existing SentencePiece model (default: train one)")
     p.add_argument("--vocab-size", type=int, default=8000)
