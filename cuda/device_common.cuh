@@ -1,5 +1,4 @@
-// Device helpers shared by the kernels: storage-type conversion, warp/block reductions; the decoding rules
-// (order, RNG, mean) come from decoding/rules.h, the one header the CPU engine uses too.
+// Device helpers shared by the kernels: storage-type conversion, warp reductions.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -9,7 +8,6 @@
 #include <cstdint>
 
 #include "cuda/launch.h"
-#include "decoding/rules.h"
 
 namespace gmlm::cuda {
 
@@ -50,10 +48,6 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
-
-// The rules shared with the CPU engine (the (confidence, index) order, the hash RNG, the pairwise mean):
-// decoding/rules.h, compiled for the device too.
-using rules::conf_less;
 
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 

@@ -1,10 +1,10 @@
 // Host-callable launchers of the CUDA kernels (cuda/kernels/*.cu) and the cuBLAS GEMM (cuda/gemm.cu).
-// Plain C++ declarations: the ops (cuda/ops_gpu.cu), the device model and the device refinement
-// loop (cuda/cuda_engine.cu) call these; only the .cu files see kernel syntax.
+// Plain C++ declarations: the ops (cuda/ops_gpu.cu) call these; only the .cu files see kernel syntax.
 //
-// Storage types: activations that feed a GEMM (normed states, attention outputs, FFN activations)
-// and the weights are in the compute type CType (float32, float16 or bfloat16); the residual
-// stream, GEMM outputs, attention scores and softmax statistics are float32 always.
+// Storage types: the ops keep every activation in float32; a GEMM in half precision converts its
+// left operand to the compute type CType (float16 or bfloat16) and reads the weight's half copy
+// (cuda/half_weights.h); GEMM outputs and accumulation are float32. Some kernels can also write
+// their output in a CType (yt, ot).
 //
 // Shapes as in the CPU engine: R rows (packed sequences), D d_model, I = H * Dh, F d_ff, V vocab.
 #pragma once
@@ -58,8 +58,9 @@ void copy_rows(const float* x, int64_t ldx, const int32_t* src, float* y, int64_
                int64_t cols, bool accumulate, cudaStream_t s);
 // y *= factor on a (rows, cols) view (ops::Scale).
 void scale(float* y, int64_t ldy, int64_t rows, int64_t cols, float factor, cudaStream_t s);
-// Host float32 array -> device array of type t (n values), synchronous (weights at load time).
-void upload_converted(const float* host, void* dev, CType t, int64_t n);
+// y = x converted to t, a (rows, cols) view with leading dimensions (x f32; the left operand of a
+// half-precision GEMM, the weights' half copies: cuda/half_weights.h).
+void convert(const float* x, int64_t ldx, void* y, CType t, int64_t ldy, int64_t rows, int64_t cols, cudaStream_t s);
 
 // --- cuda/kernels/attention.cu ----------------------------------------------------------------
 // Multi-head attention of packed sequences, one warp per (query row, head). Query row r attends to
@@ -73,78 +74,8 @@ void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const f
                int64_t max_k, cudaStream_t s);
 
 // --- cuda/kernels/vocab.cu --------------------------------------------------------------------
-// The per-row keys of Gumbel noise (docs/decoding.md, stream 0): row r of the logits is home row
-// h = work_home[r] (skipped when < 0), candidate c = home_cand[h], position home_pos[h].
-struct NoiseKeys {
-  const uint64_t* seed = nullptr;  // device scalar (so a captured graph serves every seed)
-  const int32_t* work_home = nullptr;
-  const int32_t* home_cand = nullptr;
-  const int32_t* home_pos = nullptr;
-  const int32_t* cand_k = nullptr;
-  const uint64_t* cand_hash = nullptr;
-  const int32_t* t = nullptr;      // device iteration counter
-  const int32_t* sampling = nullptr;  // device flag: 0 argmax, 1 Gumbel-max
-  int64_t row_offset = 0;          // logits row 0 is work row row_offset
-};
-// For each row of logits (rows, V) f32: logp = log_softmax(row); pred = first argmax of logp (or,
-// when keys && *keys->sampling, of float32(logp + gumbel)); conf = logp[pred]. Rows whose
-// work_home is negative are skipped (keys given).
+// For each row of logits (rows, V) f32: logp = log_softmax(row); pred = first argmax of logp; conf = logp[pred].
 void vocab_reduce(const float* logits, int64_t ld, int64_t rows, int64_t V, int32_t* pred, float* conf,
-                  const NoiseKeys* keys, cudaStream_t s);
-
-// --- cuda/kernels/refine.cu -------------------------------------------------------------------
-// Lowest-confidence / threshold / stutter re-masking of one candidate: the device twin of
-// ops::lowest_confidence, ops::threshold_remask and ops::stutter_remask (for tests: one block per
-// candidate of the flattened arrays; begin/len per candidate; n per candidate for linear;
-// max_len bounds len).
-void remask_test(const float* conf, const uint8_t* just, const int32_t* tokens, const int32_t* begin,
-                 const int32_t* len, const int64_t* n, int64_t num_cands, bool threshold, double log_threshold,
-                 bool stutter, uint8_t* mask, int64_t max_len, cudaStream_t s);
-// Length candidates per source b: the k classes of highest log_softmax of logits[row[b]] (n classes,
-// ties: the shorter), lengths[b * k + i] = class + 1.
-void length_candidates(const float* logits, int64_t ld, const int32_t* row, int64_t num_sources, int64_t n,
-                       int64_t k, int32_t* lengths, cudaStream_t s);
-
-// The decoding state in the "home" layout: every length candidate of the batch, rows back to back.
-struct LoopState {
-  int32_t* tokens = nullptr;   // (R_home)
-  float* conf = nullptr;       // (R_home)
-  uint8_t* masked = nullptr;   // (R_home)
-  int32_t* prev = nullptr;     // (R_home) tokens after the previous pass
-  int32_t* in_ids = nullptr;   // (R_home) the next decoder input
-  int32_t* history = nullptr;  // (T, R_home) or null
-  const int32_t* cand_begin = nullptr, *cand_len = nullptr, *cand_k = nullptr;  // (C)
-  const uint64_t* cand_hash = nullptr;                                             // (C)
-  const int32_t* home_cand = nullptr, *home_pos = nullptr;                         // (R_home)
-  uint8_t* done = nullptr;     // (C)
-  int32_t* passes = nullptr;   // (C)
-};
-// Options of the loop, in device memory so that one captured graph serves any of them.
-struct LoopParams {
-  int32_t t = 0;              // iteration counter, advanced by advance_iteration()
-  int32_t T = 1;
-  int32_t threshold = 0;      // remask == "threshold"
-  int32_t stutter = 1;
-  int32_t update_all = 0;     // update == "all": every position takes the pass's prediction (else the masked)
-  int32_t early_stop = 0;     // a pass that changes no token ends the candidate
-  int32_t sampling = 0;
-  int32_t mask_id = 3;
-  int32_t init_random = 0;
-  int32_t first_random_id = 5;
-  int32_t vocab = 0;
-  int32_t R_home = 0;
-  int32_t num_cands = 0;
-  double log_threshold = 0.0;
-  uint64_t seed = 0;
-};
-// Initial state: every position masked, input mask_id (or the random init token).
-void init_state(const LoopState& st, const LoopParams* p, int64_t R_home, int64_t num_cands, cudaStream_t s);
-// One candidate per block (work candidate c = home candidate work_cand[c], its rows start at work
-// row work_begin[c]): write the predictions into masked positions, count the pass, stop / re-mask,
-// and the next decoder input. Skips done candidates and padding entries (work_cand < 0).
-void update_candidates(const LoopState& st, const LoopParams* p, const int32_t* work_cand, const int32_t* work_begin,
-                       int64_t num_work, const int32_t* pred, const float* pconf, int64_t max_len, cudaStream_t s);
-// p->t += 1 (one thread).
-void advance_iteration(LoopParams* p, cudaStream_t s);
+                  cudaStream_t s);
 
 }  // namespace gmlm::cuda

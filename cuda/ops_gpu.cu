@@ -1,14 +1,16 @@
 // The ops' CUDA implementations (float32 operands in device memory), the `compute<Device::cuda>`
-// cases that ops/dispatch.h selects. They run on the legacy default stream with a per-thread
-// cuBLAS handle and synchronise before returning, so that an op call behaves like its CPU twin
-// (tests compare them on awkward shapes). The device refinement loop does not go through these:
-// it calls the same launchers (cuda/launch.h) on its own stream, with compute types other than
-// float32 and with its tables already in device memory, inside CUDA graphs.
+// cases that ops/dispatch.h selects: the engine's model (models/t5_model.h) and loop
+// (decoding/refine.h) run on the GPU through these. They run on the legacy default stream with a
+// per-thread cuBLAS handle and synchronise before returning, so that an op call behaves like its CPU
+// twin (tests compare them on awkward shapes). A GEMM whose weight has a half-precision copy
+// installed (cuda/half_weights.h) computes in that type.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "cuda/device.h"
+#include "cuda/half_weights.h"
 #include "cuda/launch.h"
 #include "ops/attention.h"
 #include "ops/embedding.h"
@@ -36,25 +38,51 @@ void finish() {
   GMLM_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
+// Per-thread scratch device memory (slot 0: a converted left operand, 1: logits or a gated product).
+void* scratch(int slot, std::size_t bytes) {
+  thread_local cuda::DeviceBuffer buf[2];
+  buf[slot].reserve(bytes);
+  return buf[slot].get();
+}
+
+// The operands of y = a . b^T as cuBLAS takes them: b's half-precision copy when one is installed, and
+// then a converted to its type (in scratch slot 0); else both as they are, float32.
+struct Operands {
+  cuda::CType type = cuda::CType::float32;
+  const void* a;
+  int64_t lda;
+  const void* b;
+  int64_t ldb;
+  Operands(ConstMat am, ConstMat bm) : a(am.data), lda(am.ld), b(bm.data), ldb(bm.ld) {
+    const cuda::HalfWeights* set = cuda::HalfWeights::current();
+    const void* hb = set ? set->find(bm.data, bm.ld) : nullptr;
+    if (!hb) return;
+    type = set->type();
+    b = hb;
+    void* conv = scratch(0, cuda::ctype_size(type) * std::max<int64_t>(am.rows * am.cols, 1));
+    cuda::convert(am.data, am.ld, conv, type, am.cols, am.rows, am.cols, nullptr);
+    a = conv;
+    lda = am.cols;
+  }
+};
+
 }  // namespace
 
 template <>
 void Gemm::compute<Device::cuda>(ConstMat a, ConstMat b, Mat y, ThreadPool&) const {
   const int64_t M = a.rows, K = a.cols;
   if (M == 0 || y.cols == 0) return;
+  const Operands op(a, b);
   if (epilogue != Epilogue::gated_gelu) {
-    cuda::gemm_nt(op_cublas(), cuda::CType::float32, a.data, a.ld, b.data, b.ld, y.data, y.ld, M, b.rows, K, alpha, beta);
+    cuda::gemm_nt(op_cublas(), op.type, op.a, op.lda, op.b, op.ldb, y.data, y.ld, M, b.rows, K, alpha, beta);
     if (epilogue == Epilogue::relu)
       cuda::ffn_activation(y.data, y.ld, y.data, cuda::CType::float32, y.ld, M, y.cols, false, 0, nullptr);
   } else {
     // the fused gated weight interleaves wi_0 / wi_1 by column blocks (gated_layout)
-    cuda::DeviceBuffer tmp(sizeof(float) * M * b.rows);
-    cuda::gemm_nt(op_cublas(), cuda::CType::float32, a.data, a.ld, b.data, b.ld, tmp.as<float>(), b.rows, M, b.rows, K,
-                  alpha, 0.f);
-    cuda::ffn_activation(tmp.as<float>(), b.rows, y.data, cuda::CType::float32, y.ld, M, y.cols, true,
-                         column_block(y.cols), nullptr);
-    finish();
-    return;
+    float* tmp = static_cast<float*>(scratch(1, sizeof(float) * M * b.rows));
+    cuda::gemm_nt(op_cublas(), op.type, op.a, op.lda, op.b, op.ldb, tmp, b.rows, M, b.rows, K, alpha, 0.f);
+    cuda::ffn_activation(tmp, b.rows, y.data, cuda::CType::float32, y.ld, M, y.cols, true, column_block(y.cols),
+                         nullptr);
   }
   finish();
 }
@@ -111,21 +139,56 @@ void MultiHeadAttention::compute<Device::cuda>(ConstMat q, const int32_t* q_pos,
   finish();
 }
 
+namespace {
+constexpr int64_t kLogitRows = 1024;  // rows of logits per cuBLAS call (a bounded float32 tile)
+
+// The logits of rows [r0, r0 + nr) of h into scratch slot 1: (nr, V), leading dimension V.
+float* vocab_logits(ConstMat h, ConstMat w, int64_t r0, int64_t nr) {
+  const int64_t V = w.rows;
+  float* logits = static_cast<float*>(scratch(1, sizeof(float) * std::min(h.rows, kLogitRows) * V));
+  const Operands op(h.sub(r0, nr, 0, h.cols), w);
+  cuda::gemm_nt(op_cublas(), op.type, op.a, op.lda, op.b, op.ldb, logits, V, nr, V, h.cols, 1.f, 0.f);
+  return logits;
+}
+
+// The logits to the host, reduced there (VocabArgmax::reduce_host: the bias, the noise), pred / conf back.
+void reduce_on_host(const VocabArgmax& op, ConstMat h, ConstMat w, const VocabArgmax::Noise* noise, int32_t* pred,
+                    float* conf) {
+  const int64_t M = h.rows, V = w.rows;
+  std::vector<float> host(static_cast<size_t>(std::min(M, kLogitRows) * V));
+  std::vector<int32_t> p(static_cast<size_t>(M));
+  std::vector<float> c(static_cast<size_t>(M));
+  for (int64_t r0 = 0; r0 < M; r0 += kLogitRows) {
+    const int64_t nr = std::min(kLogitRows, M - r0);
+    const float* logits = vocab_logits(h, w, r0, nr);
+    finish();
+    cuda::copy_to_host(host.data(), logits, sizeof(float) * nr * V);
+    op.reduce_host(host.data(), V, nr, V, r0, noise, p.data() + r0, c.data() + r0);
+  }
+  cuda::copy_to_device(pred, p.data(), sizeof(int32_t) * M);
+  cuda::copy_to_device(conf, c.data(), sizeof(float) * M);
+}
+}  // namespace
+
 template <>
 void VocabArgmax::compute<Device::cuda>(ConstMat h, ConstMat w, int32_t* pred, float* conf, ThreadPool&) const {
-  GMLM_CHECK_ARG(row_bias == nullptr, "the vocabulary step's logit bias (blank_penalty) runs on the CPU only");
-  const int64_t M = h.rows, V = w.rows, D = h.cols;
+  const int64_t M = h.rows, V = w.rows;
   if (M == 0) return;
-  constexpr int64_t kChunk = 1024;  // rows of logits per cuBLAS call (a bounded float32 tile)
-  const int64_t rows = std::min(M, kChunk);
-  cuda::DeviceBuffer logits(sizeof(float) * rows * V);
-  for (int64_t r0 = 0; r0 < M; r0 += kChunk) {
-    const int64_t nr = std::min(kChunk, M - r0);
-    cuda::gemm_nt(op_cublas(), cuda::CType::float32, h.data + r0 * h.ld, h.ld, w.data, w.ld, logits.as<float>(), V, nr, V,
-                  D, 1.f, 0.f);
-    cuda::vocab_reduce(logits.as<float>(), V, nr, V, pred + r0, conf + r0, nullptr, nullptr);
+  if (row_bias) {
+    reduce_on_host(*this, h, w, nullptr, pred, conf);
+    return;
+  }
+  for (int64_t r0 = 0; r0 < M; r0 += kLogitRows) {
+    const int64_t nr = std::min(kLogitRows, M - r0);
+    cuda::vocab_reduce(vocab_logits(h, w, r0, nr), V, nr, V, pred + r0, conf + r0, nullptr);
   }
   finish();
+}
+
+template <>
+void VocabArgmax::compute_sample<Device::cuda>(ConstMat h, ConstMat w, const Noise& noise, int32_t* pred, float* conf,
+                                               ThreadPool&) const {
+  if (h.rows > 0) reduce_on_host(*this, h, w, &noise, pred, conf);
 }
 
 }  // namespace gmlm::ops

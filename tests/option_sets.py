@@ -1,5 +1,5 @@
 """The decoding option sets every parity test shares: the reference against the CPU engine
-(test_engine_parity.py), the CUDA engine against the CPU (test_cuda_engine.py, those it implements), and
+(test_engine_parity.py), the engine on cuda against the CPU (test_cuda_engine.py), and
 the continuous-batching scheduler (test_serving.py). One list, so that a new option is added once.
 
 iterations 1/4/10, length_beam 1/3/5, linear and threshold, stutter on and off, random init, sampling,
@@ -54,16 +54,6 @@ CTC_OPTION_SETS = [
     dict(iterations=4, blank_penalty=5.0),
     dict(iterations=3, blank_penalty=3.0, sampling=True, seed=7),
 ]
-
-# What decoding on cuda does not implement yet (docs/cuda.md): it refuses these with a ValueError.
-# Each with the values it does implement (sampling: the float32 engine on cuda draws on the host only).
-CUDA_LACKS = {"length_beam_keep": lambda v, o: v in (None, o.get("length_beam")), "repeat_remask": lambda v, o: not v,
-              "cache_refresh": lambda v, o: v in (None, 1), "sampling": lambda v, o: not v}
-
-
-def cuda_supports(opts: dict) -> bool:
-    return all(ok(opts.get(k), opts) for k, ok in CUDA_LACKS.items())
-
 
 def option_id(opts: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in opts.items())

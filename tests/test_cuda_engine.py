@@ -1,9 +1,9 @@
-"""The CUDA engine (Translator(device="cuda")) against the CPU engine.
+"""The engine on cuda (Translator(device="cuda"): the CPU's model and loop over the GPU's ops) against the CPU.
 
-Quick tests (tiny fixture and random models): float32 tokens, passes, history and scores equal to
-the CPU engine's over the decoding options; graphs on and off agree; finished candidates leave the
-batch; float16 / bfloat16 run and mostly agree. Slow tests: the trained model on test2016, float32
-token parity with the CPU engine and float16 / bfloat16 BLEU within 0.3 of float32.
+Quick tests (tiny fixtures and random models): float32 tokens, passes, history and scores equal to
+the CPU engine's over every decoding option set (gmlm and ctc); continuous batching; float16 / bfloat16
+run and mostly agree. Slow tests: the trained model on test2016, float32 token parity with the CPU
+engine and float16 / bfloat16 BLEU within 0.3 of float32.
 
 On a machine without a CUDA build or without a GPU, the tests that need one are skipped at run
 time with the reason; the error a user gets there is tested instead."""
@@ -18,8 +18,8 @@ core = pytest.importorskip("gmlm_engine._core")
 
 from gmlm_engine.engine import DeviceUnavailableError, Translator, cuda_status  # noqa: E402
 
-from option_sets import REFINE_OPTION_SETS, cuda_supports  # noqa: E402
-from test_engine_common import TINY, make_random_model, mismatches, test_sentences  # noqa: E402
+from option_sets import CTC_OPTION_SETS, REFINE_OPTION_SETS  # noqa: E402
+from test_engine_common import TINY, TINY_CTC, make_random_model, mismatches, test_sentences  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
 
@@ -32,7 +32,6 @@ needs_gpu = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[1]
 TRAINED = Path(os.environ.get("GMLM_TRAINED_MODEL", ROOT / "models" / "gmlm-en-de"))  # the shipped GMLM
 
-OPTION_SETS = [o for o in REFINE_OPTION_SETS if cuda_supports(o)]   # early_stop and length_offset included
 N_QUICK = 64
 # float32 on both sides, but cuBLAS and OpenBLAS sum in different orders: a near-tie (two
 # confidences within ~1e-6) may be decided differently. Allow one such sentence in 64.
@@ -61,6 +60,7 @@ def test_device_strings_are_checked():
 def models(tmp_path_factory):
     return {
         "tiny-fixture": TINY,
+        "tiny-ctc": TINY_CTC,
         "gelu-untied": make_random_model(tmp_path_factory.mktemp("g") / "m", seed=2, d_model=48, num_heads=3,
                                          d_kv=16, feed_forward_proj="gated-gelu", tie_word_embeddings=False),
         "relu-wide": make_random_model(tmp_path_factory.mktemp("r") / "m", seed=3, d_model=128, num_heads=2,
@@ -83,17 +83,27 @@ def test_bad_options_on_cuda():
         Translator(TINY, device=f"cuda:{STATUS['device_count']}")
 
 
-@needs_gpu
-@pytest.mark.parametrize("opts", OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-@pytest.mark.parametrize("name", ["tiny-fixture", "gelu-untied", "relu-wide"])
-def test_float32_parity_with_cpu(pairs, name, opts):
-    cpu, gpu = pairs[name]
+def _parity(pair, opts):
+    cpu, gpu = pair
     src = test_sentences(N_QUICK)
     a = cpu.translate_batch(src, return_history=True, **opts)
     b = gpu.translate_batch(src, return_history=True, **opts)
     bad = mismatches(a, b, tol=1e-4)
     assert len(bad) <= MAX_DIFF_QUICK, [(i, a[i].tokens, b[i].tokens, a[i].iterations, b[i].iterations)
                                         for i in bad[:3]]
+
+
+@needs_gpu
+@pytest.mark.parametrize("opts", REFINE_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("name", ["tiny-fixture", "gelu-untied", "relu-wide"])
+def test_float32_parity_with_cpu(pairs, name, opts):
+    _parity(pairs[name], opts)
+
+
+@needs_gpu
+@pytest.mark.parametrize("opts", CTC_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_float32_parity_with_cpu_ctc(pairs, opts):
+    _parity(pairs["tiny-ctc"], opts)
 
 
 @needs_gpu
@@ -111,25 +121,6 @@ def test_one_driver_on_cuda_batches_continuously(pairs, models):
     finally:
         sched.close()
     assert [g[0].text for g in got] == [w.text for w in want]
-
-
-@needs_gpu
-def test_graphs_and_compaction(models):
-    gpu = Translator(models["tiny-fixture"], device="cuda", compute_type="float16")   # the device loop
-    src = test_sentences(N_QUICK)
-    opts = dict(iterations=10, length_beam=5)
-    before = gpu.profile()
-    with_graphs = gpu.translate_batch(src, **opts)
-    after = gpu.profile()
-    assert after["graph_launches"] > before["graph_launches"]
-    assert after["compactions"] > before["compactions"]  # candidates stop early and leave the batch
-    # iterations launched < 10 per batch: the loop stopped when every candidate was done
-    gpu._engine.set_use_graphs(False)
-    try:
-        without = gpu.translate_batch(src, **opts)
-    finally:
-        gpu._engine.set_use_graphs(True)
-    assert mismatches(with_graphs, without, tol=0.0) == []
 
 
 @needs_gpu
@@ -152,6 +143,16 @@ def test_half_precision_runs(models, compute_type):
     assert all(r.tokens for r in half)
     same = sum(x.tokens == y.tokens for x, y in zip(f32, half))
     assert same >= len(src) // 2, f"only {same}/{len(src)} translations equal float32's"
+    # the resumable batch in half precision gives translate_batch's results
+    from gmlm_engine.serving import Scheduler
+
+    tr = Translator(models["relu-wide"], device="cuda", compute_type=compute_type)
+    sched = Scheduler(tr)
+    try:
+        got = [f.result(60)[0].text for f in [sched.submit([s]) for s in src[:8]]]
+    finally:
+        sched.close()
+    assert got == [r.text for r in half[:8]]
 
 
 # --- slow: the trained model on test2016 ------------------------------------------------------

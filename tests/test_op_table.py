@@ -5,7 +5,7 @@ has it and a GPU is usable (elsewhere its cases are skipped with the reason).
 
 Awkward shapes on purpose: sizes that are not multiples of any kernel's block, length 1, empty
 inputs, rows outside every segment (padding), exact ties. Device-specific checks (the CPU's thread
-invariance and argument checks, the CUDA remask kernel) stay in test_engine_ops.py / test_cuda_ops.py.
+invariance and argument checks, the CUDA embedding's id check) stay in test_engine_ops.py / test_cuda_ops.py.
 To add an op: a case generator, a reference, and one line per device in DEVICES."""
 from __future__ import annotations
 
@@ -26,8 +26,7 @@ class Cpu:
     gemm = staticmethod(lambda a, b, epilogue: ops.gemm(a, b, 2, epilogue))
     rms_norm = staticmethod(lambda x, g, eps: ops.rms_norm(x, g, eps, 2))
     attention = staticmethod(lambda q, k, v, segs, H, bias, q_pos: ops.attention(q, k, v, segs, H, bias, q_pos, 2))
-    vocab_argmax = staticmethod(lambda h, w: ops.vocab_argmax(h, w, 2))
-    length_candidates = staticmethod(lambda logits, k: [ops.length_candidates(r.tolist(), k) for r in logits])
+    vocab_argmax = staticmethod(lambda h, w, **kw: ops.vocab_argmax(h, w, 2, **kw))
     copy_rows = staticmethod(lambda x, src, y, dst, n, acc: ops.copy_rows(x, src, y, dst, n, acc, 2))
     scale = staticmethod(lambda y, s: ops.scale(y, s))
 
@@ -38,8 +37,7 @@ class Cuda:
     rms_norm = staticmethod(lambda x, g, eps: core.cuda_ops.rms_norm(x, g, eps))
     attention = staticmethod(lambda q, k, v, segs, H, bias, q_pos: core.cuda_ops.attention(q, k, v, segs, H, bias,
                                                                                           q_pos))
-    vocab_argmax = staticmethod(lambda h, w: core.cuda_ops.vocab_argmax(h, w))
-    length_candidates = staticmethod(lambda logits, k: core.cuda_ops.length_candidates(logits, k))
+    vocab_argmax = staticmethod(lambda h, w, **kw: core.cuda_ops.vocab_argmax(h, w, **kw))
     copy_rows = staticmethod(lambda x, src, y, dst, n, acc: core.cuda_ops.copy_rows(x, src, y, dst, n, acc))
     scale = staticmethod(lambda y, s: core.cuda_ops.scale(y, s))
 
@@ -221,12 +219,79 @@ def test_vocab_argmax(device, M, V, D):
     _assert_close(np.asarray(conf), logp[np.arange(M), pred], tol=1e-4)
 
 
-# ---- Length candidates: the k most probable lengths, ties shorter first --------------------------------------------
+def _logp(h, w, bias_col=-1, row_bias=None):
+    logits = h.astype(np.float64) @ w.T.astype(np.float64)
+    if row_bias is not None:
+        logits[:, bias_col] -= row_bias
+    logp = logits - logits.max(1, keepdims=True)
+    return logp - np.log(np.exp(logp).sum(1, keepdims=True))
+
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_length_candidates(device):
+@pytest.mark.parametrize("M,V,D", [(1, 5, 3), (37, 8001, 33), (1100, 300, 16)])
+def test_vocab_argmax_with_a_logit_bias_and_sampling(device, M, V, D):
+    """A ctc model's blank_penalty (row_bias lowers one column's logit per row) and Gumbel-max sampling (the noise
+    given per row): the device ops compute the logits and reduce them on the host for both."""
+    h = _rng().standard_normal((M, D), dtype=np.float32)
+    w = _rng(1).standard_normal((V, D), dtype=np.float32)
+    top = int(np.argmax(h[0].astype(np.float64) @ w.T.astype(np.float64)))
+    row_bias = (_rng(2).random(M) * 3).astype(np.float32)
+    row_bias[0] = 1000.0  # row 0's best column is pushed out of reach
+    logp = _logp(h, w, top, row_bias)
+    pred, conf = device.vocab_argmax(h, w, bias_col=top, row_bias=row_bias)
+    pred = np.asarray(pred)
+    assert pred[0] != top
+    top2 = np.sort(logp, 1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 1e-3
+    assert np.array_equal(pred[clear], np.argmax(logp, 1)[clear])
+    _assert_close(np.asarray(conf), logp[np.arange(M), pred], tol=1e-4)
+    noise = (_rng(3).gumbel(size=(M, V)) * 2).astype(np.float32)
+    pred, conf = device.vocab_argmax(h, w, bias_col=top, row_bias=row_bias, noise=noise)
+    pred, score = np.asarray(pred), logp + noise
+    top2 = np.sort(score, 1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 1e-3
+    assert np.array_equal(pred[clear], np.argmax(score, 1)[clear])
+    _assert_close(np.asarray(conf), logp[np.arange(M), pred], tol=1e-4)
+
+
+# ---- Half precision on cuda: the weight's float16 / bfloat16 copy (cuda/half_weights.h) ----------------------------
+
+_cuda_only = pytest.mark.skipif(_cuda_skip is not None, reason=_cuda_skip or "")
+HALF_TOL = {"float16": 2e-3, "bfloat16": 1.5e-2}   # relative to the largest |result|; a wrong operand is off by O(1)
+
+
+@_cuda_only
+@pytest.mark.parametrize("compute_type", ["float16", "bfloat16"])
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (37, 8001, 33), (513, 96, 257)])
+def test_gemm_in_half_precision(compute_type, M, N, K):
+    a = _rng().standard_normal((M, K), dtype=np.float32)
+    b = _rng(1).standard_normal((N, K), dtype=np.float32)
+    ref = a.astype(np.float64) @ b.T.astype(np.float64)
+    _assert_close(core.cuda_ops.gemm(a, b, "none", compute_type), ref, tol=HALF_TOL[compute_type])
+    a2, fused, ref2 = _gated_case(30, 200, 48)
+    _assert_close(core.cuda_ops.gemm(a2, fused, "gated_gelu", compute_type), ref2, tol=HALF_TOL[compute_type])
+
+
+@_cuda_only
+@pytest.mark.parametrize("compute_type", ["float16", "bfloat16"])
+def test_vocab_argmax_in_half_precision(compute_type):
+    M, V, D = 300, 1000, 64
+    h = _rng().standard_normal((M, D), dtype=np.float32)
+    w = _rng(1).standard_normal((V, D), dtype=np.float32)
+    logp = _logp(h, w)
+    pred, conf = core.cuda_ops.vocab_argmax(h, w, compute_type=compute_type)
+    pred = np.asarray(pred)
+    top2 = np.sort(logp, 1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 0.5   # far from a tie in any precision
+    assert clear.sum() > M // 4 and np.array_equal(pred[clear], np.argmax(logp, 1)[clear])
+    _assert_close(np.asarray(conf), logp[np.arange(M), pred], tol=HALF_TOL[compute_type] * 5)
+
+
+# ---- Length candidates: the k most probable lengths, ties shorter first (a host rule on every device) ------------
+
+def test_length_candidates():
     logits = np.round(_rng(3).standard_normal((7, 48)), 1).astype(np.float32)  # rounded: many ties
     logits[2] = 0.0  # all equal
     for k in (1, 3, 48):
         want = [[i + 1 for i in sorted(range(48), key=lambda i: (-float(row[i]), i))[:k]] for row in logits]
-        assert device.length_candidates(logits, k) == want
+        assert [ops.length_candidates(r.tolist(), k) for r in logits] == want

@@ -23,7 +23,7 @@
 #include "models/t5_model.h"
 #include "ops/gemm.h"
 #if GMLM_WITH_CUDA
-#include "cuda/cuda_engine.h"
+#include "cuda/half_weights.h"
 #include "cuda/device.h"
 #endif
 
@@ -250,14 +250,12 @@ class Engine {
     GMLM_CHECK_ARG(intra_threads >= 0 && intra_threads <= ThreadPool::max_threads(), "intra_threads must be in [0, ",
                    ThreadPool::max_threads(), "] (at most 4 x the cores available), got ", intra_threads);
     GMLM_CHECK_ARG(device == "cpu" || device == "cuda", "device must be 'cpu' or 'cuda', got ", device);
-    const cpu::ComputeType ct = cpu::compute_type_from_name(compute_type);
+    const ComputeType ct = compute_type_from_name(compute_type, device);
     T5Config cfg = config_from_dict(config);
     WeightMap w = weights_from_dict(weights);
     if (device == "cuda") {
-      // the same model and loop over the device's ops (docs/cuda.md): float32 refinement for now
-      GMLM_CHECK_ARG(ct == cpu::ComputeType::float32, "the one-driver engine on cuda computes in float32, got ",
-                     compute_type);
-      GMLM_CHECK_ARG(cfg.gmlm && !cfg.ctc(), "the engine decodes gmlm models on cuda; use device='cpu'");
+      // the same model and loop over the device's ops (docs/cuda.md); ar models: the CPU's for now
+      GMLM_CHECK_ARG(cfg.gmlm, "the engine decodes gmlm and ctc models on cuda (ar models: device='cpu')");
 #if GMLM_WITH_CUDA
       cuda::use_device(device_index);
       device_ = Device::cuda;
@@ -275,10 +273,17 @@ class Engine {
         model_->set_word_pieces(std::vector<uint8_t>(word_pieces.begin(), word_pieces.end()));
       }
       pool_ = std::make_unique<ThreadPool>(intra_threads);
-      if (ct != cpu::ComputeType::float32) {
+      if (ct != ComputeType::float32 && device_ == Device::cpu) {
         lowp_ = std::make_unique<cpu::LowpWeights>(ct);
         for (const ConstMat& m : model_->gemm_weights()) lowp_->add(m.data, m.rows, m.cols);
       }
+#if GMLM_WITH_CUDA
+      if (ct != ComputeType::float32 && device_ == Device::cuda) {
+        half_ = std::make_unique<cuda::HalfWeights>(ct);
+        for (const ConstMat& m : model_->gemm_weights()) half_->add(m.data, m.rows, m.cols);
+      }
+#endif
+      compute_type_ = ct;
     }
   }
 
@@ -290,6 +295,12 @@ class Engine {
     if (device_ == Device::cuda) cuda::use_device(device_index_);   // the calling thread's current device
 #endif
     LowpScope lowp(lowp_.get());
+#if GMLM_WITH_CUDA
+    struct HalfScope {
+      explicit HalfScope(const cuda::HalfWeights* set) { cuda::HalfWeights::install(set); }
+      ~HalfScope() { cuda::HalfWeights::install(nullptr); }
+    } half(half_.get());
+#endif
     return f(ws_, *pool_);
   }
   // Once the engine's work ends for now (a translate call returned, a Batch emptied): activation buffers over
@@ -324,15 +335,13 @@ class Engine {
     });
   }
 
-  std::string compute_type() const {
-    return cpu::compute_type_name(lowp_ ? lowp_->type() : cpu::ComputeType::float32);
-  }
+  std::string compute_type() const { return compute_type_name(compute_type_); }
 
-  // The options' one check (RefineOptions::validate or ArOptions::validate) for this model on the CPU,
+  // The options' one check (RefineOptions::validate or ArOptions::validate) for this model,
   // without decoding anything.
   void validate(const py::kwargs& options) const {
     if (model_->config().gmlm)
-      options_from_dict(options, model_->config()).validate(model_->config(), device_);
+      options_from_dict(options, model_->config()).validate(model_->config());
     else
       ar_options_from_dict(options).validate();
   }
@@ -494,7 +503,11 @@ class Engine {
   Device device_ = Device::cpu;
   int device_index_ = 0;
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<cpu::LowpWeights> lowp_;  // low-precision weights (compute_type bfloat16 / int8)
+  std::unique_ptr<cpu::LowpWeights> lowp_;  // low-precision weights on the CPU (compute_type bfloat16 / int8)
+#if GMLM_WITH_CUDA
+  std::unique_ptr<cuda::HalfWeights> half_;  // half-precision weights on cuda (compute_type float16 / bfloat16)
+#endif
+  ComputeType compute_type_ = ComputeType::float32;
   Workspace ws_;
   std::mutex mutex_;  // one call at a time: the pool and the workspace are shared
   bool profiling_ = false;
@@ -622,64 +635,6 @@ class Batch {
   std::atomic<int64_t> requests_{0}, live_rows_{0};
 };
 
-#if GMLM_WITH_CUDA
-// gmlm_engine._core.CudaEngine: the model on one GPU, the refinement loop on the device (cuda/).
-class CudaEngineBinding {
- public:
-  CudaEngineBinding(const py::dict& config, const py::dict& weights, const std::string& compute_type, int device,
-                    const std::vector<bool>& word_pieces) {
-    T5Config cfg = config_from_dict(config);
-    WeightMap w = weights_from_dict(weights);
-    std::vector<uint8_t> pieces(word_pieces.begin(), word_pieces.end());
-    py::gil_scoped_release release;
-    engine_ = std::make_unique<cuda::CudaEngine>(cfg, w, compute_type, device, std::move(pieces));
-  }
-
-  void validate(const py::kwargs& options) const {
-    options_from_dict(options, engine_->config()).validate(engine_->config(), Device::cuda);
-  }
-
-  py::list translate(const std::vector<std::vector<int64_t>>& sources, const py::kwargs& options) {
-    const RefineOptions o = options_from_dict(options, engine_->config());
-    auto src = id_lists(sources, "source", engine_->config().vocab_size);
-    std::vector<RefineResult> res;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mutex_);
-      res = engine_->translate(src, o);
-    }
-    py::list out;
-    for (auto& r : res) out.append(result_tuple(r));
-    return out;
-  }
-
-  py::dict stats() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const cuda::EngineStats s = engine_->stats();
-    py::dict d;
-    d["batches"] = s.batches;
-    d["iterations"] = s.iterations;
-    d["graphs_captured"] = s.graphs_captured;
-    d["graph_launches"] = s.graph_launches;
-    d["compactions"] = s.compactions;
-    d["total"] = s.seconds;
-    return d;
-  }
-
-  void set_use_graphs(bool on) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    engine_->set_use_graphs(on);
-  }
-
-  std::string compute_type() const { return engine_->compute_type(); }
-  std::string device() const { return engine_->device_description(); }
-
- private:
-  std::unique_ptr<cuda::CudaEngine> engine_;
-  std::mutex mutex_;
-};
-#endif
-
 // Whether this build has the CUDA engine and how many devices it sees (with the reason when none).
 py::dict cuda_status() {
   py::dict d;
@@ -708,27 +663,7 @@ void register_engine(py::module_& m) {
   m.def("cuda_status", &cuda_status,
         "{'built': CUDA engine compiled in, 'device_count': usable devices, 'reason': why none (or ''),\n"
         "'devices': descriptions}. Never raises: a missing driver or GPU is reported in 'reason'.");
-#if GMLM_WITH_CUDA
-  py::class_<CudaEngineBinding>(m, "CudaEngine", "A GMLM model loaded into the CUDA engine (one GPU).")
-      .def(py::init<const py::dict&, const py::dict&, const std::string&, int, const std::vector<bool>&>(),
-           py::arg("config"), py::arg("weights"), py::arg("compute_type") = "float32", py::arg("device") = 0,
-           py::arg("word_pieces") = std::vector<bool>(),
-           "Load a model onto CUDA device `device`: config and weights as for Engine; compute_type float32,\n"
-           "float16 or bfloat16; word_pieces as for Engine (repeat_penalty). RuntimeError when CUDA or the\n"
-           "device is unavailable.")
-      .def("validate", &CudaEngineBinding::validate,
-           "Check decoding options (by keyword) for this model on this GPU: ValueError naming the first bad one.")
-      .def("translate", &CudaEngineBinding::translate, py::arg("sources"),
-           "As Engine.translate, on the GPU. The GIL is released while decoding.")
-      .def("stats", &CudaEngineBinding::stats,
-           "Counters since load: batches, iterations, graphs_captured, graph_launches, compactions, total seconds.")
-      .def("set_use_graphs", &CudaEngineBinding::set_use_graphs, py::arg("enabled"),
-           "Replay captured CUDA graphs (default) or launch every kernel of every iteration.")
-      .def_property_readonly("compute_type", &CudaEngineBinding::compute_type, "float32, float16 or bfloat16.")
-      .def_property_readonly("device", &CudaEngineBinding::device, "The GPU, in words.");
-#endif
-
-  py::class_<Engine>(m, "Engine", "A gmlm or ar model loaded into the compiled CPU engine.")
+  py::class_<Engine>(m, "Engine", "A gmlm, ctc or ar model loaded into the compiled engine (cpu; gmlm and ctc models also on cuda).")
       .def(py::init<const py::dict&, const py::dict&, int, const std::string&, const std::vector<bool>&,
                     const std::string&, int>(),
            py::arg("config"), py::arg("weights"), py::arg("intra_threads") = 0, py::arg("compute_type") = "float32",
@@ -736,9 +671,10 @@ void register_engine(py::module_& m) {
            "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
            "as returned by gmlm_engine.config.load_weights_numpy). The weights are checked and copied.\n"
            "intra_threads: threads for BLAS and the engine's kernels (0: the cores available). device 'cuda'\n"
-           "(a CUDA build): the same model and refinement loop over the GPU's ops, float32, gmlm models.")
+           "(a CUDA build): the same model and refinement loop over the GPU's ops, gmlm and ctc models, compute_type\n"
+           "float32, float16 or bfloat16 (half-precision copies of the GEMM weights, cuda/half_weights.h).")
       .def("validate", &Engine::validate,
-           "Check decoding options (by keyword, translate's or translate_ar's names) for this model on the CPU,\n"
+           "Check decoding options (by keyword, translate's or translate_ar's names) for this model,\n"
            "without decoding: ValueError naming the first bad one (RefineOptions / ArOptions::validate).")
       .def("translate", &Engine::translate, py::arg("sources"),
            "Refinement decoding of one batch of encoder inputs (lists of ids); options by keyword, translate_batch's\n"
@@ -757,7 +693,7 @@ void register_engine(py::module_& m) {
       .def("decode_logits", &Engine::decode_logits, py::arg("sources"), py::arg("targets"),
            "One decoder pass over the given target ids: vocabulary logits (L, V) per target.")
       .def_property_readonly("num_threads", &Engine::num_threads, "Threads used (intra_threads resolved).")
-      .def_property_readonly("compute_type", &Engine::compute_type, "float32, bfloat16 or int8 (cpu/lowp.h).")
+      .def_property_readonly("compute_type", &Engine::compute_type, "cpu: float32, bfloat16 or int8 (cpu/lowp.h); cuda: float32, float16 or bfloat16 (cuda/half_weights.h).")
       .def("set_profiling", &Engine::set_profiling, py::arg("enabled"),
            "Switch the time breakdown on or off (and reset it).")
       .def("profile", &Engine::profile,

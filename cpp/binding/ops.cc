@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@
 #include "ops/vocab_argmax.h"
 #if GMLM_WITH_CUDA
 #include "cuda/device.h"
+#include "cuda/half_weights.h"
 #include "cuda/launch.h"
 #include "ops/embedding.h"
 #endif
@@ -186,14 +188,39 @@ FArray attention(const FArray& q, const FArray& k, const FArray& v, const std::v
   return out;
 }
 
-py::tuple vocab_argmax(const FArray& h, const FArray& w, int threads) {
+// The vocabulary op with its options from Python: row_bias (M) lowers column bias_col per row; noise (M, V)
+// makes it sample (Gumbel-max with those values).
+struct VocabCall {
+  ops::VocabArgmax op;
+  std::optional<FArray> noise;
+  VocabCall(ConstMat H, int64_t V, int32_t bias_col, const std::optional<FArray>& row_bias,
+            const std::optional<FArray>& g) : noise(g) {
+    if (row_bias) {
+      GMLM_CHECK_ARG(row_bias->size() == H.rows && bias_col >= 0 && bias_col < V,
+                     "row_bias needs one value per row and bias_col a column");
+      op.bias_col = bias_col;
+      op.row_bias = row_bias->data();
+    }
+    GMLM_CHECK_ARG(!g || (g->ndim() == 2 && g->shape(0) == H.rows && g->shape(1) == V), "noise must be (M, V)");
+  }
+  void operator()(ConstMat H, ConstMat W, int32_t* pred, float* conf, ThreadPool& pool) const {
+    if (!noise) return op(H, W, pred, conf, pool);
+    const float* g = noise->data();
+    const int64_t V = W.rows;
+    op.sample(H, W, [&](int64_t r, float* out) { std::copy(g + r * V, g + (r + 1) * V, out); }, pred, conf, pool);
+  }
+};
+
+py::tuple vocab_argmax(const FArray& h, const FArray& w, int threads, int32_t bias_col,
+                       const std::optional<FArray>& row_bias, const std::optional<FArray>& noise) {
   ConstMat H = cmat(h), W = cmat(w);
+  const VocabCall call(H, W.rows, bias_col, row_bias, noise);
   py::array_t<int32_t> pred(H.rows);
   FArray conf(H.rows);
   ThreadPool& pool = pool_for(threads);
   {
     py::gil_scoped_release release;
-    ops::VocabArgmax()(H, W, pred.mutable_data(), conf.mutable_data(), pool);
+    call(H, W, pred.mutable_data(), conf.mutable_data(), pool);
   }
   return py::make_tuple(pred, conf);
 }
@@ -220,12 +247,27 @@ FArray to_host(const Dev& d, int64_t rows, int64_t cols) {
   return y;
 }
 
-FArray gemm(const FArray& a, const FArray& b, const std::string& epilogue) {
+// b registered and installed as a half-precision weight (compute_type float16 / bfloat16) for a scope; float32:
+// nothing.
+struct HalfScope {
+  std::unique_ptr<cuda::HalfWeights> set;
+  HalfScope(const std::string& compute_type, ConstMat b) {
+    const ComputeType t = compute_type_from_name(compute_type, "cuda");
+    if (t == ComputeType::float32) return;
+    set = std::make_unique<cuda::HalfWeights>(t);
+    set->add(b.data, b.rows, b.cols);
+    cuda::HalfWeights::install(set.get());
+  }
+  ~HalfScope() { cuda::HalfWeights::install(nullptr); }
+};
+
+FArray gemm(const FArray& a, const FArray& b, const std::string& epilogue, const std::string& compute_type) {
   ConstMat A = cmat(a), B = cmat(b);
   const ops::Gemm g = gemm_op(epilogue, A, B);
   const int64_t N = g.epilogue == ops::Epilogue::gated_gelu ? B.rows / 2 : B.rows;
   Dev da(a.data(), a.size()), db(b.data(), b.size()), dy(sizeof(float) * A.rows * N);
   py::gil_scoped_release release;
+  const HalfScope half(compute_type, dmat(db, b));
   g(dmat(da, a), dmat(db, b), Mat{dy.f(), A.rows, N, N, Device::cuda}, pool_for(1));
   py::gil_scoped_acquire acquire;
   return to_host(dy, A.rows, N);
@@ -300,61 +342,21 @@ FArray attention(const FArray& q, const FArray& k, const FArray& v, const std::v
   return to_host(dout, Q.rows, Q.cols);
 }
 
-py::tuple vocab_argmax(const FArray& h, const FArray& w) {
+py::tuple vocab_argmax(const FArray& h, const FArray& w, const std::string& compute_type, int32_t bias_col,
+                       const std::optional<FArray>& row_bias, const std::optional<FArray>& noise) {
   ConstMat Hm = cmat(h);
+  const VocabCall call(Hm, cmat(w).rows, bias_col, row_bias, noise);
   Dev dh(h.data(), h.size()), dw(w.data(), w.size()), dp(sizeof(int32_t) * Hm.rows), dc(sizeof(float) * Hm.rows);
   {
     py::gil_scoped_release release;
-    ops::VocabArgmax()(dmat(dh, h), dmat(dw, w), dp.buf.as<int32_t>(), dc.f(), pool_for(1));
+    const HalfScope half(compute_type, dmat(dw, w));
+    call(dmat(dh, h), dmat(dw, w), dp.buf.as<int32_t>(), dc.f(), pool_for(1));
   }
   py::array_t<int32_t> pred(Hm.rows);
   FArray conf(Hm.rows);
   cuda::copy_to_host(pred.mutable_data(), dp.buf.get(), sizeof(int32_t) * Hm.rows);
   cuda::copy_to_host(conf.mutable_data(), dc.buf.get(), sizeof(float) * Hm.rows);
   return py::make_tuple(pred, conf);
-}
-
-// The device re-masking of whole candidates (the refinement loop's remask_block): conf, just-masked
-// flags and tokens of each candidate back to back, lengths per candidate, n per candidate (linear).
-std::vector<bool> remask(const std::vector<float>& conf, const std::vector<uint8_t>& just,
-                         const std::vector<int32_t>& tokens, const std::vector<int32_t>& lengths,
-                         const std::vector<int64_t>& n, bool threshold, double log_threshold, bool stutter) {
-  const size_t R = conf.size(), C = lengths.size();
-  GMLM_CHECK_ARG(just.size() == R && tokens.size() == R && n.size() == C, "remask: inconsistent sizes");
-  std::vector<int32_t> begin(C);
-  int64_t r = 0, max_len = 1;
-  for (size_t c = 0; c < C; ++c) {
-    GMLM_CHECK_ARG(lengths[c] >= 1 && lengths[c] <= 4096, "remask: lengths must be in [1, 4096]");
-    begin[c] = static_cast<int32_t>(r);
-    r += lengths[c];
-    max_len = std::max<int64_t>(max_len, lengths[c]);
-  }
-  GMLM_CHECK_ARG(static_cast<size_t>(r) == R, "remask: lengths do not add up to the arrays");
-  Dev dc(conf.data(), R), dj(just.data(), R), dt(tokens.data(), R), db(begin.data(), C), dl(lengths.data(), C),
-      dn(n.data(), C), dm(R);
-  cuda::remask_test(dc.f(), dj.buf.as<uint8_t>(), dt.buf.as<int32_t>(), db.buf.as<int32_t>(), dl.buf.as<int32_t>(),
-                    dn.buf.as<int64_t>(), static_cast<int64_t>(C), threshold, log_threshold, stutter,
-                    dm.buf.as<uint8_t>(), max_len, nullptr);
-  cuda::synchronize_device();
-  std::vector<uint8_t> m(R);
-  cuda::copy_to_host(m.data(), dm.buf.get(), R);
-  return std::vector<bool>(m.begin(), m.end());
-}
-
-// Length candidates of each row of logits (B, n).
-std::vector<std::vector<int32_t>> length_candidates(const FArray& logits, int64_t k) {
-  ConstMat L = cmat(logits);
-  GMLM_CHECK_ARG(k >= 1 && k <= L.cols, "k must be in [1, ", L.cols, "]");
-  std::vector<int32_t> rows(L.rows);
-  for (int64_t b = 0; b < L.rows; ++b) rows[b] = static_cast<int32_t>(b);
-  Dev dl(logits.data(), logits.size()), dr(rows.data(), rows.size()), dout(sizeof(int32_t) * L.rows * k);
-  cuda::length_candidates(dl.f(), L.cols, dr.buf.as<int32_t>(), L.rows, L.cols, k, dout.buf.as<int32_t>(), nullptr);
-  cuda::synchronize_device();
-  std::vector<int32_t> flat(L.rows * k);
-  cuda::copy_to_host(flat.data(), dout.buf.get(), sizeof(int32_t) * flat.size());
-  std::vector<std::vector<int32_t>> out(L.rows);
-  for (int64_t b = 0; b < L.rows; ++b) out[b].assign(flat.begin() + b * k, flat.begin() + (b + 1) * k);
-  return out;
 }
 
 }  // namespace cu
@@ -390,8 +392,10 @@ void register_ops(py::module_& m) {
   o.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("segments"), py::arg("num_heads"),
         py::arg("rel_bias") = py::none(), py::arg("q_pos") = py::none(), py::arg("threads") = 1,
         "Fused multi-head attention over packed segments (q_begin, q_len, k_begin, k_len).");
-  o.def("vocab_argmax", &vocab_argmax, py::arg("h"), py::arg("w"), py::arg("threads") = 1,
-        "Fused h . w^T + log_softmax + argmax: (pred, conf) per row.");
+  o.def("vocab_argmax", &vocab_argmax, py::arg("h"), py::arg("w"), py::arg("threads") = 1, py::arg("bias_col") = -1,
+        py::arg("row_bias") = py::none(), py::arg("noise") = py::none(),
+        "Fused h . w^T + log_softmax + argmax: (pred, conf) per row; row_bias (M) lowers column bias_col's logit\n"
+        "per row; noise (M, V): Gumbel-max sampling with those values.");
   o.def("relative_position_bucket", &relative_position_bucket, py::arg("relative_position"), py::arg("bidirectional"),
         py::arg("num_buckets"), py::arg("max_distance"), "T5's bucket of key_pos - query_pos.");
   o.def("lowest_confidence", [](const std::vector<float>& conf, int64_t n) {
@@ -442,7 +446,8 @@ void register_ops(py::module_& m) {
   o.def("column_block", &ops::Gemm::column_block, py::arg("n"), "GEMM column block width for N columns.");
 #if GMLM_WITH_CUDA
   py::module_ c = m.def_submodule("cuda_ops", "The same ops on the CUDA device (numpy in and out), for tests.");
-  c.def("gemm", &cu::gemm, py::arg("a"), py::arg("b"), py::arg("epilogue") = "none", "a . b^T through cuBLAS.");
+  c.def("gemm", &cu::gemm, py::arg("a"), py::arg("b"), py::arg("epilogue") = "none", py::arg("compute_type") = "float32",
+        "a . b^T through cuBLAS; float16 / bfloat16: b as a half-precision weight (cuda/half_weights.h).");
   c.def("rms_norm", &cu::rms_norm, py::arg("x"), py::arg("gamma"), py::arg("eps"), "RMSNorm rows.");
   c.def("embedding", &cu::embedding, py::arg("table"), py::arg("ids"), "Rows of table.");
   c.def("copy_rows", &cu::copy_rows, py::arg("x"), py::arg("src"), py::arg("y"), py::arg("dst"), py::arg("n"),
@@ -451,12 +456,9 @@ void register_ops(py::module_& m) {
   c.def("attention", &cu::attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("segments"),
         py::arg("num_heads"), py::arg("rel_bias") = py::none(), py::arg("q_pos") = py::none(),
         "Fused multi-head attention over packed segments (q_begin, q_len, k_begin, k_len).");
-  c.def("vocab_argmax", &cu::vocab_argmax, py::arg("h"), py::arg("w"), "(pred, conf) per row.");
-  c.def("remask", &cu::remask, py::arg("conf"), py::arg("just"), py::arg("tokens"), py::arg("lengths"), py::arg("n"),
-        py::arg("threshold"), py::arg("log_threshold"), py::arg("stutter"),
-        "New masks of candidates (linear with n per candidate, or threshold), plus stutter.");
-  c.def("length_candidates", &cu::length_candidates, py::arg("logits"), py::arg("k"),
-        "The k most probable lengths of each row (ties: shorter first).");
+  c.def("vocab_argmax", &cu::vocab_argmax, py::arg("h"), py::arg("w"), py::arg("compute_type") = "float32",
+        py::arg("bias_col") = -1, py::arg("row_bias") = py::none(), py::arg("noise") = py::none(),
+        "(pred, conf) per row, as ops.vocab_argmax; compute_type as for gemm.");
 #endif
 }
 

@@ -1,6 +1,6 @@
-// The one compute-type enum of the engine: what the GEMMs compute in (and, on the GPU, what the weights
-// and activations are stored in). The CPU runs float32, bfloat16 and int8 (cpu/lowp.h); the CUDA engine
-// float32, float16 and bfloat16 (cuda/). Python resolves "auto" (engine.resolve_cpu_compute_type) and passes
+// The one compute-type enum of the engine: what the GEMMs compute in (and what the low-precision copies of the
+// weights are stored in). The CPU runs float32, bfloat16 and int8 (cpu/lowp.h); cuda float32, float16 and bfloat16
+// (cuda/half_weights.h). Python resolves "auto" (engine.resolve_cpu_compute_type) and passes
 // the name.
 #pragma once
 

@@ -7,13 +7,10 @@
 
 namespace gmlm {
 
-namespace {
-// Copies rows [begin, begin + len) of a (rows, cols) tensor to row `at` of another.
-void copy_rows(const Tensor& from, int64_t begin, int64_t len, Tensor& to, int64_t at) {
+void copy_row_range(const Tensor& from, int64_t begin, int64_t len, Tensor& to, int64_t at) {
   const int64_t cols = from.dim(1);
   ops::CopyRows()(mat(from).sub(begin, len, 0, cols), nullptr, mat(to).sub(at, len, 0, cols), nullptr, len);
 }
-}  // namespace
 
 int64_t ResumableBatch::join(const std::vector<std::vector<int32_t>>& sources, EncoderOutput* fresh, Workspace& ws,
                              ThreadPool& pool) {
@@ -39,16 +36,16 @@ void ResumableBatch::merge(const EncoderOutput* fresh) {
   model_.place(out.cross_kv, {rows, kvw});
   for (int64_t* s : sources) {
     const int64_t b = enc_.begin[*s], n = enc_.len[*s];
-    copy_rows(enc_.states, b, n, out.states, out.rows);
-    copy_rows(enc_.cross_kv, b, n, out.cross_kv, out.rows);
+    copy_row_range(enc_.states, b, n, out.states, out.rows);
+    copy_row_range(enc_.cross_kv, b, n, out.cross_kv, out.rows);
     *s = static_cast<int64_t>(out.begin.size());
     out.begin.push_back(out.rows);
     out.len.push_back(n);
     out.rows += n;
   }
   if (fresh) {
-    copy_rows(fresh->states, 0, fresh->rows, out.states, out.rows);
-    copy_rows(fresh->cross_kv, 0, fresh->rows, out.cross_kv, out.rows);
+    copy_row_range(fresh->states, 0, fresh->rows, out.states, out.rows);
+    copy_row_range(fresh->cross_kv, 0, fresh->rows, out.cross_kv, out.rows);
     for (size_t b = 0; b < fresh->begin.size(); ++b) {
       out.begin.push_back(out.rows + fresh->begin[b]);
       out.len.push_back(fresh->len[b]);

@@ -72,6 +72,9 @@ class ResumableBatch {
 
 // The offline path of both strategies (refine_batch, ar_batch): steps `batch` until no request is live; the
 // results in the order of `ids` (the requests add() returned, consecutive).
+// Copies rows [begin, begin + len) of a (rows, cols) tensor to row `at` of another (on their device).
+void copy_row_range(const Tensor& from, int64_t begin, int64_t len, Tensor& to, int64_t at);
+
 std::vector<RefineResult> drain(ResumableBatch& batch, const std::vector<int64_t>& ids, Workspace& ws,
                                 ThreadPool& pool);
 

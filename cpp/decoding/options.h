@@ -1,12 +1,10 @@
 // The options and the result of GMLM refinement decoding (docs/decoding.md, "GMLM refinement"),
-// shared by the CPU loop (decoding/refine.h) and the CUDA engine (cuda/cuda_engine.h). Random init draws
+// of the one refinement loop (decoding/refine.h) on every device. Random init draws
 // ids in [T5Config::first_random_id(), V): a model constant, not an option.
 #pragma once
 
 #include <cstdint>
 #include <vector>
-
-#include "core/tensor.h"  // Device: what a device implements is part of the options' check
 
 namespace gmlm {
 
@@ -40,11 +38,11 @@ struct RefineOptions {
   bool return_candidates = false;  // every scored candidate's output in RefineResult::candidates (AR reranking)
 
   // The engine's one option check (ValueError naming the option): every range (those that depend on the
-  // model too) and what `device` implements. Every entry point calls it (RefineBatch::add, the CUDA engine,
-  // the bindings' validate); the choices are parsed in one place (binding/engine.cc, options_from_dict).
+  // model too). Every entry point calls it (RefineBatch::add, the bindings' validate); every device runs every
+  // option (the rules run on the host). The choices are parsed in one place (binding/engine.cc, options_from_dict).
   // options.py's table holds the same ranges for the CLI, the HTTP schema and the docs; tests/test_options.py
   // ties the two together.
-  void validate(const T5Config& cfg, Device device = Device::cpu) const;
+  void validate(const T5Config& cfg) const;
   // The defaults for a model: the table's, or a ctc model's (options.py, by_model: 1 pass, one canvas, no
   // length offset, no stutter rules).
   static RefineOptions defaults_for(const T5Config& cfg);

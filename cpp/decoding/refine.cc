@@ -11,7 +11,7 @@
 
 namespace gmlm {
 
-void RefineOptions::validate(const T5Config& cfg, Device device) const {
+void RefineOptions::validate(const T5Config& cfg) const {
   const int64_t K = length_beam;
   GMLM_CHECK_ARG(K >= 1 && K <= cfg.max_target_len, "length_beam must be in [1, ", cfg.max_target_len, "], got ", K);
   GMLM_CHECK_ARG(iterations >= 1 && iterations <= 1000, "iterations must be in [1, 1000], got ", iterations);
@@ -36,17 +36,6 @@ void RefineOptions::validate(const T5Config& cfg, Device device) const {
                    "source), got ", length_offset);
     GMLM_CHECK_ARG(!stutter_remask && !repeat_remask,
                    "stutter_remask and repeat_remask must be off for a ctc model (its collapse merges repeats)");
-    GMLM_CHECK_ARG(device == Device::cpu, "a ctc model decodes on the CPU engine; use device='cpu'");
-  }
-  if (device == Device::cuda) {  // what the CUDA engine does not implement yet (docs/cuda.md)
-    GMLM_CHECK_ARG(length_beam_keep == 0 || length_beam_keep == K,
-                   "length_beam_keep (length-candidate pruning) is not implemented in the CUDA engine yet; "
-                   "leave it unset or equal to length_beam on device='cuda'");
-    GMLM_CHECK_ARG(!repeat_remask, "repeat_remask is not implemented in the CUDA engine yet; use device='cpu'");
-    GMLM_CHECK_ARG(cache_refresh == 1, "cache_refresh (cached refinement) is not implemented in the CUDA engine yet; "
-                   "use device='cpu'");
-    GMLM_CHECK_ARG(!return_candidates, "rerank (every candidate's output) is not implemented in the CUDA engine yet; "
-                   "use device='cpu'");
   }
 }
 
@@ -95,10 +84,6 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
   const T5Config& cfg = model_.config();
   GMLM_CHECK_ARG(opts.size() == sources.size(), "add: ", sources.size(), " sources but ", opts.size(), " options");
   for (const RefineOptions& o : opts) check_options(o, model_);
-  if (model_.device() != Device::cpu)   // what the loop does on the host only, for now (docs/cuda.md)
-    for (const RefineOptions& o : opts)
-      GMLM_CHECK_ARG(!o.sampling && o.cache_refresh == 1 && o.blank_penalty == 0.0,
-                     "sampling, cached refinement and blank_penalty run on the CPU engine; use device='cpu'");
   std::vector<int64_t> ids;
   if (sources.empty()) return ids;
 
@@ -154,14 +139,13 @@ void RefineBatch::pack_kv() {
   for (const Request& r : live_)
     for (const Candidate& c : r.cands) rows += c.done ? 0 : c.len;
   Tensor packed;
-  if (cached_) packed = Tensor({rows, width});
+  if (cached_) model_.place(packed, {rows, width});
   int64_t row = 0;
   for (Request& r : live_)
     for (Candidate& c : r.cands) {
       if (c.done) continue;
       const int64_t at = cached_ ? row : -1;
-      if (cached_ && r.o.cache_refresh != 1 && c.kv >= 0)
-        std::memcpy(packed.data<float>() + at * width, kv_.data<float>() + c.kv * width, sizeof(float) * c.len * width);
+      if (cached_ && r.o.cache_refresh != 1 && c.kv >= 0) copy_row_range(kv_, c.kv, c.len, packed, at);
       c.kv = at;
       row += c.len;
     }
@@ -295,23 +279,20 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
   pred->resize(n_sel);
   conf->resize(n_sel);
   const ConstMat all = mat(states);
-  if (model_.device() != Device::cpu) {
-    // on a device: the argmax where the states are, then the predictions to the host, where the rules run
-    // (sampling and blank_penalty are refused there, add())
+  // on a device the predictions are made where the states are, then come to the host, where the rules run
+  const bool host = model_.device() == Device::cpu;
+  if (!host) {
     model_.place(pred_dev_, {std::max<int64_t>(n_sel, 1)}, DType::int32);
     model_.place(conf_dev_, {std::max<int64_t>(n_sel, 1)});
-    ops::VocabArgmax()(all.sub(0, n_sel, 0, all.cols), model_.output_embedding(), pred_dev_.data<int32_t>(),
-                       conf_dev_.data<float>(), pool);
-    pred_dev_.copy_to_host(pred->data(), sizeof(int32_t) * n_sel);
-    conf_dev_.copy_to_host(conf->data(), sizeof(float) * n_sel);
-    return;
   }
+  int32_t* p = host ? pred->data() : pred_dev_.data<int32_t>();
+  float* c = host ? conf->data() : conf_dev_.data<float>();
   ops::VocabArgmax vocab;
   if (std::any_of(blank_bias_.begin(), blank_bias_.end(), [](float b) { return b != 0.f; })) {
     vocab.bias_col = model_.config().ctc_blank();
     vocab.row_bias = blank_bias_.data();
   }
-  if (n_argmax > 0) vocab(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), pred->data(), conf->data(), pool);
+  if (n_argmax > 0) vocab(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), p, c, pool);
   if (n_sel > n_argmax) {
     // Gumbel-max: the noise of a selected row is keyed by (source, candidate, t, position)
     const ops::VocabArgmax::Noise noise = [&](int64_t row, float* g) {
@@ -321,8 +302,12 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
       for (int64_t v = 0; v < V; ++v) g[v] = rules::gumbel(rules::draw(pre, v));
     };
     if (vocab.row_bias) vocab.row_bias += n_argmax;
-    vocab.sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
-                 pred->data() + n_argmax, conf->data() + n_argmax, pool);
+    vocab.sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise, p + n_argmax,
+                 c + n_argmax, pool);
+  }
+  if (!host) {
+    pred_dev_.copy_to_host(pred->data(), sizeof(int32_t) * n_sel);
+    conf_dev_.copy_to_host(conf->data(), sizeof(float) * n_sel);
   }
 }
 

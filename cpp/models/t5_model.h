@@ -50,7 +50,7 @@ struct T5Config {
   void validate() const;  // ValueError on an inconsistent config
   // Every tensor of model.safetensors and its shape (config.py's weight_shapes()).
   std::map<std::string, Shape> weight_shapes() const;
-  // The model check every loader runs (the CPU model and the CUDA engine): each tensor of weight_shapes()
+  // The model check every loader runs (T5Model on any device): each tensor of weight_shapes()
   // present with its shape, data and finite values, no other tensor. ValueError naming the tensor.
   void check_weights(const WeightMap& w) const;
 };

@@ -33,7 +33,7 @@ bool repeats(const int32_t* tokens, int64_t L, const uint8_t* word_piece);
 // so that scores equal the reference decoder's bit for bit given equal confidences.
 double mean_score(const float* conf, int64_t n);
 
-// Step 4 of docs/decoding.md for one candidate, the one home of the rule for the CPU and CUDA engines: its
+// Step 4 of docs/decoding.md for one candidate, the one home of the rule (on the host, for every device): its
 // output, tokens[0..len) with adjacent repeats collapsed under stutter_remask, into *ids, and its score, the
 // mean_score of the kept confidences (returned). A ctc canvas (ctc_blank >= 0, T5Config::ctc_blank): runs of
 // equal tokens merged, then the blanks dropped; its score the mean_score of every position's confidence.

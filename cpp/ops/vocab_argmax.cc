@@ -21,10 +21,8 @@ void VocabArgmax::sample(ConstMat h, ConstMat w, const Noise& noise, int32_t* pr
                          ThreadPool& pool) const {
   GMLM_CHECK(h.cols == w.cols && w.rows >= 1, "vocab: h (", h.rows, ", ", h.cols, ") W (", w.rows, ", ", w.cols, ")");
   Profiler::Scope scope(Phase::vocab);
-  // A host noise callback: CPU only (the CUDA loop draws its Gumbel noise on the device, cuda::vocab_reduce).
-  GMLM_CHECK_ARG(h.device == Device::cpu && w.device == Device::cpu,
-                 "VocabArgmax::sample takes a host noise callback and runs on the CPU only");
-  compute_sample<Device::cpu>(h, w, noise, pred, conf, pool);
+  GMLM_CHECK(h.device == w.device, "vocab: h and W on different devices");
+  GMLM_DISPATCH_DEVICE(h.device, compute_sample, h, w, noise, pred, conf, pool);
   if (Profiler* p = scope.profiler()) p->vocab_flops += 2.0 * h.rows * w.rows * h.cols;
 }
 

@@ -7,7 +7,8 @@
 // then merged per row in column order (so the result does not depend on the thread count).
 //
 // sample(): Gumbel-max sampling, pred[r] = argmax_v float32(logp[r, v] + g_r[v]); it keeps the
-// logits of one row block at a time (logp is needed for every v).
+// logits of one row block at a time (logp is needed for every v). The noise comes from a host callback;
+// on cuda the logits come to the host for it (reduce_host), as they do for a logit bias.
 //
 // Shapes: h (M, D), W (V, D) -> pred (M), conf (M).
 #pragma once
@@ -23,7 +24,7 @@ namespace gmlm::ops {
 struct VocabArgmax {
   static constexpr int64_t kVocabBlock = 256;
   // Optional: row r's logit of column bias_col is lowered by row_bias[r] before everything else (a ctc
-  // model's blank_penalty, docs/decoding.md). CPU only.
+  // model's blank_penalty, docs/decoding.md). pred and conf are where h is (host or device memory).
   int32_t bias_col = -1;
   const float* row_bias = nullptr;
   static constexpr int64_t kLowpChunk = 8;  // low precision: vocabulary blocks per oneDNN call
@@ -32,6 +33,12 @@ struct VocabArgmax {
 
   void operator()(ConstMat h, ConstMat w, int32_t* pred, float* conf, ThreadPool& pool) const;
   void sample(ConstMat h, ConstMat w, const Noise& noise, int32_t* pred, float* conf, ThreadPool& pool) const;
+
+  // The reduction of logits already computed and stored on the host (rows, V) with leading dimension ld: the
+  // bias applied in place, then pred / conf of each row as above (noise: Gumbel-max; null: argmax). Row r is
+  // row row0 + r of the op's rows (for row_bias and noise). The device ops' path for a logit bias and for sampling.
+  void reduce_host(float* logits, int64_t ld, int64_t rows, int64_t V, int64_t row0, const Noise* noise,
+                   int32_t* pred, float* conf) const;
 
   template <Device D>
   void compute(ConstMat h, ConstMat w, int32_t* pred, float* conf, ThreadPool& pool) const;

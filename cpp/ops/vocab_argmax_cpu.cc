@@ -37,6 +37,31 @@ inline void merge_row(const Partial* p, int64_t n_blocks, int64_t block, float* 
 }
 }  // namespace
 
+void VocabArgmax::reduce_host(float* logits, int64_t ld, int64_t rows, int64_t V, int64_t row0, const Noise* noise,
+                              int32_t* pred, float* conf) const {
+  const int64_t CB = kVocabBlock, n_cb = (V + CB - 1) / CB;
+  const cpu::Kernels& k = cpu::kernels();
+  std::vector<Partial> part(static_cast<size_t>(n_cb));
+  std::vector<float> g(noise ? static_cast<size_t>(V) : 0);
+  const bool biased = row_bias != nullptr && bias_col >= 0 && bias_col < V;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* x = logits + r * ld;
+    if (biased) x[bias_col] -= row_bias[row0 + r];
+    for (int64_t b = 0; b < n_cb; ++b)
+      k.max_argmax_sumexp(x + b * CB, std::min(CB, V - b * CB), &part[b].max, &part[b].argmax, &part[b].sumexp);
+    float m, lse;
+    int32_t am;
+    merge_row(part.data(), n_cb, CB, &m, &am, &lse);
+    if (noise) {
+      (*noise)(row0 + r, g.data());
+      gumbel_argmax(x, V, m, lse, g.data(), &pred[r], &conf[r]);
+    } else {
+      pred[r] = am;
+      conf[r] = (m - m) - lse;
+    }
+  }
+}
+
 template <>
 void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, float* conf, ThreadPool& pool) const {
   const int64_t M = h.rows, V = w.rows, D = h.cols;

@@ -95,9 +95,10 @@ __global__ void ffn_activation_kernel(const float* f, int64_t ldf, T* y, int64_t
 }
 
 template <typename T>
-__global__ void convert_kernel(const float* __restrict__ src, T* __restrict__ dst, int64_t n) {
+__global__ void convert_kernel(const float* __restrict__ x, int64_t ldx, T* __restrict__ y, int64_t ldy, int64_t rows,
+                               int64_t cols) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) dst[i] = from_float<T>(src[i]);
+  if (i < rows * cols) y[(i / cols) * ldy + i % cols] = from_float<T>(x[(i / cols) * ldx + i % cols]);
 }
 
 __global__ void copy_rows_kernel(const float* __restrict__ x, int64_t ldx, const int32_t* __restrict__ src,
@@ -156,22 +157,12 @@ void scale(float* y, int64_t ldy, int64_t rows, int64_t cols, float factor, cuda
   GMLM_CUDA_CHECK_LAUNCH();
 }
 
-void upload_converted(const float* host, void* dev, CType t, int64_t n) {
-  if (n <= 0) return;
-  if (t == CType::float32) {
-    GMLM_CUDA_CHECK(cudaMemcpy(dev, host, sizeof(float) * n, cudaMemcpyHostToDevice));
-    return;
-  }
-  float* tmp = nullptr;
-  GMLM_CUDA_CHECK(cudaMalloc(&tmp, sizeof(float) * n));
-  cudaError_t e = cudaMemcpy(tmp, host, sizeof(float) * n, cudaMemcpyHostToDevice);
-  if (e == cudaSuccess) {
-    GMLM_CTYPE_SWITCH(t, T, convert_kernel<T><<<blocks_for(n, 256), 256>>>(tmp, static_cast<T*>(dev), n));
-    e = cudaGetLastError();
-    if (e == cudaSuccess) e = cudaDeviceSynchronize();
-  }
-  cudaFree(tmp);
-  GMLM_CUDA_CHECK(e);
+void convert(const float* x, int64_t ldx, void* y, CType t, int64_t ldy, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows <= 0 || cols <= 0) return;
+  GMLM_CTYPE_SWITCH(t, T,
+                    convert_kernel<T><<<blocks_for(rows * cols, 256), 256, 0, s>>>(x, ldx, static_cast<T*>(y), ldy,
+                                                                                   rows, cols));
+  GMLM_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace gmlm::cuda

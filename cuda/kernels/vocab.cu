@@ -1,12 +1,11 @@
 // The vocabulary step's reduction, fused: for each row of logits (the selected decoder states
 // times the output embedding, computed by cuBLAS into a float32 tile of at most a few thousand rows):
 //   m = max, pred = first index of m, lse = log(sum exp(x - m)), conf = (m - m) - lse
-// (logp at the argmax as log_softmax computes it), or with sampling (docs/decoding.md) the
-// Gumbel-max pred = first argmax_v float32(((x[v] - m) - lse) + g[v]), conf = (x[pred] - m) - lse,
-// where g[v] is drawn from the hash RNG keyed by (seed, 0, source hash, k, t, position, v).
+// (logp at the argmax as log_softmax computes it). Sampling and a logit bias reduce on the host
+// (ops::reduce_logits, called by cuda/ops_gpu.cu).
 // Launch: one block of 256 threads per row; each pass strides the V columns over the threads and
 // ends in a block reduction (warp shuffles, then 8 per-warp values in shared memory). The logits
-// tile is read 2 (argmax) or 3 (sampling) times from L2/HBM; V * 4 bytes per row.
+// tile is read 2 times from L2/HBM; V * 4 bytes per row.
 #include "cuda/device_common.cuh"
 
 namespace gmlm::cuda {
@@ -61,15 +60,10 @@ __device__ void block_argmax(float& val, int& idx, float* shv, int* shi) {
 }
 
 __global__ void vocab_reduce_kernel(const float* __restrict__ logits, int64_t ld, int64_t V, int32_t* __restrict__ pred,
-                                    float* __restrict__ conf, NoiseKeys keys, bool has_keys) {
+                                    float* __restrict__ conf) {
   __shared__ float shv[kThreads / 32];
   __shared__ int shi[kThreads / 32];
   const int64_t r = blockIdx.x;
-  int64_t home = -1;
-  if (has_keys) {
-    home = keys.work_home[keys.row_offset + r];
-    if (home < 0) return;
-  }
   const float* x = logits + r * ld;
   float m = -INFINITY;
   for (int64_t v = threadIdx.x; v < V; v += kThreads) m = fmaxf(m, x[v]);
@@ -86,41 +80,18 @@ __global__ void vocab_reduce_kernel(const float* __restrict__ logits, int64_t ld
   float s = 0.f;
   for (int64_t v = threadIdx.x; v < V; v += kThreads) s += expf(x[v] - m);
   const float lse = logf(block_sum(s, shv));
-  const bool sampling = has_keys && keys.sampling && *keys.sampling;
-  if (!sampling) {
-    if (threadIdx.x == 0) {
-      pred[r] = first;
-      conf[r] = (m - m) - lse;
-    }
-    return;
-  }
-  const int32_t c = keys.home_cand[home];
-  const uint64_t pre = rules::prefix(*keys.seed, 0, keys.cand_hash[c], static_cast<uint64_t>(keys.cand_k[c]),
-                                  static_cast<uint64_t>(*keys.t), static_cast<uint64_t>(keys.home_pos[home]));
-  float best = -INFINITY;
-  int bi = static_cast<int>(V);
-  for (int64_t v = threadIdx.x; v < V; v += kThreads) {
-    const float val = ((x[v] - m) - lse) + rules::gumbel(rules::draw(pre, static_cast<uint64_t>(v)));
-    if (val > best || bi == V) {
-      best = val;
-      bi = static_cast<int>(v);
-    }
-  }
-  block_argmax(best, bi, shv, shi);
   if (threadIdx.x == 0) {
-    if (bi >= V) bi = 0;
-    pred[r] = bi;
-    conf[r] = (x[bi] - m) - lse;
+    pred[r] = first;
+    conf[r] = (m - m) - lse;
   }
 }
 
 }  // namespace
 
 void vocab_reduce(const float* logits, int64_t ld, int64_t rows, int64_t V, int32_t* pred, float* conf,
-                  const NoiseKeys* keys, cudaStream_t s) {
+                  cudaStream_t s) {
   if (rows <= 0) return;
-  vocab_reduce_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(logits, ld, V, pred, conf,
-                                                                        keys ? *keys : NoiseKeys{}, keys != nullptr);
+  vocab_reduce_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(logits, ld, V, pred, conf);
   GMLM_CUDA_CHECK_LAUNCH();
 }
 

@@ -144,38 +144,29 @@ class Translator(TranslatorFrontEnd):
                              "float32" if compute_type in ("default", "auto") else compute_type)
         self.files = read_model_dir(model)
         self.cfg = self.files.config
-        if self.cfg.objective != "gmlm" and kind == "cuda":
-            raise DeviceUnavailableError(f"{self.files.path}: the CUDA engine decodes gmlm models only; "
-                                         f"decode this {self.cfg.objective} model on device='cpu'")
+        if self.cfg.objective == "ar" and kind == "cuda":
+            raise DeviceUnavailableError(f"{self.files.path}: the engine decodes gmlm and ctc models on cuda; "
+                                         f"decode this ar model on device='cpu'")
         self.tokenizer = load_model_tokenizer(self.files)
         weights = load_weights_numpy(self.files)
         try:
-            if kind == "cuda" and self.compute_type == "float32":   # the CPU's model and loop over the GPU's ops
-                self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads, "float32",
-                                           self.tokenizer.word_pieces(), device="cuda", device_index=index)
-            elif kind == "cuda":   # float16 / bfloat16: the device loop of cuda/cuda_engine.cu (docs/cuda.md)
-                self._engine = core.CudaEngine(self.cfg.to_dict(), weights, self.compute_type, index,
-                                               self.tokenizer.word_pieces())
-            else:
-                self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads, self.compute_type,
-                                           self.tokenizer.word_pieces())
+            # one engine on every device: the model and loop over the device's ops (docs/cuda.md)
+            self._engine = core.Engine(self.cfg.to_dict(), weights, intra_threads, self.compute_type,
+                                       self.tokenizer.word_pieces(), device=kind, device_index=index)
         except ValueError as e:
             raise ModelError(f"{self.files.path}: {e}") from None
         self._lock = threading.Lock()  # the tokenizer is not documented as thread-safe
         self.default_batch = DEFAULT_BATCH
         self.reranker = None
-        if rerank_model is not None:   # the AR model for rerank=True, on the same device and threads
-            self.reranker = self._check_reranker(Translator(rerank_model, device="cpu", compute_type=compute_type,
+        if rerank_model is not None:   # the AR model for rerank=True: on the CPU (ar models decode there)
+            self.reranker = self._check_reranker(Translator(rerank_model, device="cpu",
+                                                            compute_type=compute_type if kind == "cpu" else "auto",
                                                             intra_threads=intra_threads))
 
     def new_batch(self):
         """A resumable batch on this model's engine (`_core.Batch`, continuous batching; serving.Scheduler)."""
         from . import _core
 
-        if not isinstance(self._engine, _core.Engine):
-            raise DeviceUnavailableError(f"continuous batching (Scheduler, gmlm serve) runs on the one-driver engine "
-                                         f"(cpu, or cuda in float32); this Translator is on {self.device} in "
-                                         f"{self.compute_type}")
         return _core.Batch(self._engine)
 
     @property
@@ -200,14 +191,11 @@ class Translator(TranslatorFrontEnd):
 
     # --- introspection (tests and benchmarks) -------------------------------------------------
     def set_profiling(self, enabled: bool = True) -> None:
-        """Collect a time breakdown of the engine (see profile()); the CUDA engine always counts."""
-        if hasattr(self._engine, "set_profiling"):
-            self._engine.set_profiling(enabled)
+        """Collect a time breakdown of the engine (see profile())."""
+        self._engine.set_profiling(enabled)
 
     def profile(self) -> dict:
         """Seconds per phase (gemm, attention, vocab, remask, layers_other, total), GEMM flops and the
-        GEMM shapes (M, N, K, calls, seconds) since set_profiling(True). On cuda: the engine's counters
-        (batches, iterations, graphs_captured, graph_launches, compactions, total seconds)."""
-        if hasattr(self._engine, "profile"):
-            return self._engine.profile()
-        return self._engine.stats()
+        GEMM shapes (M, N, K, calls, seconds) since set_profiling(True). On cuda every op synchronises, so the
+        phases are the device's times."""
+        return self._engine.profile()
