@@ -1,18 +1,19 @@
-"""The engine on a GPU: batch-1 latency, throughput and BLEU per compute type, for the shipped GMLM (its defaults and
-the few-pass points) and the shipped ctc model, beside the CPU engine on the same machine (its best compute type).
+"""The engine on a GPU, the same-engine table: batch-1 latency, throughput and BLEU per compute type for the shipped
+AR model (greedy, beam 4), the shipped GMLM (its defaults and the few-pass points) and the shipped ctc model, with
+the ratios to AR greedy in the same compute type; the CPU engine on the same machine beside it (compute type auto).
 
-    GMLM_DATA_DIR=../shared/data/multi30k python bench/bench_cuda.py [--gmlm models/gmlm-en-de] \
-        [--ctc models/ctc-en-de] [--compute-types float32 float16 bfloat16] [--batches 64 256] [--n 1000] \
-        [--n-batch1 200] [--repeats 3] [--out bench/results/cuda.json]
+    GMLM_DATA_DIR=../shared/data/multi30k python bench/bench_cuda.py [--ar models/ar-en-de] \
+        [--gmlm models/gmlm-en-de] [--ctc models/ctc-en-de] [--compute-types float32 float16 bfloat16] \
+        [--batches 64 256] [--n 1000] [--n-batch1 200] [--repeats 3] [--out bench/results/cuda.json]
 
 Needs a CUDA build (GMLM_WITH_CUDA=ON, see docs/cuda.md) and a GPU; exits with a message otherwise.
 
 - batch-1 latency: each of the first --n-batch1 test2016 sentences translated alone (median and p90 milliseconds,
   wall time around translate_batch, tokenization included);
 - throughput: all --n sentences in batches of each --batches size (sentences/s, median of --repeats);
-- quality: sacreBLEU (13a, cased, detokenized) of the batched output against test2016.
-ar models decode on the CPU only, so the same-engine comparison with AR greedy is not on the GPU yet; the CPU rows
-(engine, same sentences) are the reference point.
+- quality: sacreBLEU (13a, cased, detokenized) of the batched output against test2016;
+- ratios: each row's batch-1 speed (1 / median latency) and throughput over AR greedy's in the same device and
+  compute type.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import time
 from pathlib import Path
 
 # (label, model key, options): the GMLM at its defaults and two few-pass points; the ctc model at its defaults
-POINTS = [("GMLM defaults", "gmlm", {}), ("GMLM T=4 K=1", "gmlm", dict(iterations=4, length_beam=1)),
+POINTS = [("AR greedy", "ar", dict(beam_size=1)), ("AR beam 4", "ar", dict(beam_size=4)),
+          ("GMLM defaults", "gmlm", {}), ("GMLM T=4 K=1", "gmlm", dict(iterations=4, length_beam=1)),
           ("GMLM T=1 K=1", "gmlm", dict(iterations=1, length_beam=1)), ("CTC T=1", "ctc", {})]
 
 
@@ -56,6 +58,7 @@ def measure(tr, src, refs, opts, args) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ar", default="models/ar-en-de")
     ap.add_argument("--gmlm", default="models/gmlm-en-de")
     ap.add_argument("--ctc", default="models/ctc-en-de")
     ap.add_argument("--data", default=os.environ.get("GMLM_DATA_DIR"))
@@ -78,22 +81,27 @@ def main(argv=None):
 
     src, refs = load_split(args.data, "test2016")[:2]
     src, refs = src[:args.n], refs[:args.n]
-    models = {"gmlm": args.gmlm, "ctc": args.ctc}
+    models = {"ar": args.ar, "gmlm": args.gmlm, "ctc": args.ctc}
     report = {"device": status["devices"][0], "host": platform.node(), "cpu": platform.processor(), "n": len(src),
               "rows": []}
     print(f"device: {report['device']}")
     for device, types in (("cuda", args.compute_types), ("cpu", ["auto"])):
         for ct in types:
             translators = {k: Translator(d, device=device, compute_type=ct) for k, d in models.items()}
+            base = None
             for label, key, opts in POINTS:
                 tr = translators[key]
                 row = {"system": label, "device": device, "compute_type": tr.compute_type, "options": opts,
                        **measure(tr, src, refs, opts, args)}
+                base = base or row   # AR greedy, the first point
+                row["x_ar_greedy"] = {"batch1": base["batch1_ms"]["median"] / row["batch1_ms"]["median"],
+                                      **{b: row["sent_per_s"][b] / base["sent_per_s"][b] for b in args.batches}}
                 report["rows"].append(row)
                 print(f"{device} {tr.compute_type:9s} {label:14s} batch-1 {row['batch1_ms']['median']:.2f} ms "
                       f"(p90 {row['batch1_ms']['p90']:.2f}); "
                       + ", ".join(f"batch {b}: {v:.0f} sent/s" for b, v in row["sent_per_s"].items())
-                      + f"; BLEU {row['bleu']}", flush=True)
+                      + f"; BLEU {row['bleu']}; x AR greedy: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in row["x_ar_greedy"].items()), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")

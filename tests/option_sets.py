@@ -1,5 +1,5 @@
 """The decoding option sets every parity test shares: the reference against the CPU engine
-(test_engine_parity.py), the engine on cuda against the CPU (test_cuda_engine.py), and
+(test_engine_parity.py, test_engine_ar.py), the engine on cuda against the CPU (test_cuda_engine.py), and
 the continuous-batching scheduler (test_serving.py). One list, so that a new option is added once.
 
 iterations 1/4/10, length_beam 1/3/5, linear and threshold, stutter on and off, random init, sampling,
@@ -54,6 +54,11 @@ CTC_OPTION_SETS = [
     dict(iterations=4, blank_penalty=5.0),
     dict(iterations=3, blank_penalty=3.0, sampling=True, seed=7),
 ]
+
+# ar models (test_engine_ar.py, test_cuda_engine.py): greedy; beam 2, 4, 5; length penalties 0 to 2.
+AR_OPTION_SETS = [dict(beam_size=1), dict(beam_size=4), dict(beam_size=4, length_penalty=2.0),
+                  dict(beam_size=2, length_penalty=0.0), dict(beam_size=5, length_penalty=1.5)]
+
 
 def option_id(opts: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in opts.items())

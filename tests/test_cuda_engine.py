@@ -18,7 +18,8 @@ core = pytest.importorskip("gmlm_engine._core")
 
 from gmlm_engine.engine import DeviceUnavailableError, Translator, cuda_status  # noqa: E402
 
-from option_sets import CTC_OPTION_SETS, REFINE_OPTION_SETS  # noqa: E402
+from conftest import TINY_AR  # noqa: E402
+from option_sets import AR_OPTION_SETS, CTC_OPTION_SETS, REFINE_OPTION_SETS  # noqa: E402
 from test_engine_common import TINY, TINY_CTC, make_random_model, mismatches, test_sentences  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
@@ -61,6 +62,7 @@ def models(tmp_path_factory):
     return {
         "tiny-fixture": TINY,
         "tiny-ctc": TINY_CTC,
+        "tiny-ar": TINY_AR,
         "gelu-untied": make_random_model(tmp_path_factory.mktemp("g") / "m", seed=2, d_model=48, num_heads=3,
                                          d_kv=16, feed_forward_proj="gated-gelu", tie_word_embeddings=False),
         "relu-wide": make_random_model(tmp_path_factory.mktemp("r") / "m", seed=3, d_model=128, num_heads=2,
@@ -104,6 +106,27 @@ def test_float32_parity_with_cpu(pairs, name, opts):
 @pytest.mark.parametrize("opts", CTC_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_float32_parity_with_cpu_ctc(pairs, opts):
     _parity(pairs["tiny-ctc"], opts)
+
+
+@needs_gpu
+@pytest.mark.parametrize("opts", AR_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_float32_parity_with_cpu_ar(pairs, opts):
+    """ar models: the CPU's greedy and beam search over the GPU's ops (the key/value cache on the device)."""
+    _parity(pairs["tiny-ar"], opts)
+
+
+@needs_gpu
+def test_ar_scoring_and_reranking_on_cuda(pairs, models):
+    cpu, gpu = pairs["tiny-ar"]
+    src = test_sentences(16)
+    enc = cpu.encode(src)
+    tgt = [ids[:-1] for ids in cpu.encode([r.text for r in cpu.translate_batch(src)])]   # pieces without eos
+    a, b = cpu._score(enc, tgt), gpu._score(enc, tgt)
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4
+    rr_cpu = Translator(models["tiny-fixture"], rerank_model=TINY_AR, compute_type="float32")
+    rr_gpu = Translator(models["tiny-fixture"], device="cuda", rerank_model=TINY_AR)
+    opts = dict(iterations=4, length_beam=3, rerank=True)
+    assert len(mismatches(rr_cpu.translate_batch(src, **opts), rr_gpu.translate_batch(src, **opts))) <= 1
 
 
 @needs_gpu

@@ -19,6 +19,7 @@ from gmlm_engine.pytorch.reference import ReferenceTranslator  # noqa: E402
 from gmlm_engine.rules import repeats  # noqa: E402
 
 from conftest import TINY_AR, TINY_GMLM  # noqa: E402
+from option_sets import AR_OPTION_SETS  # noqa: E402
 from test_engine_common import make_random_model, mismatches, test_sentences, torch_one_thread  # noqa: E402,F401
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")
@@ -31,9 +32,6 @@ SHAPES = {
     "gelu-tied-1layer": dict(seed=12, d_model=48, num_heads=3, d_kv=16, feed_forward_proj="gated-gelu",
                              tie_word_embeddings=True, num_encoder_layers=1, num_decoder_layers=1),
 }
-# One list of AR option sets for every parity test (greedy; beam 2, 4, 5; length penalties 0 to 2).
-AR_OPTION_SETS = [dict(beam_size=1), dict(beam_size=4), dict(beam_size=4, length_penalty=2.0),
-                  dict(beam_size=2, length_penalty=0.0), dict(beam_size=5, length_penalty=1.5)]
 
 
 @pytest.fixture(scope="module")

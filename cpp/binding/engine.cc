@@ -254,8 +254,7 @@ class Engine {
     T5Config cfg = config_from_dict(config);
     WeightMap w = weights_from_dict(weights);
     if (device == "cuda") {
-      // the same model and loop over the device's ops (docs/cuda.md); ar models: the CPU's for now
-      GMLM_CHECK_ARG(cfg.gmlm, "the engine decodes gmlm and ctc models on cuda (ar models: device='cpu')");
+      // the same model and loops over the device's ops (docs/cuda.md)
 #if GMLM_WITH_CUDA
       cuda::use_device(device_index);
       device_ = Device::cuda;
@@ -663,7 +662,7 @@ void register_engine(py::module_& m) {
   m.def("cuda_status", &cuda_status,
         "{'built': CUDA engine compiled in, 'device_count': usable devices, 'reason': why none (or ''),\n"
         "'devices': descriptions}. Never raises: a missing driver or GPU is reported in 'reason'.");
-  py::class_<Engine>(m, "Engine", "A gmlm, ctc or ar model loaded into the compiled engine (cpu; gmlm and ctc models also on cuda).")
+  py::class_<Engine>(m, "Engine", "A gmlm, ctc or ar model loaded into the compiled engine (on the CPU, or on cuda in a CUDA build).")
       .def(py::init<const py::dict&, const py::dict&, int, const std::string&, const std::vector<bool>&,
                     const std::string&, int>(),
            py::arg("config"), py::arg("weights"), py::arg("intra_threads") = 0, py::arg("compute_type") = "float32",
@@ -671,7 +670,7 @@ void register_engine(py::module_& m) {
            "Load a model: config (the config.json dict) and weights (name -> float32 C-contiguous numpy array,\n"
            "as returned by gmlm_engine.config.load_weights_numpy). The weights are checked and copied.\n"
            "intra_threads: threads for BLAS and the engine's kernels (0: the cores available). device 'cuda'\n"
-           "(a CUDA build): the same model and refinement loop over the GPU's ops, gmlm and ctc models, compute_type\n"
+           "(a CUDA build): the same model and decoding loops over the GPU's ops, compute_type\n"
            "float32, float16 or bfloat16 (half-precision copies of the GEMM weights, cuda/half_weights.h).")
       .def("validate", &Engine::validate,
            "Check decoding options (by keyword, translate's or translate_ar's names) for this model,\n"

@@ -29,13 +29,28 @@ void log_softmax_row(float* x, int64_t V) {
   for (int64_t v = 0; v < V; ++v) x[v] = (x[v] - mx) - lse;
 }
 
+// The log-probabilities of states' rows (states times the output embedding, log-softmax) into `out` on the host;
+// on a device the logits are computed in `dev` and come to the host first.
+void host_log_probs(const T5Model& model, ConstMat states, Tensor& dev, Tensor& out, ThreadPool& pool) {
+  const int64_t m = states.rows, V = model.config().vocab_size;
+  out.resize({m, V});
+  if (model.device() == Device::cpu) {
+    ops::Gemm()(states, model.output_embedding(), mat(out), pool);
+  } else {
+    model.place(dev, {m, V});
+    ops::Gemm()(states, model.output_embedding(), mat(dev), pool);
+    dev.copy_to_host(out.data<float>(), sizeof(float) * m * V);
+  }
+  Profiler::Scope scope(Phase::vocab);
+  pool.parallel_for(m, [&](int64_t r, int) { log_softmax_row(out.data<float>() + r * V, V); });
+}
 
 }  // namespace
 
 ArBatch::ArBatch(const T5Model& model) : ResumableBatch(model) {
   const T5Config& cfg = model.config();
   GMLM_CHECK_ARG(!cfg.gmlm, "AR decoding needs an ar model; this is a gmlm model");
-  cache_.reset(cfg.num_decoder_layers, model.self_cache_width(), cfg.max_target_len);
+  cache_.reset(cfg.num_decoder_layers, model.self_cache_width(), cfg.max_target_len, model.device());
 }
 
 int32_t ArBatch::take_slot() {
@@ -231,20 +246,15 @@ std::vector<std::pair<int64_t, RefineResult>> ArBatch::step(Workspace& ws, Threa
   model_.decode_step(in, enc_, cache_, ws, pool, states_);
   const int64_t n = static_cast<int64_t>(in.ids.size()), D = cfg.d_model;
 
-  // 2. the vocabulary: fused argmax for greedy rows, full log-probabilities for beam rows
-  std::vector<int32_t> pred(n_greedy);
-  std::vector<float> conf(n_greedy);
+  // 2. the vocabulary: fused argmax for greedy rows, full log-probabilities for beam rows (on the host)
+  std::vector<int32_t> pred;
+  std::vector<float> conf;
+  const auto [out_pred, out_conf] = prediction_outputs(pred, conf, n_greedy);
   if (n_greedy > 0)
-    ops::VocabArgmax()(ConstMat{states_.data<float>(), n_greedy, D, D}, model_.output_embedding(), pred.data(),
-                       conf.data(), pool);
+    ops::VocabArgmax()(mat(states_).sub(0, n_greedy, 0, D), model_.output_embedding(), out_pred, out_conf, pool);
+  fetch_predictions(pred, conf, n_greedy);
   const int64_t n_beam = n - n_greedy;
-  if (n_beam > 0) {
-    logits_.resize({n_beam, V});
-    ops::Gemm()(ConstMat{states_.data<float>() + n_greedy * D, n_beam, D, D}, model_.output_embedding(), mat(logits_),
-                pool);
-    Profiler::Scope scope(Phase::vocab);
-    pool.parallel_for(n_beam, [&](int64_t r, int) { log_softmax_row(logits_.data<float>() + r * V, V); });
-  }
+  if (n_beam > 0) host_log_probs(model_, mat(states_).sub(n_greedy, n_beam, 0, D), logits_dev_, logits_, pool);
 
   // 3a. beam requests: the 2 x beam best continuations of each, in parallel (requests are independent)
   std::vector<std::vector<Cand>> tops(live_.size());
@@ -317,14 +327,14 @@ std::vector<double> ar_score(const T5Model& model, const std::vector<std::vector
   EncoderOutput enc;
   model.encode(sources, enc, ws, pool);
   SelfCache cache;
-  cache.reset(cfg.num_decoder_layers, model.self_cache_width(), T);
+  cache.reset(cfg.num_decoder_layers, model.self_cache_width(), T, model.device());
   cache.reserve(n);
   std::vector<int64_t> steps(n);   // positions scored: the tokens, then eos when there is room
   for (int64_t i = 0; i < n; ++i) {
     for (int32_t t : targets[i]) GMLM_CHECK_ARG(t >= 0 && t < V, "target ", i, ": token id ", t, " outside the vocabulary");
     steps[i] = std::min<int64_t>(static_cast<int64_t>(targets[i].size()) + 1, T);
   }
-  Tensor states, logits;
+  Tensor states, logits, logits_dev;
   for (int64_t t = 0; t < T; ++t) {
     StepInput in;
     std::vector<int64_t> row_of;
@@ -339,9 +349,7 @@ std::vector<double> ar_score(const T5Model& model, const std::vector<std::vector
     if (row_of.empty()) break;
     model.decode_step(in, enc, cache, ws, pool, states);
     const int64_t m = static_cast<int64_t>(row_of.size());
-    logits.resize({m, V});
-    ops::Gemm()(mat(states), model.output_embedding(), mat(logits), pool);
-    pool.parallel_for(m, [&](int64_t r, int) { log_softmax_row(logits.data<float>() + r * V, V); });
+    host_log_probs(model, mat(states), logits_dev, logits, pool);
     for (int64_t r = 0; r < m; ++r) {
       const int64_t i = row_of[r];
       const int32_t want = t < static_cast<int64_t>(targets[i].size()) ? targets[i][t] : cfg.eos_id;

@@ -93,7 +93,7 @@ class ArBatch : public ResumableBatch {
   std::vector<int32_t> free_slots_;
   std::vector<Request> live_;
   std::vector<std::pair<int64_t, CandidateState>> finished_;  // the requests that ended in the latest step
-  Tensor states_, logits_;
+  Tensor states_, logits_, logits_dev_;   // logits_: host log-probabilities of the beam rows (logits_dev_: on a device)
 };
 
 // Teacher-forced scores of targets[i] given sources[i] (encoder inputs): the mean of the float32

@@ -1,5 +1,6 @@
 #include "decoding/batch.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/matrix.h"
@@ -54,6 +55,22 @@ void ResumableBatch::merge(const EncoderOutput* fresh) {
   }
   enc_ = std::move(out);
   left_ = false;
+}
+
+std::pair<int32_t*, float*> ResumableBatch::prediction_outputs(std::vector<int32_t>& pred, std::vector<float>& conf,
+                                                               int64_t n) const {
+  pred.resize(n);
+  conf.resize(n);
+  if (model_.device() == Device::cpu) return {pred.data(), conf.data()};
+  model_.place(pred_dev_, {std::max<int64_t>(n, 1)}, DType::int32);
+  model_.place(conf_dev_, {std::max<int64_t>(n, 1)});
+  return {pred_dev_.data<int32_t>(), conf_dev_.data<float>()};
+}
+
+void ResumableBatch::fetch_predictions(std::vector<int32_t>& pred, std::vector<float>& conf, int64_t n) const {
+  if (model_.device() == Device::cpu || n == 0) return;
+  pred_dev_.copy_to_host(pred.data(), sizeof(int32_t) * n);
+  conf_dev_.copy_to_host(conf.data(), sizeof(float) * n);
 }
 
 std::vector<RefineResult> drain(ResumableBatch& batch, const std::vector<int64_t>& ids, Workspace& ws,

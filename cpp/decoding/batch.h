@@ -44,7 +44,10 @@ class ResumableBatch {
   // Memory the batch holds between steps (encoder rows, key/value caches), and its release; call release() only
   // when no request is live (a server keeps one batch for its lifetime: one big request must not leave its room held).
   virtual std::size_t held_bytes() const { return enc_.states.capacity() + enc_.cross_kv.capacity(); }
-  virtual void release() { enc_ = EncoderOutput(); }
+  virtual void release() {
+    enc_ = EncoderOutput();
+    pred_dev_ = conf_dev_ = Tensor();
+  }
 
  protected:
   explicit ResumableBatch(const T5Model& model) : model_(model) {}
@@ -61,8 +64,14 @@ class ResumableBatch {
     return std::find_if(live.begin(), live.end(), [&](const auto& r) { return r.id == id; });
   }
 
+  // Where the vocabulary op writes a step's n predictions and confidences: pred's and conf's own storage on the
+  // CPU, device buffers on a device; fetch_predictions() then brings them into pred and conf (a no-op on the CPU).
+  std::pair<int32_t*, float*> prediction_outputs(std::vector<int32_t>& pred, std::vector<float>& conf, int64_t n) const;
+  void fetch_predictions(std::vector<int32_t>& pred, std::vector<float>& conf, int64_t n) const;
+
   const T5Model& model_;
   EncoderOutput enc_;
+  mutable Tensor pred_dev_, conf_dev_;  // on a device: the vocabulary op's outputs before they come to the host
   bool left_ = false;   // some requests left: enc_ holds rows nobody uses
   int64_t next_id_ = 0;
 
@@ -70,11 +79,11 @@ class ResumableBatch {
   void merge(const EncoderOutput* fresh);
 };
 
-// The offline path of both strategies (refine_batch, ar_batch): steps `batch` until no request is live; the
-// results in the order of `ids` (the requests add() returned, consecutive).
 // Copies rows [begin, begin + len) of a (rows, cols) tensor to row `at` of another (on their device).
 void copy_row_range(const Tensor& from, int64_t begin, int64_t len, Tensor& to, int64_t at);
 
+// The offline path of both strategies (refine_batch, ar_batch): steps `batch` until no request is live; the
+// results in the order of `ids` (the requests add() returned, consecutive).
 std::vector<RefineResult> drain(ResumableBatch& batch, const std::vector<int64_t>& ids, Workspace& ws,
                                 ThreadPool& pool);
 

@@ -276,23 +276,15 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
                           std::vector<float>* conf, ThreadPool& pool) const {
   const int64_t V = model_.config().vocab_size;
   const int64_t n_sel = n_argmax + static_cast<int64_t>(sampled.pos.size());
-  pred->resize(n_sel);
-  conf->resize(n_sel);
   const ConstMat all = mat(states);
   // on a device the predictions are made where the states are, then come to the host, where the rules run
-  const bool host = model_.device() == Device::cpu;
-  if (!host) {
-    model_.place(pred_dev_, {std::max<int64_t>(n_sel, 1)}, DType::int32);
-    model_.place(conf_dev_, {std::max<int64_t>(n_sel, 1)});
-  }
-  int32_t* p = host ? pred->data() : pred_dev_.data<int32_t>();
-  float* c = host ? conf->data() : conf_dev_.data<float>();
+  const auto [out_pred, out_conf] = prediction_outputs(*pred, *conf, n_sel);
   ops::VocabArgmax vocab;
   if (std::any_of(blank_bias_.begin(), blank_bias_.end(), [](float b) { return b != 0.f; })) {
     vocab.bias_col = model_.config().ctc_blank();
     vocab.row_bias = blank_bias_.data();
   }
-  if (n_argmax > 0) vocab(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), p, c, pool);
+  if (n_argmax > 0) vocab(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), out_pred, out_conf, pool);
   if (n_sel > n_argmax) {
     // Gumbel-max: the noise of a selected row is keyed by (source, candidate, t, position)
     const ops::VocabArgmax::Noise noise = [&](int64_t row, float* g) {
@@ -302,13 +294,10 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
       for (int64_t v = 0; v < V; ++v) g[v] = rules::gumbel(rules::draw(pre, v));
     };
     if (vocab.row_bias) vocab.row_bias += n_argmax;
-    vocab.sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise, p + n_argmax,
-                 c + n_argmax, pool);
+    vocab.sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
+                 out_pred + n_argmax, out_conf + n_argmax, pool);
   }
-  if (!host) {
-    pred_dev_.copy_to_host(pred->data(), sizeof(int32_t) * n_sel);
-    conf_dev_.copy_to_host(conf->data(), sizeof(float) * n_sel);
-  }
+  fetch_predictions(*pred, *conf, n_sel);
 }
 
 bool RefineBatch::update(Request& r, const std::vector<int32_t>& pred, const std::vector<float>& conf) {

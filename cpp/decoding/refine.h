@@ -39,7 +39,7 @@ class RefineBatch : public ResumableBatch {
   std::size_t held_bytes() const override { return ResumableBatch::held_bytes() + kv_.capacity(); }
   void release() override {
     ResumableBatch::release();
-    kv_ = pred_dev_ = conf_dev_ = Tensor();
+    kv_ = Tensor();
   }
 
  private:
@@ -91,7 +91,6 @@ class RefineBatch : public ResumableBatch {
   Tensor kv_;                  // the decoder's self-attention keys/values (T5Model::decode), a block per candidate
   bool cached_ = false;        // some live request uses cached refinement: kv_ holds every candidate's rows
   std::vector<float> blank_bias_;  // this pass: each selected row's blank_penalty (ctc models; pack_input)
-  mutable Tensor pred_dev_, conf_dev_;  // on a device: the vocabulary step's output before it comes to the host
   // The requests that finished in the latest step, as it left them (snapshot); replaced by each step.
   std::vector<std::pair<int64_t, std::pair<std::vector<CandidateState>, int64_t>>> finished_;
 };

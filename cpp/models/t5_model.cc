@@ -434,7 +434,6 @@ void T5Model::decode(const DecoderInput& in, const EncoderOutput& enc, Tensor* k
 void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCache& cache, Workspace& ws,
                           ThreadPool& pool, Tensor& states) const {
   GMLM_CHECK_ARG(!cfg_.gmlm, "decode_step: a gmlm model decodes with refinement passes");
-  GMLM_CHECK_ARG(device_ == Device::cpu, "ar decoding runs on the CPU engine (its key/value cache is host memory)");
   const int64_t D = cfg_.d_model, I = inner_, nl = cfg_.num_decoder_layers, kv_ld = 2 * I * nl;
   const int64_t n = static_cast<int64_t>(in.ids.size()), T = cfg_.max_target_len;
   const float eps = cfg_.layer_norm_epsilon;
@@ -453,8 +452,11 @@ void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCac
   }
   place(ws.x, {n, D});
   place(ws.h, {n, D});
-  ops::Embedding()(mat(shared_), in.ids.data(), n, mat(ws.x));
-  const ConstMat ckv = {enc.cross_kv.data<float>(), enc.cross_kv.dim(0), kv_ld, kv_ld};
+  ops::Embedding()(mat(shared_), indices(in.ids, ws.ids), n, mat(ws.x));
+  const int32_t* rows_at = indices(cache_row, ws.rows_at);
+  const int32_t* q_pos = indices(ws.q_pos, ws.qpos);
+  const ConstMat ckv = mat(enc.cross_kv);
+  GMLM_CHECK(ckv.cols == kv_ld, "decode_step: cross keys/values of width ", ckv.cols);
   ops::MultiHeadAttention mha(cfg_.num_heads, cfg_.d_kv);
   ops::Gemm residual;
   residual.beta = 1.f;
@@ -465,10 +467,10 @@ void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCac
     place(ws.qkv, {n, 3 * I});
     ops::Gemm()(mat(ws.h), mat(blk.self_attn.qkv), mat(ws.qkv), pool);
     Mat kv = cache.layer(l);   // (slots * T, 2I): [K | V]
-    ops::CopyRows()(mat(ws.qkv).sub(0, n, I, 2 * I), nullptr, kv, cache_row.data(), n);
+    ops::CopyRows()(mat(ws.qkv).sub(0, n, I, 2 * I), nullptr, kv, rows_at, n);
     place(ws.att, {n, I});
     const Mat qkv = mat(ws.qkv);
-    mha(qkv.sub(0, n, 0, I), ws.q_pos.data(), kv.sub(0, kv.rows, 0, I), kv.sub(0, kv.rows, I, I), self_segs,
+    mha(qkv.sub(0, n, 0, I), q_pos, kv.sub(0, kv.rows, 0, I), kv.sub(0, kv.rows, I, I), self_segs,
         decoder_bias_.data<float>(), T - 1, mat(ws.att), pool);
     residual(mat(ws.att), mat(blk.self_attn.o), mat(ws.x), pool);
     // cross-attention
@@ -488,38 +490,40 @@ void T5Model::decode_step(const StepInput& in, const EncoderOutput& enc, SelfCac
   if (cfg_.tie_word_embeddings) ops::Scale(static_cast<float>(std::pow(static_cast<double>(D), -0.5)))(mat(states));
 }
 
-void SelfCache::reset(int64_t num_layers, int64_t width, int64_t max_len_) {
+void SelfCache::reset(int64_t num_layers, int64_t width, int64_t max_len_, Device device) {
   max_len = max_len_;
   width_ = width;
+  device_ = device;
   slots = 0;
   data_.clear();
   data_.resize(static_cast<size_t>(num_layers));
 }
 
 void SelfCache::release() {
-  for (auto& d : data_) d.reset();
+  for (Tensor& d : data_) d = Tensor();
   slots = 0;
 }
 
 void SelfCache::reserve(int64_t n) {
   if (n <= slots) return;
-  const int64_t grow = std::max<int64_t>(n, slots * 2), per_slot = max_len * width_;
-  for (auto& d : data_) {
-    std::unique_ptr<float[]> bigger(new float[static_cast<size_t>(grow * per_slot)]);   // not zeroed
-    if (slots > 0) std::memcpy(bigger.get(), d.get(), sizeof(float) * slots * per_slot);  // keeps what was written
+  const int64_t grow = std::max<int64_t>(n, slots * 2), kept = slots * max_len;
+  for (Tensor& d : data_) {
+    Tensor bigger({grow * max_len, width_}, DType::float32, device_);   // not zeroed
+    if (kept > 0) ops::CopyRows()(mat(d), nullptr, mat(bigger).sub(0, kept, 0, width_), nullptr, kept);
     d = std::move(bigger);
   }
   slots = grow;
 }
 
-Mat SelfCache::layer(int64_t l) {
-  return {data_[l].get(), slots * max_len, width_, width_};
-}
+Mat SelfCache::layer(int64_t l) { return mat(data_[l]); }
 
 void SelfCache::copy_slot(int64_t from, int64_t to, int64_t rows) {
-  if (from == to) return;
-  for (auto& d : data_)
-    std::memcpy(d.get() + to * max_len * width_, d.get() + from * max_len * width_, sizeof(float) * rows * width_);
+  if (from == to || rows == 0) return;
+  for (Tensor& d : data_) {
+    const Mat m = mat(d);
+    ops::CopyRows()(m.sub(from * max_len, rows, 0, width_), nullptr, m.sub(to * max_len, rows, 0, width_), nullptr,
+                    rows);
+  }
 }
 
 }  // namespace gmlm

@@ -91,10 +91,10 @@ struct StepInput {
 // The self-attention keys and values of ar hypotheses: per decoder layer, `slots` blocks of max_len
 // rows of [K | V] (2I floats). A hypothesis owns a slot; beam search copies a parent's rows into its
 // children's slots. The memory is not zeroed (a step reads only the rows its hypothesis wrote), so a
-// slot's pages are touched only as far as its hypothesis gets.
+// slot's pages are touched only as far as its hypothesis gets. It lives on the model's device.
 class SelfCache {
  public:
-  void reset(int64_t num_layers, int64_t width, int64_t max_len);
+  void reset(int64_t num_layers, int64_t width, int64_t max_len, Device device = Device::cpu);
   void reserve(int64_t slots);   // at least this many slots (grows geometrically, keeps the contents)
   Mat layer(int64_t l);          // (slots * max_len, width)
   void copy_slot(int64_t from, int64_t to, int64_t rows);  // rows [0, rows) of every layer
@@ -105,7 +105,8 @@ class SelfCache {
 
  private:
   int64_t width_ = 0;
-  std::vector<std::unique_ptr<float[]>> data_;
+  Device device_ = Device::cpu;
+  std::vector<Tensor> data_;   // per layer (slots * max_len, width)
 };
 
 // Activation buffers, grown to their high-water mark and reused across passes (on the model's device; the

@@ -14,7 +14,7 @@ def refine_defaults(objective: str = "gmlm") -> dict[str, Any]:
     translate_batch's option names."""
 
 class Engine:
-    """A gmlm, ctc or ar model loaded into the compiled engine (cpu; gmlm and ctc models also on cuda)."""
+    """A gmlm, ctc or ar model loaded into the compiled engine (on the CPU, or on cuda in a CUDA build)."""
 
     def __init__(self, config: dict[str, Any], weights: dict[str, npt.NDArray[np.float32]],
                  intra_threads: int = 0, compute_type: str = "float32", word_pieces: Sequence[bool] = (),

@@ -144,9 +144,6 @@ class Translator(TranslatorFrontEnd):
                              "float32" if compute_type in ("default", "auto") else compute_type)
         self.files = read_model_dir(model)
         self.cfg = self.files.config
-        if self.cfg.objective == "ar" and kind == "cuda":
-            raise DeviceUnavailableError(f"{self.files.path}: the engine decodes gmlm and ctc models on cuda; "
-                                         f"decode this ar model on device='cpu'")
         self.tokenizer = load_model_tokenizer(self.files)
         weights = load_weights_numpy(self.files)
         try:
@@ -158,9 +155,8 @@ class Translator(TranslatorFrontEnd):
         self._lock = threading.Lock()  # the tokenizer is not documented as thread-safe
         self.default_batch = DEFAULT_BATCH
         self.reranker = None
-        if rerank_model is not None:   # the AR model for rerank=True: on the CPU (ar models decode there)
-            self.reranker = self._check_reranker(Translator(rerank_model, device="cpu",
-                                                            compute_type=compute_type if kind == "cpu" else "auto",
+        if rerank_model is not None:   # the AR model for rerank=True, on the same device and threads
+            self.reranker = self._check_reranker(Translator(rerank_model, device=device, compute_type=compute_type,
                                                             intra_threads=intra_threads))
 
     def new_batch(self):
