@@ -49,3 +49,19 @@ def test_tokenizer_decodes_out_of_vocabulary_ids_as_unknown():
     ids = tok.encode(["A man."])[0]
     assert tok.decode(ids + [tok.vocab_size + 7]) == tok.decode(ids + [tok.unk_id])
     assert tok.pieces([tok.vocab_size, -1]) == tok.pieces([tok.unk_id, tok.unk_id])
+
+
+def test_tokenizer_encodes_each_text_and_decodes_a_bare_word_boundary_as_one_space():
+    from conftest import TINY_GMLM
+    from gmlm_engine.tokenizer import Tokenizer
+
+    tok = Tokenizer(TINY_GMLM / "spm.model")
+    texts = ["A man.", "", "Two dogs play in the snow."]
+    assert tok.encode(texts) == [tok.sp.Encode(t, out_type=int) for t in texts]
+    man, dogs = tok.encode(["A man."])[0], tok.encode(["dogs"])[0]
+    bare = tok.sp.PieceToId("\u2581")
+    assert tok.sp.IdToPiece(bare) == "\u2581"
+    # "▁A ▁man . ▁ ▁dogs": SentencePiece writes two spaces before "dogs"; the output has one
+    assert "  " in tok.sp.Decode(man + [bare] + dogs)
+    assert tok.decode(man + [bare] + dogs) == "A man. dogs"
+    assert tok.decode([bare] + man + [bare]) == "A man."
