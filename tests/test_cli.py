@@ -23,6 +23,22 @@ def test_translate_bad_option_is_a_clean_error(capsys, tmp_path):
     assert "iterations" in capsys.readouterr().err
 
 
+def test_device_option_is_checked(capsys, tmp_path):
+    """--device reaches the Translator: a bad one, or cuda where this build or machine has none, is a clean error
+    naming it (exit 2), never a crash; the torch reference refuses any device but the cpu."""
+    from gmlm_engine.engine import cuda_status
+
+    src = tmp_path / "in.txt"
+    src.write_text("A man.\n")
+    assert main(["translate", "--model", str(TINY_GMLM), "--device", "gpu", "-i", str(src)]) == 2
+    assert "device" in capsys.readouterr().err
+    assert main(["translate", "--model", str(TINY_GMLM), "--engine", "torch", "--device", "cuda", "-i", str(src)]) == 2
+    assert "--device cuda" in capsys.readouterr().err
+    if cuda_status()["device_count"] == 0:
+        assert main(["translate", "--model", str(TINY_GMLM), "--device", "cuda", "-i", str(src)]) == 2
+        assert "cuda" in capsys.readouterr().err
+
+
 def test_eval_json(tmp_path, multi30k, capsys):
     out = tmp_path / "r.json"
     assert main(["eval", "--model", str(TINY_GMLM), "--engine", "torch", "--data-dir", multi30k, "--split", "val",

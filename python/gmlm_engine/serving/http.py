@@ -492,8 +492,10 @@ def add_arguments(p) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_int_in(0, 65535), default=8000, help="TCP port (0: any free port)")
     p.add_argument("--threads", type=_int_in(0), default=0, help="engine threads (0: the cores available)")
-    p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
-                   help="GEMM precision (auto: the fastest this CPU runs natively)")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N in a CUDA build (docs/cuda.md)")
+    p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8", "float16"), default="auto",
+                   help="GEMM precision (cpu: auto = the fastest this CPU runs natively; cuda: float32 (auto), "
+                        "float16 or bfloat16)")
     p.add_argument("--mode", default="continuous", choices=("continuous", "static", "single"),
                    help="how requests are batched (see gmlm_engine.serving)")
     p.add_argument("--max-texts", type=_int_in(1), default=DEFAULT_LIMITS["max_texts"],
@@ -538,7 +540,7 @@ def run(args) -> int:
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"--{flag.replace('_', '-')} must be a number of seconds > 0, got {v}")
     def scheduler(model):
-        tr = Translator(model, intra_threads=args.threads, compute_type=args.compute_type)
+        tr = Translator(model, device=args.device, intra_threads=args.threads, compute_type=args.compute_type)
         return Scheduler(tr, mode=args.mode, max_queue=args.max_queue, max_batch=args.max_batch,
                          max_wait_ms=args.max_wait_ms, max_cost=args.max_cost, max_positions=args.max_positions)
 

@@ -31,9 +31,12 @@ def _model_args(p):
                    help="cpu: the compiled engine (gmlm and ar models); torch: the PyTorch reference decoder; "
                         "auto: cpu")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
-                   help="the compiled engine's GEMM precision (auto: int8, else bfloat16, else float32, by what "
-                        "this CPU runs natively); the torch reference decoder is float32 only")
+    p.add_argument("--device", default="cpu", help="the compiled engine's device: cpu, or cuda / cuda:N in a CUDA "
+                   "build (docs/cuda.md)")
+    p.add_argument("--compute-type", choices=("auto", "float32", "bfloat16", "int8", "float16"), default="auto",
+                   help="the compiled engine's GEMM precision (cpu: auto = int8, else bfloat16, else float32, by what "
+                        "this CPU runs natively; cuda: float32 (auto), float16 or bfloat16); the torch reference "
+                        "decoder is float32 only")
     p.add_argument("--rerank-model", default=None, metavar="AR_DIR",
                    help="gmlm models: rank the length candidates by this ar model's mean log-probability "
                         "(rerank=True, docs/decoding.md)")
@@ -46,12 +49,14 @@ def _translator(args):
 
         if args.compute_type not in ("auto", "float32"):
             raise ValueError(f"--compute-type {args.compute_type}: the torch reference decoder computes in float32 only")
+        if args.device != "cpu":
+            raise ValueError(f"--device {args.device}: the torch reference decoder runs on the CPU (--engine cpu for cuda)")
         return ReferenceTranslator(args.model, threads=args.threads, rerank_model=args.rerank_model)
     try:
         from ..engine import Translator
     except ImportError as e:
         raise RuntimeError(f"the compiled engine is not available ({e}); use --engine torch") from None
-    return Translator(args.model, device="cpu", intra_threads=args.threads, compute_type=args.compute_type,
+    return Translator(args.model, device=args.device, intra_threads=args.threads, compute_type=args.compute_type,
                       rerank_model=args.rerank_model)
 
 
