@@ -182,21 +182,6 @@ def test_scheduler_from_many_threads(tr, sentences, mode):
     assert sched.stats["passes"] > 0 and sched.queue_depth == 0 and sched.live_requests == 0
 
 
-def test_a_scheduler_needs_the_one_driver_engine(tr):
-    import copy
-
-    from gmlm_engine.engine import DeviceUnavailableError
-
-    on_gpu = copy.copy(tr)
-    on_gpu.device, on_gpu.compute_type = "cuda:0", "float16"
-    on_gpu._engine = object()         # what Translator(device="cuda", compute_type="float16") holds: the device loop
-    with pytest.raises(DeviceUnavailableError, match="runs on the one-driver engine .* on cuda:0 in float16"):
-        Scheduler(on_gpu)
-    one_driver = copy.copy(tr)
-    one_driver.device = "cuda:0"      # float32 on cuda is the CPU's loop over the GPU's ops: it batches
-    assert one_driver.new_batch().requests == 0
-
-
 def test_scheduler_validation_queue_and_close(tr):
     with pytest.raises(ValueError, match="mode"):
         Scheduler(tr, mode="eager")
