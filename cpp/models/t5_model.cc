@@ -515,7 +515,9 @@ void SelfCache::reserve(int64_t n) {
   slots = grow;
 }
 
-Mat SelfCache::layer(int64_t l) { return mat(data_[l]); }
+Mat SelfCache::layer(int64_t l) {
+  return {slots > 0 ? data_[l].data<float>() : nullptr, slots * max_len, width_, width_, device_};
+}
 
 void SelfCache::copy_slot(int64_t from, int64_t to, int64_t rows) {
   if (from == to || rows == 0) return;
