@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = [("AR greedy", "models/ar-en-de", dict(beam_size=1)), ("AR beam 4", "models/ar-en-de", dict(beam_size=4)),
          ("GMLM T=8 K=2", "models/gmlm-en-de", dict(iterations=8, length_beam=2)),
          ("GMLM T=4 K=1", "models/gmlm-en-de", dict(iterations=4, length_beam=1)),
-         ("CTC T=1", "models/ctc-en-de", dict(iterations=1, blank_penalty=2.0, length_beam=1, length_offset=0,
+         ("CTC T=1", "models/ctc-en-de", dict(iterations=1, blank_penalty=1.0, length_beam=1, length_offset=0,
                                               stutter_remask=False))]
 
 

@@ -11,7 +11,7 @@ namespace gmlm {
 struct T5Config;
 
 // A ctc model's default blank_penalty (options.py, CTC_DEFAULT_BLANK_PENALTY; chosen on val).
-constexpr double kCtcBlankPenalty = 2.0;
+constexpr double kCtcBlankPenalty = 1.0;
 
 // The defaults are the Python API's (python/gmlm_engine/options.py declares every option once;
 // tests/test_options.py checks these defaults against it through _core.refine_defaults()).

@@ -35,7 +35,7 @@ DEFAULT_REPEAT_PENALTY = 0.1
 # The recommended passes over a ctc model's canvas (docs/decoding.md, "CTC models"): one.
 CTC_DEFAULT_ITERATIONS = 1
 # A ctc model's recommended blank_penalty (the C++ twin: kCtcBlankPenalty in cpp/decoding/options.h), chosen on val.
-CTC_DEFAULT_BLANK_PENALTY = 2.0
+CTC_DEFAULT_BLANK_PENALTY = 1.0
 
 Bound = Union[int, float, Callable[[int], int], None]   # a callable gets the model's max_target_len
 
