@@ -1,8 +1,10 @@
 """gmlm-engine: fast inference for Generative Masked Language Models.
 
     import gmlm_engine
-    tr = gmlm_engine.Translator("default")
-    tr.translate_batch(["A man rides a bike."], iterations=4, length_beam=3)
+    tr = gmlm_engine.Translator("default")          # the shipped ctc model: one pass
+    tr.translate_batch(["A man rides a bike."])
+    gmlm = gmlm_engine.Translator(gmlm_engine.default_model_dir("gmlm"))
+    gmlm.translate_batch(["A man rides a bike."], iterations=4, length_beam=3)
 
 The runtime (Translator) needs numpy, safetensors and sentencepiece only; the PyTorch side
 (gmlm_engine.pytorch.reference, .model, .train) needs the [train] extra.
@@ -18,16 +20,20 @@ __version__ = "0.1.0"
 __all__ = ["ModelConfig", "ModelError", "TranslationResult", "Translator", "default_model_dir", "__version__"]
 
 
-def default_model_dir(objective: str = "gmlm") -> Path:
-    """A model shipped with the package (models/ in the source tree, gmlm_engine/models when installed):
-    the default GMLM, or with objective="ar" the AR model of the same size (the baseline and teacher), or with
-    objective="ctc" the ctc model (docs/decoding.md, "CTC models")."""
-    models = {"gmlm": ("default", "gmlm-en-de"), "ar": ("ar-en-de", "ar-en-de"), "ctc": ("ctc-en-de", "ctc-en-de")}
+# The model "default" names: the best measured speed-quality point (docs/results.md): the ctc model, one pass.
+DEFAULT_OBJECTIVE = "ctc"
+
+
+def default_model_dir(objective: str | None = None) -> Path:
+    """A model shipped with the package (models/ in the source tree, gmlm_engine/models when installed): the
+    default model (the ctc model, docs/decoding.md "CTC models"), or with objective="gmlm" the GMLM, "ar" the AR
+    model of the same size (the baseline and teacher), "ctc" the ctc model."""
+    models = {"gmlm": "gmlm-en-de", "ar": "ar-en-de", "ctc": "ctc-en-de"}
+    objective = DEFAULT_OBJECTIVE if objective is None else objective
     if objective not in models:
         raise ValueError(f"objective must be one of {sorted(models)}, got {objective!r}")
-    installed, source = models[objective]
     here = Path(__file__).resolve().parent
-    for cand in (here / "models" / installed, here.parent.parent / "models" / source):
+    for cand in (here / "models" / models[objective], here.parent.parent / "models" / models[objective]):
         if (cand / "config.json").is_file():
             return cand
     raise ModelError(f"no shipped {objective} model in this installation; pass a model directory")

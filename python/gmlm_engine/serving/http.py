@@ -486,7 +486,8 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", default="default", help="model directory (default: the shipped GMLM)")
+    p.add_argument("--model", default="default", help="model directory (default: the shipped default model, the "
+                   "ctc model)")
     p.add_argument("--ar-model", default=None,
                    help="an ar model directory to serve beside a gmlm --model (requests pick it with \"model\": \"ar\")")
     p.add_argument("--host", default="127.0.0.1")

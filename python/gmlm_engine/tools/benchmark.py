@@ -488,7 +488,7 @@ QUICK = {"sentences": 16, "batch_sizes": [1, 8], "repeats": 2}
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--gmlm-model", default="default", help="the GMLM (distilled); default: the shipped one")
+    p.add_argument("--gmlm-model", default=None, help="the GMLM (distilled); default: the shipped one")
     p.add_argument("--gmlm-raw-model", default=None, help="a GMLM trained on raw targets (ablation)")
     p.add_argument("--ctc-model", default=None,
                    help="a ctc model (docs/decoding.md, \"CTC models\"): timed at T=1, 2, 4 in every native compute type")
@@ -533,6 +533,10 @@ def add_arguments(p) -> None:
 
 def check_args(args) -> dict:
     """Validate the options; ValueError names the bad one. Returns the parsed settings."""
+    if args.gmlm_model is None:
+        from .. import default_model_dir
+
+        args.gmlm_model = str(default_model_dir("gmlm"))
     try:
         sizes = [int(x) for x in str(args.batch_sizes).split(",") if x.strip()]
     except ValueError:
