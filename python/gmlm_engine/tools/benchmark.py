@@ -426,7 +426,7 @@ def write_results(result: dict, out_dir: str | Path, meta: dict, plot: bool = Tr
         (out / "outputs" / f"{slug(name)}.txt").write_text("\n".join(q["outputs"]) + "\n", encoding="utf-8")
     quality = {k: {x: v for x, v in q.items() if x != "outputs"} for k, q in result["quality"].items()}
     doc = {"meta": meta, **{k: v for k, v in result.items() if k != "quality"}, "quality": quality}
-    (out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "bench.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     (out / "bench.md").write_text(markdown(result, meta))
     paths = {"json": out / "bench.json", "md": out / "bench.md", "outputs": out / "outputs"}
     if plot and result["rows"]:
