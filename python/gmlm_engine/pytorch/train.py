@@ -1,4 +1,4 @@
-"""`gmlm train`: train a gmlm or ar model on parallel text (Multi30k by default).
+"""`gmlm train`: train a gmlm, ar or ctc model on parallel text (Multi30k by default).
 
 AdamW with inverse-sqrt warm-up, label smoothing, dropout, gradient clipping, periodic validation
 (loss and BLEU of the reference decoder on a slice of val), best/last checkpoints, averaging of
