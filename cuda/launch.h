@@ -3,8 +3,7 @@
 //
 // Storage types: the ops keep every activation in float32; a GEMM in half precision converts its
 // left operand to the compute type CType (float16 or bfloat16) and reads the weight's half copy
-// (cuda/half_weights.h); GEMM outputs and accumulation are float32. Some kernels can also write
-// their output in a CType (yt, ot).
+// (cuda/half_weights.h); GEMM outputs and accumulation are float32.
 //
 // Shapes as in the CPU engine: R rows (packed sequences), D d_model, I = H * Dh, F d_ff, V vocab.
 #pragma once
@@ -38,20 +37,18 @@ cublasHandle_t create_cublas(cudaStream_t stream, void* workspace, std::size_t w
 void destroy_cublas(cublasHandle_t h);
 
 // --- cuda/kernels/elementwise.cu --------------------------------------------------------------
-// y[r] = gamma * x[r] / sqrt(mean(x[r]^2) + eps) * scale, written as `yt`. x: (R, D) f32.
-void rms_norm(const float* x, int64_t ldx, const float* gamma, void* y, CType yt, int64_t ldy, int64_t rows,
-              int64_t d, float eps, float scale, cudaStream_t s);
-// x[r] = table[id] (+ positions[pos]) with id = ids[map ? map[r] : r], pos = pos_of[map ? map[r] : r];
-// a negative map entry is a padding row: x[r] = 0. Ids outside [0, vocab) also give a zero row
-// (the binding checks ids before they reach the device). table: (V, D) in `tt`; x: (R, D) f32.
-void embed(const void* table, CType tt, int64_t vocab, const int32_t* ids, const int32_t* map, const float* positions,
-           const int32_t* pos_of, float* x, int64_t rows, int64_t d, cudaStream_t s);
+// y[r] = gamma * x[r] / sqrt(mean(x[r]^2) + eps). x, y: (R, D) f32.
+void rms_norm(const float* x, int64_t ldx, const float* gamma, float* y, int64_t ldy, int64_t rows, int64_t d, float eps,
+              cudaStream_t s);
+// x[r] = table[ids[r]]; an id outside [0, vocab) gives a zero row (ids are checked before they reach the
+// device). table: (V, D), x: (R, D) f32, contiguous.
+void embed(const float* table, int64_t vocab, const int32_t* ids, float* x, int64_t rows, int64_t d, cudaStream_t s);
 // FFN activation: relu: y[r, j] = relu(f[r, j]); gated: y[r, j] = gelu_tanh(f[r, i0]) * f[r, i1] with
 // the column pairs of a fused [wi_0; wi_1] weight laid out in blocks of `block` columns
 // (i0 = 2 c0 + (j - c0), i1 = i0 + min(block, F - c0), c0 = j - j % block); block = F means the plain
-// halves [0, F) and [F, 2F). f: (R, F or 2F) f32; y: (R, F) in `yt`.
-void ffn_activation(const float* f, int64_t ldf, void* y, CType yt, int64_t ldy, int64_t rows, int64_t F, bool gated,
-                    int64_t block, cudaStream_t s);
+// halves [0, F) and [F, 2F). f: (R, F or 2F) f32; y: (R, F) f32 (may alias f for relu).
+void ffn_activation(const float* f, int64_t ldf, float* y, int64_t ldy, int64_t rows, int64_t F, bool gated, int64_t block,
+                    cudaStream_t s);
 // y[dst(i)] = x[src(i)] (accumulate: +=) for i in [0, n), rows of `cols` floats; a null index array means the
 // identity (ops::CopyRows). x, y f32.
 void copy_rows(const float* x, int64_t ldx, const int32_t* src, float* y, int64_t ldy, const int32_t* dst, int64_t n,
@@ -67,11 +64,11 @@ void convert(const float* x, int64_t ldx, void* y, CType t, int64_t ldy, int64_t
 // key rows [k_begin[r], k_begin[r] + k_len[r]) of k and v; with rel_bias (H, 2 max_rel + 1) the
 // bias of key j is rel_bias[h, (j - pos) + max_rel], pos = q_pos[r] (clamped to the keys). A row
 // with k_len <= 0 is padding and is left untouched. No 1/sqrt(Dh) scaling (T5).
-// q (R, H*Dh), k/v (Rk, H*Dh) f32 with leading dimensions; out (R, H*Dh) in `ot`. max_k bounds k_len.
+// q (R, H*Dh), k/v (Rk, H*Dh), out (R, H*Dh) f32 with leading dimensions. max_k bounds k_len.
 void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
                const int32_t* k_begin, const int32_t* k_len, const int32_t* q_pos, const float* rel_bias,
-               int64_t max_rel, void* out, CType ot, int64_t ldo, int64_t rows, int64_t heads, int64_t head_dim,
-               int64_t max_k, cudaStream_t s);
+               int64_t max_rel, float* out, int64_t ldo, int64_t rows, int64_t heads, int64_t head_dim, int64_t max_k,
+               cudaStream_t s);
 
 // --- cuda/kernels/vocab.cu --------------------------------------------------------------------
 // For each row of logits (rows, V) f32: logp = log_softmax(row); pred = first argmax of logp; conf = logp[pred].

@@ -76,20 +76,19 @@ void Gemm::compute<Device::cuda>(ConstMat a, ConstMat b, Mat y, ThreadPool&) con
   if (epilogue != Epilogue::gated_gelu) {
     cuda::gemm_nt(op_cublas(), op.type, op.a, op.lda, op.b, op.ldb, y.data, y.ld, M, b.rows, K, alpha, beta);
     if (epilogue == Epilogue::relu)
-      cuda::ffn_activation(y.data, y.ld, y.data, cuda::CType::float32, y.ld, M, y.cols, false, 0, nullptr);
+      cuda::ffn_activation(y.data, y.ld, y.data, y.ld, M, y.cols, false, 0, nullptr);
   } else {
     // the fused gated weight interleaves wi_0 / wi_1 by column blocks (gated_layout)
     float* tmp = static_cast<float*>(scratch(1, sizeof(float) * M * b.rows));
     cuda::gemm_nt(op_cublas(), op.type, op.a, op.lda, op.b, op.ldb, tmp, b.rows, M, b.rows, K, alpha, 0.f);
-    cuda::ffn_activation(tmp, b.rows, y.data, cuda::CType::float32, y.ld, M, y.cols, true, column_block(y.cols),
-                         nullptr);
+    cuda::ffn_activation(tmp, b.rows, y.data, y.ld, M, y.cols, true, column_block(y.cols), nullptr);
   }
   finish();
 }
 
 template <>
 void RMSNorm::compute<Device::cuda>(ConstMat x, const float* gamma, Mat y, ThreadPool*) const {
-  cuda::rms_norm(x.data, x.ld, gamma, y.data, cuda::CType::float32, y.ld, x.rows, x.cols, eps, 1.f, nullptr);
+  cuda::rms_norm(x.data, x.ld, gamma, y.data, y.ld, x.rows, x.cols, eps, nullptr);
   finish();
 }
 
@@ -109,7 +108,7 @@ void Scale::compute<Device::cuda>(Mat y) const {
 template <>
 void Embedding::compute<Device::cuda>(ConstMat table, const int32_t* ids, int64_t n, Mat y) const {
   GMLM_CHECK(y.ld == y.cols && table.ld == table.cols, "embedding on cuda needs contiguous rows");
-  cuda::embed(table.data, cuda::CType::float32, table.rows, ids, nullptr, nullptr, nullptr, y.data, n, y.cols, nullptr);
+  cuda::embed(table.data, table.rows, ids, y.data, n, y.cols, nullptr);
   finish();
 }
 
@@ -135,7 +134,7 @@ void MultiHeadAttention::compute<Device::cuda>(ConstMat q, const int32_t* q_pos,
   cuda::copy_to_device(d_tab.get(), tab.data(), sizeof(int32_t) * tab.size());
   const int32_t* t = d_tab.as<int32_t>();
   cuda::attention(q.data, q.ld, k.data, k.ld, v.data, v.ld, t, t + R, q_pos ? q_pos : t + 2 * R, rel_bias, max_rel,
-                  out.data, cuda::CType::float32, out.ld, R, num_heads, head_dim, max_k, nullptr);
+                  out.data, out.ld, R, num_heads, head_dim, max_k, nullptr);
   finish();
 }
 

@@ -19,11 +19,10 @@ namespace {
 
 constexpr int kWarps = 4;
 
-template <typename T>
 __global__ void attention_kernel(const float* __restrict__ q, int64_t ldq, const float* __restrict__ k, int64_t ldk,
                                  const float* __restrict__ v, int64_t ldv, const int32_t* __restrict__ k_begin,
                                  const int32_t* __restrict__ k_len, const int32_t* __restrict__ q_pos,
-                                 const float* __restrict__ rel_bias, int64_t max_rel, T* __restrict__ out,
+                                 const float* __restrict__ rel_bias, int64_t max_rel, float* __restrict__ out,
                                  int64_t ldo, int64_t rows, int64_t Dh, int64_t max_k) {
   extern __shared__ float smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -66,7 +65,7 @@ __global__ void attention_kernel(const float* __restrict__ q, int64_t ldq, const
     const float* vd = v + kb * ldv + h * Dh + d;
     float acc = 0.f;
     for (int64_t j = 0; j < kl; ++j) acc += (s[j] * inv) * vd[j * ldv];
-    out[r * ldo + h * Dh + d] = from_float<T>(acc);
+    out[r * ldo + h * Dh + d] = acc;
   }
 }
 
@@ -74,17 +73,15 @@ __global__ void attention_kernel(const float* __restrict__ q, int64_t ldq, const
 
 void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
                const int32_t* k_begin, const int32_t* k_len, const int32_t* q_pos, const float* rel_bias,
-               int64_t max_rel, void* out, CType ot, int64_t ldo, int64_t rows, int64_t heads, int64_t head_dim,
+               int64_t max_rel, float* out, int64_t ldo, int64_t rows, int64_t heads, int64_t head_dim,
                int64_t max_k, cudaStream_t s) {
   if (rows <= 0) return;
   if (max_k < 1 || max_k > 3072)  // 4 warps x max_k floats must fit the default 48 KiB of shared memory
     throw std::invalid_argument("cuda attention: " + std::to_string(max_k) + " keys per row (at most 3072)");
   const dim3 grid(blocks_for(rows, kWarps), static_cast<unsigned>(heads));
   const size_t smem = sizeof(float) * kWarps * static_cast<size_t>(max_k);
-  GMLM_CTYPE_SWITCH(ot, T,
-                    attention_kernel<T><<<grid, kWarps * 32, smem, s>>>(q, ldq, k, ldk, v, ldv, k_begin, k_len, q_pos,
-                                                                        rel_bias, max_rel, static_cast<T*>(out), ldo,
-                                                                        rows, head_dim, max_k));
+  attention_kernel<<<grid, kWarps * 32, smem, s>>>(q, ldq, k, ldk, v, ldv, k_begin, k_len, q_pos, rel_bias, max_rel,
+                                                    out, ldo, rows, head_dim, max_k);
   GMLM_CUDA_CHECK_LAUNCH();
 }
 

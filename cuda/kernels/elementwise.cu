@@ -29,9 +29,8 @@ namespace {
 
 constexpr int kRowThreads = 128;
 
-template <typename T>
 __global__ void rms_norm_kernel(const float* __restrict__ x, int64_t ldx, const float* __restrict__ gamma,
-                                T* __restrict__ y, int64_t ldy, int64_t d, float eps, float scale) {
+                                float* __restrict__ y, int64_t ldy, int64_t d, float eps) {
   const int64_t r = blockIdx.x;
   const float* xr = x + r * ldx;
   float ss = 0.f;
@@ -43,37 +42,20 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, int64_t ldx, const 
   float tot = 0.f;
   for (int w = 0; w < kRowThreads / 32; ++w) tot += part[w];
   const float inv = 1.0f / sqrtf(tot / static_cast<float>(d) + eps);
-  T* yr = y + r * ldy;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    float v = gamma[i] * (xr[i] * inv);
-    if (scale != 1.f) v = v * scale;
-    yr[i] = from_float<T>(v);
-  }
+  float* yr = y + r * ldy;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = gamma[i] * (xr[i] * inv);
 }
 
-template <typename T>
-__global__ void embed_kernel(const T* __restrict__ table, int64_t vocab, const int32_t* __restrict__ ids,
-                             const int32_t* __restrict__ map, const float* __restrict__ positions,
-                             const int32_t* __restrict__ pos_of, float* __restrict__ x, int64_t d) {
+__global__ void embed_kernel(const float* __restrict__ table, int64_t vocab, const int32_t* __restrict__ ids,
+                             float* __restrict__ x, int64_t d) {
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;
-  const int64_t src = map ? map[r] : r;
-  const int32_t id = src >= 0 ? ids[src] : -1;
-  if (src < 0 || id < 0 || id >= vocab) {
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) xr[i] = 0.f;
-    return;
-  }
-  const T* tr = table + static_cast<int64_t>(id) * d;
-  const float* pr = positions ? positions + static_cast<int64_t>(pos_of[src]) * d : nullptr;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    float v = to_float<T>(tr[i]);
-    if (pr) v += pr[i];
-    xr[i] = v;
-  }
+  const int32_t id = ids[r];
+  const float* tr = id >= 0 && id < vocab ? table + static_cast<int64_t>(id) * d : nullptr;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) xr[i] = tr ? tr[i] : 0.f;
 }
 
-template <typename T>
-__global__ void ffn_activation_kernel(const float* f, int64_t ldf, T* y, int64_t ldy,  // may alias (relu in place)
+__global__ void ffn_activation_kernel(const float* f, int64_t ldf, float* y, int64_t ldy,  // may alias (relu in place)
                                       int64_t rows, int64_t F, bool gated, int64_t block) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= rows * F) return;
@@ -91,7 +73,7 @@ __global__ void ffn_activation_kernel(const float* f, int64_t ldf, T* y, int64_t
     const float inner = kBeta * (v + kKappa * v * v * v);
     out = 0.5f * v * (1.f + tanhf(inner)) * fr[i1];
   }
-  y[r * ldy + j] = from_float<T>(out);
+  y[r * ldy + j] = out;
 }
 
 template <typename T>
@@ -117,30 +99,23 @@ __global__ void scale_kernel(float* y, int64_t ldy, int64_t rows, int64_t cols, 
 
 }  // namespace
 
-void rms_norm(const float* x, int64_t ldx, const float* gamma, void* y, CType yt, int64_t ldy, int64_t rows,
-              int64_t d, float eps, float scale, cudaStream_t s) {
+void rms_norm(const float* x, int64_t ldx, const float* gamma, float* y, int64_t ldy, int64_t rows, int64_t d, float eps,
+              cudaStream_t s) {
   if (rows <= 0) return;
-  GMLM_CTYPE_SWITCH(yt, T,
-                    rms_norm_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
-                        x, ldx, gamma, static_cast<T*>(y), ldy, d, eps, scale));
+  rms_norm_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, ldx, gamma, y, ldy, d, eps);
   GMLM_CUDA_CHECK_LAUNCH();
 }
 
-void embed(const void* table, CType tt, int64_t vocab, const int32_t* ids, const int32_t* map, const float* positions,
-           const int32_t* pos_of, float* x, int64_t rows, int64_t d, cudaStream_t s) {
+void embed(const float* table, int64_t vocab, const int32_t* ids, float* x, int64_t rows, int64_t d, cudaStream_t s) {
   if (rows <= 0) return;
-  GMLM_CTYPE_SWITCH(tt, T,
-                    embed_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
-                        static_cast<const T*>(table), vocab, ids, map, positions, pos_of, x, d));
+  embed_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(table, vocab, ids, x, d);
   GMLM_CUDA_CHECK_LAUNCH();
 }
 
-void ffn_activation(const float* f, int64_t ldf, void* y, CType yt, int64_t ldy, int64_t rows, int64_t F, bool gated,
-                    int64_t block, cudaStream_t s) {
+void ffn_activation(const float* f, int64_t ldf, float* y, int64_t ldy, int64_t rows, int64_t F, bool gated, int64_t block,
+                    cudaStream_t s) {
   if (rows <= 0 || F <= 0) return;
-  GMLM_CTYPE_SWITCH(yt, T,
-                    ffn_activation_kernel<T><<<blocks_for(rows * F, 256), 256, 0, s>>>(
-                        f, ldf, static_cast<T*>(y), ldy, rows, F, gated, block > 0 ? block : F));
+  ffn_activation_kernel<<<blocks_for(rows * F, 256), 256, 0, s>>>(f, ldf, y, ldy, rows, F, gated, block > 0 ? block : F);
   GMLM_CUDA_CHECK_LAUNCH();
 }
 
