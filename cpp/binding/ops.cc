@@ -413,6 +413,19 @@ void register_ops(py::module_& m) {
         return std::vector<bool>(m.begin(), m.end());
       }, py::arg("tokens"), py::arg("conf"), py::arg("word_piece"),
       "Repeat re-masking of one candidate: the mask of repeated word pieces and bigrams (lower conf).");
+  o.def("ctc_repeat_blanks", [](std::vector<int32_t> tokens, std::vector<float> conf, const std::vector<float>& blank_lp,
+                                int32_t blank, float penalty, const std::vector<bool>& word_piece) {
+        GMLM_CHECK_ARG(conf.size() == tokens.size() && blank_lp.size() == tokens.size(), "ctc_repeat_blanks: ",
+                       tokens.size(), " tokens, ", conf.size(), " conf, ", blank_lp.size(), " blank_lp");
+        for (int32_t t : tokens)
+          GMLM_CHECK_ARG(t >= 0 && static_cast<size_t>(t) < word_piece.size(), "ctc_repeat_blanks: token ", t,
+                         " out of range");
+        std::vector<uint8_t> w(word_piece.begin(), word_piece.end());
+        ops::ctc_repeat_blanks(tokens.data(), conf.data(), blank_lp.data(), static_cast<int64_t>(tokens.size()), blank,
+                               penalty, w.data());
+        return py::make_tuple(tokens, conf);
+      }, py::arg("tokens"), py::arg("conf"), py::arg("blank_lp"), py::arg("blank"), py::arg("penalty"),
+      py::arg("word_piece"), "A ctc model's repeat_remask on one canvas: (tokens, conf) after it.");
   // decoding/rules.h, for the tests that hold it to its Python twin (common.py)
   o.def("hash_bits", [](uint64_t seed, uint64_t stream, uint64_t src_hash, uint64_t k, uint64_t t, uint64_t i,
                         uint64_t v) { return rules::draw(rules::prefix(seed, stream, src_hash, k, t, i), v); },

@@ -11,7 +11,7 @@ namespace gmlm {
 struct T5Config;
 
 // A ctc model's default blank_penalty (options.py, CTC_DEFAULT_BLANK_PENALTY; chosen on val).
-constexpr double kCtcBlankPenalty = 1.0;
+constexpr double kCtcBlankPenalty = 1.25;
 
 // The defaults are the Python API's (python/gmlm_engine/options.py declares every option once;
 // tests/test_options.py checks these defaults against it through _core.refine_defaults()).
@@ -24,7 +24,8 @@ struct RefineOptions {
   bool threshold_remask = false;  // remask == "threshold" (else "linear")
   double log_threshold = 0.0;     // log(threshold), used with threshold_remask
   bool stutter_remask = true;
-  bool repeat_remask = false;     // re-mask repeated word pieces and bigrams (ops::repeat_remask)
+  bool repeat_remask = false;     // re-mask repeated word pieces and bigrams (ops::repeat_remask); a ctc model:
+                                  // a repeated token's positions lose the blank penalty (ops::ctc_repeat_blanks)
   double repeat_penalty = 0.1;    // ranking: a candidate whose output repeats (ops::repeats) scores this much lower
   double blank_penalty = 0.0;     // ctc models: the blank's logit is lowered by this before the log-softmax
   // cached refinement: pass t recomputes every position iff t == 0 or t % cache_refresh == 0 (0: never again);
@@ -44,7 +45,7 @@ struct RefineOptions {
   // ties the two together.
   void validate(const T5Config& cfg) const;
   // The defaults for a model: the table's, or a ctc model's (options.py, by_model: 1 pass, one canvas, no
-  // length offset, no stutter rules).
+  // length offset, no stutter rules, repeats without the blank penalty).
   static RefineOptions defaults_for(const T5Config& cfg);
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/profiler.h"
 #include "decoding/rules.h"
@@ -34,8 +35,7 @@ void RefineOptions::validate(const T5Config& cfg) const {
     GMLM_CHECK_ARG(K == 1, "length_beam must be 1 for a ctc model (one canvas per source), got ", K);
     GMLM_CHECK_ARG(length_offset == 0, "length_offset must be 0 for a ctc model (its canvas length is set by the "
                    "source), got ", length_offset);
-    GMLM_CHECK_ARG(!stutter_remask && !repeat_remask,
-                   "stutter_remask and repeat_remask must be off for a ctc model (its collapse merges repeats)");
+    GMLM_CHECK_ARG(!stutter_remask, "stutter_remask must be off for a ctc model (its collapse merges repeats)");
   }
 }
 
@@ -46,6 +46,7 @@ RefineOptions RefineOptions::defaults_for(const T5Config& cfg) {
     o.length_beam = 1;
     o.length_offset = 0;
     o.stutter_remask = false;
+    o.repeat_remask = true;
     o.blank_penalty = kCtcBlankPenalty;
   }
   return o;
@@ -273,7 +274,7 @@ DecoderInput RefineBatch::pack_input(int64_t* n_argmax, Sampled* sampled) {
 }
 
 void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled& sampled, std::vector<int32_t>* pred,
-                          std::vector<float>* conf, ThreadPool& pool) const {
+                          std::vector<float>* conf, std::vector<float>* blank_lp, ThreadPool& pool) const {
   const int64_t V = model_.config().vocab_size;
   const int64_t n_sel = n_argmax + static_cast<int64_t>(sampled.pos.size());
   const ConstMat all = mat(states);
@@ -283,6 +284,8 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
   if (std::any_of(blank_bias_.begin(), blank_bias_.end(), [](float b) { return b != 0.f; })) {
     vocab.bias_col = model_.config().ctc_blank();
     vocab.row_bias = blank_bias_.data();
+    blank_lp->assign(n_sel, std::numeric_limits<float>::quiet_NaN());
+    vocab.bias_lp = blank_lp->data();
   }
   if (n_argmax > 0) vocab(all.sub(0, n_argmax, 0, all.cols), model_.output_embedding(), out_pred, out_conf, pool);
   if (n_sel > n_argmax) {
@@ -293,18 +296,25 @@ void RefineBatch::predict(const Tensor& states, int64_t n_argmax, const Sampled&
       const uint64_t pre = rules::prefix(r.o.seed, 0, r.src_hash, c.k, r.t, sampled.pos[row]);
       for (int64_t v = 0; v < V; ++v) g[v] = rules::gumbel(rules::draw(pre, v));
     };
-    if (vocab.row_bias) vocab.row_bias += n_argmax;
+    if (vocab.row_bias) {
+      vocab.row_bias += n_argmax;
+      vocab.bias_lp += n_argmax;
+    }
     vocab.sample(all.sub(n_argmax, n_sel - n_argmax, 0, all.cols), model_.output_embedding(), noise,
                  out_pred + n_argmax, out_conf + n_argmax, pool);
   }
   fetch_predictions(*pred, *conf, n_sel);
 }
 
-bool RefineBatch::update(Request& r, const std::vector<int32_t>& pred, const std::vector<float>& conf) {
+bool RefineBatch::update(Request& r, const std::vector<int32_t>& pred, const std::vector<float>& conf,
+                         const std::vector<float>& blank_lp) {
   const RefineOptions& o = r.o;
   const int64_t K = o.length_beam, T = o.iterations, t = r.t;
   const int64_t keep = o.length_beam_keep == 0 ? K : o.length_beam_keep;
   std::vector<int32_t> ids;
+  const T5Config& cfg = model_.config();
+  const bool ctc_repeats = cfg.ctc() && o.repeat_remask && o.blank_penalty != 0.0;
+  std::vector<float> lp;
   for (Candidate& c : r.cands) {
     if (c.done) continue;
     for (int64_t i = 0; i < c.len; ++i)
@@ -312,6 +322,13 @@ bool RefineBatch::update(Request& r, const std::vector<int32_t>& pred, const std
         c.tokens[i] = pred[c.sel_of[i]];
         c.conf[i] = conf[c.sel_of[i]];
       }
+    if (ctc_repeats) {  // the blank's log-probability at the positions this pass predicted
+      lp.assign(c.len, std::numeric_limits<float>::quiet_NaN());
+      for (int64_t i = 0; i < c.len; ++i)
+        if (c.sel_of[i] >= 0) lp[i] = blank_lp[c.sel_of[i]];
+      ops::ctc_repeat_blanks(c.tokens.data(), c.conf.data(), lp.data(), c.len, cfg.ctc_blank(),
+                             static_cast<float>(o.blank_penalty), model_.word_pieces().data());
+    }
     c.passes += 1;
     if (o.return_history) c.history.push_back(c.tokens);
   }
@@ -344,7 +361,7 @@ bool RefineBatch::update(Request& r, const std::vector<int32_t>& pred, const std
         ops::threshold_remask(c.conf.data(), c.masked.data(), c.len, o.log_threshold, new_mask.data());
       }
       if (o.stutter_remask) ops::stutter_remask(c.tokens.data(), c.len, new_mask.data());
-      if (o.repeat_remask)
+      if (o.repeat_remask && !cfg.ctc())
         ops::repeat_remask(c.tokens.data(), c.conf.data(), c.len, model_.word_pieces().data(), new_mask.data());
       c.masked = new_mask;
       if (std::none_of(c.masked.begin(), c.masked.end(), [](uint8_t m) { return m != 0; })) c.done = true;
@@ -369,11 +386,12 @@ std::vector<std::pair<int64_t, RefineResult>> RefineBatch::step(Workspace& ws, T
   model_.decode(in, enc_, cached_ ? &kv_ : nullptr, ws, pool, states);  // 3b: decoder pass, vocabulary step
   std::vector<int32_t> pred;
   std::vector<float> conf;
-  predict(states, n_argmax, sampled, &pred, &conf, pool);
+  std::vector<float> blank_lp;
+  predict(states, n_argmax, sampled, &pred, &conf, &blank_lp, pool);
 
   Profiler::Scope scope(Phase::remask);  // 3c-3e, per request
   for (Request& r : live_) {
-    if (!update(r, pred, conf)) continue;
+    if (!update(r, pred, conf, blank_lp)) continue;
     finished_.emplace_back(r.id, std::pair<std::vector<CandidateState>, int64_t>{});
     snapshot(r, &finished_.back().second.first, &finished_.back().second.second);
     RefineResult res;

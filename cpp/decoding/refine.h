@@ -72,15 +72,18 @@ class RefineBatch : public ResumableBatch {
   // The three phases of step(). 3a: the decoder input of every live candidate, packed (argmax requests first,
   // then sampling ones, so that each group's selected rows are contiguous); *n_argmax: the argmax group's
   // selected rows; for sampling rows, their candidate and position. 3b: the vocabulary step on the selected rows.
-  // 3c-3e: one request's predictions written, pruning after its first pass, stop and re-mask; true if it ended.
+  // blank_lp: with a blank penalty, each selected row's blank log-probability (else empty). 3c-3e: one
+  // request's predictions written (a ctc model's repeats without the penalty), pruning after its first pass,
+  // stop and re-mask; true if it ended.
   struct Sampled {
     std::vector<std::pair<Request*, Candidate*>> owner;
     std::vector<int32_t> pos;
   };
   DecoderInput pack_input(int64_t* n_argmax, Sampled* sampled);
   void predict(const Tensor& states, int64_t n_argmax, const Sampled& sampled, std::vector<int32_t>* pred,
-               std::vector<float>* conf, ThreadPool& pool) const;
-  bool update(Request& r, const std::vector<int32_t>& pred, const std::vector<float>& conf);
+               std::vector<float>* conf, std::vector<float>* blank_lp, ThreadPool& pool) const;
+  bool update(Request& r, const std::vector<int32_t>& pred, const std::vector<float>& conf,
+              const std::vector<float>& blank_lp);
   std::vector<int64_t*> live_sources() override;
   // kv_ := rows for every live candidate that runs passes (renumbered; the rows of a candidate with
   // cached refinement keep their contents, an exact pass rewrites its own), or nothing when no live

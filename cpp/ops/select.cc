@@ -73,6 +73,37 @@ void repeat_remask(const int32_t* tokens, const float* conf, int64_t L, const ui
   }
 }
 
+int64_t ctc_repeat_blanks(int32_t* tokens, float* conf, const float* blank_lp, int64_t L, int32_t blank, float penalty,
+                          const uint8_t* word_piece) {
+  std::vector<int64_t> start;  // the output tokens: runs of equal non-blank tokens [start[k], start[k + 1])
+  std::vector<int32_t> ids;
+  std::vector<float> best;
+  for (int64_t i = 0; i < L; ++i) {
+    if (tokens[i] == blank) continue;
+    if (i > 0 && tokens[i] == tokens[i - 1]) {
+      best.back() = std::max(best.back(), conf[i]);
+      continue;
+    }
+    start.push_back(i);
+    ids.push_back(tokens[i]);
+    best.push_back(conf[i]);
+  }
+  const int64_t n = static_cast<int64_t>(ids.size());
+  std::vector<uint8_t> flagged(static_cast<size_t>(n), 0);
+  repeat_remask(ids.data(), best.data(), n, word_piece, flagged.data());
+  int64_t changed = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    if (!flagged[k]) continue;
+    for (int64_t i = start[k]; i < L && tokens[i] == ids[k]; ++i)
+      if (blank_lp[i] + penalty >= conf[i]) {
+        tokens[i] = blank;
+        conf[i] = blank_lp[i];
+        ++changed;
+      }
+  }
+  return changed;
+}
+
 bool repeats(const int32_t* tokens, int64_t L, const uint8_t* word_piece) {
   for (int64_t j = 1; j < L; ++j)
     for (int64_t i = 0; i < j; ++i)

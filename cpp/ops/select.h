@@ -25,6 +25,13 @@ void stutter_remask(const int32_t* tokens, int64_t L, uint8_t* mask);
 // bigram ending at its first earlier end i, masks the lower-confidence one of i and j (equal: j).
 void repeat_remask(const int32_t* tokens, const float* conf, int64_t L, const uint8_t* word_piece, uint8_t* mask);
 
+// A ctc model's repeat_remask (docs/decoding.md, "CTC models"): the canvas's output tokens (its runs of equal
+// non-blank tokens), each with the highest confidence of its positions, scanned as repeat_remask scans a gmlm
+// candidate; each position of a flagged token where blank_lp[i] + penalty >= conf[i] (float32; NaN: a position
+// this pass did not predict, never) takes the blank, its confidence blank_lp[i]. Returns how many did.
+int64_t ctc_repeat_blanks(int32_t* tokens, float* conf, const float* blank_lp, int64_t L, int32_t blank, float penalty,
+                          const uint8_t* word_piece);
+
 // Whether tokens[0..L) repeat themselves as repeat_remask sees it: a word piece, or a bigram, that occurs
 // twice (repeat_penalty, docs/decoding.md step 4).
 bool repeats(const int32_t* tokens, int64_t L, const uint8_t* word_piece);

@@ -27,6 +27,9 @@ struct VocabArgmax {
   // model's blank_penalty, docs/decoding.md). pred and conf are where h is (host or device memory).
   int32_t bias_col = -1;
   const float* row_bias = nullptr;
+  // Optional, with row_bias (host memory): each row's log-probability of column bias_col, its bias included,
+  // as log_softmax computes it ((x - max) - lse).
+  float* bias_lp = nullptr;
   static constexpr int64_t kLowpChunk = 8;  // low precision: vocabulary blocks per oneDNN call
   // noise(r, g): writes the V Gumbel values of row r into g
   using Noise = std::function<void(int64_t row, float* g)>;

@@ -59,6 +59,7 @@ void VocabArgmax::reduce_host(float* logits, int64_t ld, int64_t rows, int64_t V
       pred[r] = am;
       conf[r] = (m - m) - lse;
     }
+    if (biased && bias_lp) bias_lp[row0 + r] = (x[bias_col] - m) - lse;
   }
 }
 
@@ -76,6 +77,7 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
   std::vector<Partial> part(static_cast<size_t>(M * n_cb));
   Profiler* prof = Profiler::current();
   const bool biased = row_bias != nullptr && bias_col >= 0 && bias_col < V;
+  std::vector<float> bias_logit(biased && bias_lp ? static_cast<size_t>(M) : 0);
   std::atomic<int64_t> gemm_ns{0}, reduce_ns{0};
   // low precision: one oneDNN call per chunk of kLowpChunk blocks (a call costs microseconds to
   // launch), then the same per-block reductions
@@ -93,7 +95,11 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
     else
       cpu::sgemm_nt(rows, cols, D, 1.f, h.row(r0), h.ld, w.row(c0), w.ld, 0.f, tile, cols);
     if (biased && bias_col >= c0 && bias_col < c0 + cols)
-      for (int64_t r = 0; r < rows; ++r) tile[r * cols + (bias_col - c0)] -= row_bias[r0 + r];
+      for (int64_t r = 0; r < rows; ++r) {
+        float& x = tile[r * cols + (bias_col - c0)];
+        x -= row_bias[r0 + r];
+        if (bias_lp) bias_logit[r0 + r] = x;
+      }
     const auto t1 = prof ? std::chrono::steady_clock::now() : t0;
     for (int64_t b = b0; b < std::min(b0 + per_task, n_cb); ++b) {
       const int64_t off = (b - b0) * CB, bw = std::min(CB, V - b * CB);
@@ -116,6 +122,7 @@ void VocabArgmax::compute<Device::cpu>(ConstMat h, ConstMat w, int32_t* pred, fl
     float m, lse;
     merge_row(&part[r * n_cb], n_cb, CB, &m, &pred[r], &lse);
     conf[r] = (m - m) - lse;  // logp at the argmax, as log_softmax computes it: (x - max) - lse
+    if (!bias_logit.empty()) bias_lp[r] = (bias_logit[r] - m) - lse;
   }
 }
 
@@ -162,6 +169,7 @@ void VocabArgmax::compute_sample<Device::cpu>(ConstMat h, ConstMat w, const Nois
       float* g = thread_scratch(2, static_cast<size_t>(V));
       noise(r0 + r, g);
       gumbel_argmax(logits.data() + r * V, V, m, lse, g, &pred[r0 + r], &conf[r0 + r]);
+      if (biased && bias_lp) bias_lp[r0 + r] = (logits[r * V + bias_col] - m) - lse;
     });
   }
 }

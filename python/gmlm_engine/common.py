@@ -228,7 +228,7 @@ class TranslatorFrontEnd:
                         threshold=None, stutter_remask=None, early_stop=False, init="mask", sampling=False, seed=None,
                         beam_size=1,
                         length_penalty=1.0, max_batch_size=0, batch_type="examples", return_history=False,
-                        rerank=False, repeat_remask=False, repeat_penalty=DEFAULT_REPEAT_PENALTY,
+                        rerank=False, repeat_remask=None, repeat_penalty=DEFAULT_REPEAT_PENALTY,
                         blank_penalty=None, cache_refresh=1) -> list[TranslationResult]:
         """Translate a list of strings. The options are options.OPTIONS (this signature is tested against
         that table; docs/decoding.md lists them, docs/api.md explains them)."""

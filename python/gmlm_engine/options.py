@@ -35,7 +35,7 @@ DEFAULT_REPEAT_PENALTY = 0.1
 # The recommended passes over a ctc model's canvas (docs/decoding.md, "CTC models"): one.
 CTC_DEFAULT_ITERATIONS = 1
 # A ctc model's recommended blank_penalty (the C++ twin: kCtcBlankPenalty in cpp/decoding/options.h), chosen on val.
-CTC_DEFAULT_BLANK_PENALTY = 1.0
+CTC_DEFAULT_BLANK_PENALTY = 1.25
 
 Bound = Union[int, float, Callable[[int], int], None]   # a callable gets the model's max_target_len
 
@@ -96,7 +96,8 @@ OPTIONS: tuple[Option, ...] = (
            range_doc="(0, 1), with remask='threshold' only"),
     Option("stutter_remask", bool, None, "re-mask a token equal to its left neighbour; collapse repeats at the end "
            "(ctc: off, its collapse merges repeats)", by_model=(("gmlm", True), ("ctc", False))),
-    Option("repeat_remask", bool, False, "also re-mask repeated word pieces and bigrams between passes (not ctc)"),
+    Option("repeat_remask", bool, None, "also re-mask repeated word pieces and bigrams between passes (ctc: a "
+           "repeated token's positions lose the blank penalty)", by_model=(("gmlm", False), ("ctc", True))),
     Option("repeat_penalty", float, DEFAULT_REPEAT_PENALTY, "rank a candidate whose output repeats a word piece or bigram this much "
            "lower (step 4)", lo=0.0, hi=100.0),
     Option("blank_penalty", float, None, "ctc models: the blank's logit is lowered by this before the log-softmax "
@@ -126,7 +127,7 @@ OPTIONS: tuple[Option, ...] = (
 BY_NAME = {o.name: o for o in OPTIONS}
 
 # What a ctc model's decoding fixes (docs/decoding.md, "CTC models").
-CTC_FIXED = {"length_beam": 1, "length_offset": 0, "stutter_remask": False, "repeat_remask": False}
+CTC_FIXED = {"length_beam": 1, "length_offset": 0, "stutter_remask": False}
 
 # Refinement options and their defaults: an ar model accepts them only at these values (or None).
 GMLM_ONLY = {o.name: o.default_for("gmlm") for o in OPTIONS if o.models == "gmlm"}

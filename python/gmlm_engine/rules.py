@@ -98,6 +98,27 @@ def repeats(tokens: list[int], word_piece) -> bool:
     return bool(repeat_mask(tokens, [0.0] * len(tokens), word_piece))
 
 
+def ctc_repeat_blanks(canvas: list[int], conf, blank_lp, blank: int, penalty: float, word_piece) -> list[int]:
+    """A ctc model's repeat_remask (docs/decoding.md, "CTC models"): the canvas positions that take the blank.
+    The output's tokens (`ctc_collapse`), each with the highest confidence of the positions it came from, are
+    scanned as `repeat_mask` scans a gmlm candidate; each position of a token it flags whose blank, the penalty
+    given back, is at least as likely as the token (float32: blank_lp + penalty >= conf) does. blank_lp: the
+    blank's log-probability at each position this pass predicted (NaN elsewhere: those never change)."""
+    runs: list[tuple[int, list[int]]] = []
+    for j, t in enumerate(canvas):
+        if t == blank:
+            continue
+        if j > 0 and t == canvas[j - 1]:
+            runs[-1][1].append(j)
+        else:
+            runs.append((t, [j]))
+    conf = np.asarray(conf, dtype=np.float32)
+    lp = np.asarray(blank_lp, dtype=np.float32) + np.float32(penalty)
+    best = [max(conf[j] for j in rows) for _, rows in runs]
+    flagged = repeat_mask([t for t, _ in runs], best, word_piece)
+    return [j for k in flagged for j in runs[k][1] if lp[j] >= conf[j]]
+
+
 def ctc_collapse(canvas: list[int], blank: int) -> list[int]:
     """A ctc canvas's output (docs/decoding.md, "CTC models"): runs of equal tokens merged into one, then the
     blanks dropped (so a blank between two equal tokens keeps both)."""

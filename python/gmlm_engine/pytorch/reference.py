@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common import DecodeResult, TranslatorFrontEnd
-from ..rules import ctc_collapse, gumbel_noise, log_threshold, mean_score, random_init_tokens, repeat_mask, repeats, source_hash
+from ..rules import ctc_collapse, ctc_repeat_blanks, gumbel_noise, log_threshold, mean_score, random_init_tokens, repeat_mask, repeats, source_hash
 from ..tokenizer import NUM_SPECIAL, load_model_tokenizer
 from .model import load_torch_model
 
@@ -154,6 +154,16 @@ class ReferenceTranslator(TranslatorFrontEnd):
             grow = live[rows]
             tokens[grow, cols] = pred
             conf[grow, cols] = logp.gather(1, pred[:, None]).squeeze(1)
+            if cfg.objective == "ctc" and o.repeat_remask and o.blank_penalty:   # repeats lose the blank penalty
+                blank_lp = torch.full((N, Lmax), float("nan"))
+                blank_lp[grow, cols] = logp[:, cfg.pad_id]
+                for row in live.tolist():
+                    L = int(lengths[row])
+                    flip = ctc_repeat_blanks(tokens[row, :L].tolist(), conf[row, :L].numpy(), blank_lp[row, :L].numpy(),
+                                             cfg.pad_id, o.blank_penalty, self.tokenizer.word_pieces())
+                    if flip:
+                        tokens[row, flip] = cfg.pad_id
+                        conf[row, flip] = blank_lp[row, flip]
             passes[live] += 1
             if history is not None:
                 history.append(tokens.clone())
@@ -193,7 +203,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
                 rep = torch.zeros_like(new_mask)
                 rep[:, 1:] = (tg[:, 1:] == tg[:, :-1]) & valid[go][:, 1:]
                 new_mask |= rep
-            if o.repeat_remask:
+            if o.repeat_remask and cfg.objective != "ctc":
                 word = self.tokenizer.word_pieces()
                 for r, row in enumerate(go.tolist()):
                     L = int(lengths[row])
