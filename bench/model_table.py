@@ -80,26 +80,31 @@ def main(argv=None) -> int:
             tr = Translator(g, intra_threads=args.threads, compute_type=args.compute_type)
             for split, (src, ref) in splits.items():
                 for tk in args.gmlm_configs.split(","):
-                    m = re.fullmatch(r"(\d+)x(\d+)([+-]\d+)?(ns)?(all)?(?:bp(\d+(?:\.\d+)?))?", tk.strip())
+                    m = re.fullmatch(r"(\d+)x(\d+)([+-]\d+)?(ns)?(nr)?(all)?(?:bp(\d+(?:\.\d+)?))?", tk.strip())
                     if not m:
                         p.error(f"--gmlm-configs: {tk!r} is not TxK or TxK+O, optionally followed by ns (no stutter "
-                                "re-masking), all (update='all') and, for a ctc model, bpB (blank_penalty B) "
-                                "(e.g. 4x3, 4x3+1, 4x3ns, 4x1all, 1x1bp2.5)")
+                                "re-masking), nr (repeat_remask off), all (update='all') and, for a ctc model, bpB "
+                                "(blank_penalty B) (e.g. 4x3, 4x3+1, 4x3ns, 4x1all, 1x1bp2.5, 1x1nrbp1)")
                     t, k = int(m[1]), int(m[2])
-                    upd = "all" if m[5] else "masked"
+                    upd = "all" if m[6] else "masked"
                     if tr.cfg.objective == "ctc":   # one canvas: T x 1 (offset and stutter do not apply)
                         if k != 1 or m[3] or m[4]:
                             p.error(f"--gmlm-configs: {tk!r} for the ctc model {g}: a ctc model takes Tx1 (and all)")
                         opts = dict(iterations=t, update=upd)
-                        if m[6]:
-                            opts["blank_penalty"] = float(m[6])
-                        system = f"CTC T={t}" + (" all" if m[5] else "") + f" bp={opts.get('blank_penalty', 'default')}"
+                        if m[5]:
+                            opts["repeat_remask"] = False
+                        if m[7]:
+                            opts["blank_penalty"] = float(m[7])
+                        system = (f"CTC T={t}" + (" all" if m[6] else "") + (" no-repeat-rule" if m[5] else "")
+                                  + f" bp={opts.get('blank_penalty', 'default')}")
                     else:
-                        if m[6]:
+                        if m[7]:
                             p.error(f"--gmlm-configs: {tk!r}: blank_penalty (bp) applies to ctc models")
                         o = DEFAULT_LENGTH_OFFSET if m[3] is None else int(m[3])
                         opts = dict(iterations=t, length_beam=k, length_offset=o, stutter_remask=not m[4], update=upd)
-                        system = f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else "") + (" all" if m[5] else "")
+                        if m[5]:
+                            opts["repeat_remask"] = False
+                        system = f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else "") + (" all" if m[6] else "")
                     t0 = time.perf_counter()
                     hyp = [r.text for r in tr.translate_batch(src, max_batch_size=64, **opts)]
                     secs = time.perf_counter() - t0

@@ -38,7 +38,8 @@ REFINE_OPTION_SETS = [
     dict(iterations=4, length_beam=4, length_beam_keep=2, update="all", sampling=True, seed=6, repeat_remask=True),
 ]
 
-# ctc models (docs/decoding.md, "CTC models"): one canvas per source, no length candidates, no stutter rules.
+# ctc models (docs/decoding.md, "CTC models"): one canvas per source, no length candidates, no stutter rules;
+# repeat_remask (repeats without the blank penalty) on unless a set turns it off.
 CTC_OPTION_SETS = [
     dict(),
     dict(iterations=3),
@@ -51,6 +52,8 @@ CTC_OPTION_SETS = [
     dict(iterations=6, cache_refresh=0),
     dict(iterations=5, cache_refresh=2, remask="threshold", threshold=0.9, early_stop=True),
     dict(blank_penalty=0.0),
+    dict(repeat_remask=False),
+    dict(iterations=3, remask="threshold", threshold=0.5, blank_penalty=2.0),
     dict(iterations=4, blank_penalty=5.0),
     dict(iterations=3, blank_penalty=3.0, sampling=True, seed=7),
 ]

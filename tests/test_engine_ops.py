@@ -95,6 +95,41 @@ def test_repeat_remask_matches_the_reference():
         ops.repeat_remask([7], [0.0], [True] * 3)
 
 
+def test_ctc_repeat_blanks_matches_the_reference():
+    from gmlm_engine.rules import ctc_repeat_blanks
+
+    nan = float("nan")
+    # canvas "Zug _ Zug Zug _": the output repeats the word piece 7; its second run (positions 2-3) is the less
+    # confident; position 3 loses to the blank without the penalty of 1, position 2 does not
+    toks, conf = [7, 0, 7, 7, 0], [-0.1, -0.2, -0.5, -0.9, -0.1]
+    blank_lp = [-3.0, -0.2, -2.0, -1.5, -0.1]
+    word = [i == 7 for i in range(10)]
+    got_t, got_c = ops.ctc_repeat_blanks(toks, conf, blank_lp, 0, 1.0, word)
+    assert got_t == [7, 0, 7, 0, 0] and np.array_equal(np.float32(got_c), np.float32([-0.1, -0.2, -0.5, -1.5, -0.1]))
+    assert ctc_repeat_blanks(toks, conf, blank_lp, 0, 1.0, word) == [3]
+    blank_lp[2] = -1.5                      # now both positions of the run do: the repeat is gone
+    assert ops.ctc_repeat_blanks(toks, conf, blank_lp, 0, 1.0, word)[0] == [7, 0, 0, 0, 0]
+    assert ops.ctc_repeat_blanks(toks, conf, blank_lp, 0, 0.0, word)[0] == toks      # no penalty: nothing to give back
+    blank_lp[2] = blank_lp[3] = nan         # positions this pass did not predict never change
+    assert ops.ctc_repeat_blanks(toks, conf, blank_lp, 0, 1.0, word)[0] == toks
+    assert ops.ctc_repeat_blanks([5, 0, 7], [-1.0, 0.0, -1.0], [0.0] * 3, 0, 1.0, word)[0] == [5, 0, 7]  # no repeat
+    r = _rng(12)
+    for _ in range(300):
+        L = int(r.integers(1, 30))
+        t = r.integers(0, 5, size=L).astype(np.int32).tolist()
+        c = r.choice([-2.0, -1.0, -0.5, 0.0], size=L).astype(np.float32)
+        lp = r.choice([nan, -3.0, -1.0, -0.5], size=L).astype(np.float32)
+        w = (r.random(5) < 0.5).tolist()
+        flip = ctc_repeat_blanks(t, c, lp, 0, 1.0, w)
+        want_t, want_c = list(t), c.copy()
+        for j in flip:
+            want_t[j], want_c[j] = 0, lp[j]
+        got_t, got_c = ops.ctc_repeat_blanks(t, c.tolist(), lp.tolist(), 0, 1.0, w)
+        assert got_t == want_t and np.array_equal(np.float32(got_c), want_c), (t, c, lp, w)
+    with pytest.raises(ValueError, match="out of range"):
+        ops.ctc_repeat_blanks([7], [0.0], [0.0], 0, 1.0, [True] * 3)
+
+
 def test_the_rules_header_is_its_python_twin_on_random_inputs():
     """cpp/decoding/rules.h (compiled for the CPU and the CUDA kernels) against common.py / the reference."""
     from gmlm_engine.rules import gumbel_noise, hash_bits, random_init_tokens, source_hash

@@ -28,9 +28,10 @@ def test_defaults_validate_to_the_decode_options_record():
 
 def test_a_ctc_model_takes_its_own_defaults_and_refuses_length_candidates_and_stutter_rules():
     o = validate_options("ctc", 192)
-    assert (o.iterations, o.length_beam, o.length_offset, o.stutter_remask) == (1, 1, 0, False)
+    assert (o.iterations, o.length_beam, o.length_offset, o.stutter_remask, o.repeat_remask) == (1, 1, 0, False, True)
     assert validate_options("ctc", 192, iterations=3, update="all").iterations == 3
-    for name, bad in (("length_beam", 2), ("length_offset", 1), ("stutter_remask", True), ("repeat_remask", True)):
+    assert validate_options("ctc", 192, repeat_remask=False).repeat_remask is False
+    for name, bad in (("length_beam", 2), ("length_offset", 1), ("stutter_remask", True)):
         with pytest.raises(ValueError, match=f"{name} must be .* for a ctc model"):
             validate_options("ctc", 192, **{name: bad})
     with pytest.raises(ValueError, match="beam_size applies to ar models"):
