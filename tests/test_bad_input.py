@@ -8,7 +8,7 @@ import pytest
 
 from gmlm_engine.config import ModelError
 from gmlm_engine.pytorch.reference import ReferenceTranslator
-from conftest import TINY_AR, TINY_GMLM, copy_without_weights_checksum
+from conftest import TINY_AR, TINY_CTC, TINY_GMLM, copy_without_weights_checksum
 
 
 @pytest.fixture(scope="module")
@@ -324,6 +324,23 @@ def test_corrupted_model_directories_raise_model_error_naming_file_and_problem(t
     with pytest.raises(ModelError, match=message) as e:
         cls(d)
     assert filename in str(e.value)
+
+
+@pytest.mark.parametrize("up, message", [(0.5, "ctc_upsample must be a number in \\[1, 8\\]"), (9, "must be a number"),
+                                         ("2", "must be a number"), (True, "must be a number"), (None, "must be a number")])
+@pytest.mark.parametrize("decoder", ["reference", "engine"])
+def test_a_ctc_models_upsampling_is_a_number_in_1_to_8(tmp_path, up, message, decoder):
+    from gmlm_engine import Translator
+
+    d = _copy(tmp_path, TINY_CTC)
+    _edit_config(d, ctc_upsample=up)
+    with pytest.raises(ModelError, match=message) as e:
+        (ReferenceTranslator if decoder == "reference" else Translator)(d)
+    assert "config.json" in str(e.value)
+    gmlm = _copy(tmp_path / "g", TINY_GMLM)
+    _edit_config(gmlm, ctc_upsample=1.5)
+    with pytest.raises(ModelError, match="ctc_upsample applies to ctc models only"):
+        (ReferenceTranslator if decoder == "reference" else Translator)(gmlm)
 
 
 def test_a_model_directory_that_is_a_symlink_loop_is_a_model_error(tmp_path):

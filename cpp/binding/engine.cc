@@ -49,7 +49,7 @@ T5Config config_from_dict(const py::dict& d) {
   GMLM_CHECK_ARG(objective == "gmlm" || objective == "ar" || objective == "ctc",
                  "config: objective must be 'gmlm', 'ar' or 'ctc', got ", objective);
   c.gmlm = objective != "ar";
-  if (objective == "ctc") c.ctc_upsample = get_field<int64_t>(d, "ctc_upsample");
+  if (objective == "ctc") c.ctc_upsample = get_field<double>(d, "ctc_upsample");
   c.vocab_size = get_field<int64_t>(d, "vocab_size");
   c.d_model = get_field<int64_t>(d, "d_model");
   c.d_kv = get_field<int64_t>(d, "d_kv");

@@ -106,8 +106,7 @@ std::vector<int64_t> RefineBatch::add(const std::vector<std::vector<int32_t>>& s
     const int64_t K = r.o.length_beam;
     r.length_candidates.resize(K);
     if (cfg.ctc()) {  // K = 1: the canvas, ctc_upsample positions per encoder token
-      r.length_candidates[0] = static_cast<int32_t>(
-          std::min<int64_t>(cfg.max_target_len, cfg.ctc_upsample * static_cast<int64_t>(sources[b].size())));
+      r.length_candidates[0] = static_cast<int32_t>(cfg.ctc_canvas(static_cast<int64_t>(sources[b].size())));
     } else {
       ops::length_candidates(len_logits.data<float>() + b * cfg.max_target_len, cfg.max_target_len, K,
                              r.length_candidates.data());

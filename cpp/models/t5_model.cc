@@ -37,7 +37,7 @@ void T5Config::validate() const {
                  " leaves no token after the special ids (random init draws from ", first_random_id(), ")");
   GMLM_CHECK_ARG(layer_norm_epsilon > 0.f, "config: layer_norm_epsilon must be > 0");
   GMLM_CHECK_ARG(relative_attention_num_buckets >= 4, "config: relative_attention_num_buckets must be >= 4");
-  GMLM_CHECK_ARG(ctc_upsample >= 0 && ctc_upsample <= 8 && (ctc_upsample == 0 || gmlm),
+  GMLM_CHECK_ARG(ctc_upsample == 0 || (ctc_upsample >= 1 && ctc_upsample <= 8 && gmlm),
                  "config: ctc_upsample must be in [1, 8] for a ctc model, got ", ctc_upsample);
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -37,10 +38,13 @@ struct T5Config {
   int32_t pad_id = 0, eos_id = 1, unk_id = 2, mask_id = 3, len_id = 4;
   int32_t decoder_start_token_id = 0;  // ar models: the first decoder input
   bool gmlm = true;  // refinement decoding: objective "gmlm" or "ctc" (else "ar")
-  // objective "ctc": a canvas of min(max_target_len, ctc_upsample x encoder tokens) positions, no length head;
-  // 0 otherwise
-  int64_t ctc_upsample = 0;
+  // objective "ctc": a canvas of ctc_canvas(encoder tokens) positions, no length head; 0 otherwise
+  double ctc_upsample = 0;
   bool ctc() const { return ctc_upsample > 0; }
+  // min(max_target_len, ceil(ctc_upsample x S)), the product in double (config.py, ctc_canvas_length)
+  int64_t ctc_canvas(int64_t S) const {
+    return std::min<int64_t>(max_target_len, static_cast<int64_t>(std::ceil(ctc_upsample * static_cast<double>(S))));
+  }
   // The token a ctc canvas drops in its collapse (pad_id), or -1 for the other objectives.
   int32_t ctc_blank() const { return ctc() ? pad_id : -1; }
 

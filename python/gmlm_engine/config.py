@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,12 @@ MAX_ABS_WEIGHT = 1e4
 # config.json keys that older directories may lack (their dataclass default applies).
 OPTIONAL_KEYS = ("tokenizer_sha256", "weights_sha256", "ctc_upsample")
 MAX_CTC_UPSAMPLE = 8
+
+
+def ctc_canvas_length(upsample: float, source_tokens: int, max_target_len: int) -> int:
+    """The canvas of a ctc model (docs/decoding.md, "CTC models"): min(max_target_len, ceil(upsample x S)), the
+    product in float64 (exact for ratios such as 1.5 or 1.25). The engine's twin: T5Config::ctc_canvas."""
+    return min(max_target_len, math.ceil(float(upsample) * source_tokens))
 
 
 class ModelError(Exception):
@@ -124,9 +131,14 @@ class ModelConfig:
     # special ids and still decode these weights into nonsense; only its bytes tell.
     tokenizer_sha256: str = ""
     weights_sha256: str = ""    # model.safetensors' checksum: any change to the file after it was written is found
-    # ctc models only: the canvas of a source of S encoder tokens has min(max_target_len, ctc_upsample * S)
-    # positions (docs/decoding.md, "CTC models"); 0 for the other objectives (and absent from their config.json).
-    ctc_upsample: int = 0
+    # ctc models only: the canvas of a source of S encoder tokens has ctc_canvas_length(ctc_upsample, S,
+    # max_target_len) positions (docs/decoding.md, "CTC models"); a number in [1, 8] (2, 1.5, ...); 0 for the other
+    # objectives (and absent from their config.json).
+    ctc_upsample: float = 0
+
+    def ctc_canvas(self, source_tokens: int) -> int:
+        """A ctc model's canvas length for a source of that many encoder tokens."""
+        return ctc_canvas_length(self.ctc_upsample, source_tokens, self.max_target_len)
 
     def validate(self) -> "ModelConfig":
         """Check every field; raise ModelError naming config.json, the field and the problem."""
@@ -169,8 +181,8 @@ class ModelConfig:
                              f"(this version reads {FORMAT_VERSION})")
         up = self.ctc_upsample
         if self.objective == "ctc":
-            if not isinstance(up, int) or isinstance(up, bool) or not 1 <= up <= MAX_CTC_UPSAMPLE:
-                raise ModelError(f"config.json: ctc_upsample must be an integer in [1, {MAX_CTC_UPSAMPLE}] for a ctc "
+            if not isinstance(up, (int, float)) or isinstance(up, bool) or not 1 <= up <= MAX_CTC_UPSAMPLE:
+                raise ModelError(f"config.json: ctc_upsample must be a number in [1, {MAX_CTC_UPSAMPLE}] for a ctc "
                                  f"model, got {up!r}")
         elif up != 0:
             raise ModelError(f"config.json: ctc_upsample applies to ctc models only, got {up!r} for a "

@@ -87,7 +87,7 @@ class ReferenceTranslator(TranslatorFrontEnd):
         enc = m.encode(src, src_mask)
         ckv = m.cross_kv(enc)
         if cfg.objective == "ctc":   # one canvas per source, its length fixed by the source's (K = 1)
-            lengths = torch.tensor([min(cfg.max_target_len, cfg.ctc_upsample * len(s)) for s in srcs])
+            lengths = torch.tensor([cfg.ctc_canvas(len(s)) for s in srcs])
         else:
             len_lp = F.log_softmax(m.length_logits(enc).float(), dim=-1)          # (B, maxT)
             order = torch.sort(-len_lp, dim=-1, stable=True).indices[:, :K]       # ties: shorter first

@@ -140,8 +140,8 @@ def make_batch(ex: Examples, idx: list[int], cfg: ModelConfig, gen: torch.Genera
 
 
 def canvas_lengths(src_mask: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """ctc: each source's canvas length, min(max_target_len, ctc_upsample x its encoder tokens)."""
-    return torch.clamp(src_mask.sum(1) * cfg.ctc_upsample, max=cfg.max_target_len)
+    """ctc: each source's canvas length (ModelConfig.ctc_canvas of its encoder tokens)."""
+    return torch.tensor([cfg.ctc_canvas(int(n)) for n in src_mask.sum(1)])
 
 
 def ctc_batch(src: torch.Tensor, tgt_lists: list[list[int]], cfg: ModelConfig) -> dict:

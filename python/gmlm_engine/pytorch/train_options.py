@@ -7,8 +7,9 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", choices=("gmlm", "ar", "ctc"), required=True)
-    p.add_argument("--ctc-upsample", type=int, default=2,
-                   help="ctc: the canvas has this many positions per encoder token (--max-target-len bounds it)")
+    p.add_argument("--ctc-upsample", type=lambda v: float(v) if "." in v else int(v), default=2,
+                   help="ctc: the canvas has this many positions per encoder token, rounded up (2, 1.5, ...; "
+                        "--max-target-len bounds it)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
     p.add_argument("--data-dir", default=None, help="Multi30k folder (default: $GMLM_DATA_DIR)")
     p.add_argument("--src-lang", default="en")

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..config import ctc_canvas_length
+
 MODES = ("continuous", "static", "single")
 
 # The most work one submit() may ask for, in decoder positions (cost): what 64 texts of the longest kind
@@ -69,21 +71,20 @@ class Item:
     width: int
 
 
-def width(objective: str, max_target_len: int, source_tokens: int, opts, ctc_upsample: int = 0) -> int:
+def width(objective: str, max_target_len: int, source_tokens: int, opts, ctc_upsample: float = 0) -> int:
     """The room one text holds in a pass, in decoder positions: its candidates (AR: hypotheses) x its output
     length. The length is not known before decoding: it is estimated as 1.5 x the source's tokens + 4 (plus
     length_offset for a GMLM), clamped to [1, max_target_len]. A GMLM pass computes that many positions; an AR
-    step attends over that many cached ones. A ctc model's canvas is known: ctc_upsample x the source's tokens,
-    at most max_target_len."""
+    step attends over that many cached ones. A ctc model's canvas is known (config.ctc_canvas_length)."""
     if objective == "ctc":
-        return min(max_target_len, ctc_upsample * source_tokens)
+        return ctc_canvas_length(ctc_upsample, source_tokens, max_target_len)
     est = (3 * source_tokens) // 2 + 4
     if objective == "ar":
         return opts.beam_size * min(max_target_len, est)
     return opts.length_beam * min(max_target_len, max(1, est + opts.length_offset))
 
 
-def cost(objective: str, max_target_len: int, source_tokens: int, opts, ctc_upsample: int = 0) -> int:
+def cost(objective: str, max_target_len: int, source_tokens: int, opts, ctc_upsample: float = 0) -> int:
     """The work of one text, in decoder positions: its width x passes for a GMLM, hypotheses x steps (one position
     per hypothesis and step, the same product as its width) for an AR model."""
     return width(objective, max_target_len, source_tokens, opts, ctc_upsample) * (
