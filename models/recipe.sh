@@ -308,3 +308,17 @@ python bench/model_table.py --ar models/ar-en-de --beams 1,4 --gmlm runs/ctcnr/l
   --gmlm-configs 1x1bp0,1x1bp0.5,1x1bp1,1x1bp1.5,1x1bp2,2x1bp1,4x1bp1 --splits val --threads 2 --compute-type float32
 gmlm export runs/ctcnr/last --pack models/ctc-en-de --force
 python models/make_golden.py
+
+# 3q. Tried, not shipped (2026-12-07): step 3p's model continued onto a 1.5x canvas (a cheaper pass; --max-target-len
+#     144 = 192 x 1.5 / 2 resamples the position table so that canvas position j keeps its place in the source).
+#     700 steps (26 minutes). Val, engine float32, one pass at the ctc defaults (blank_penalty 1.25, repeat_remask):
+#     the checkpoint average 33.89 BLEU / 14.4 % repetition (last: 33.70), test2016 34.18 / 12.2 %; step 3p's 2x
+#     model 34.50 / 34.53. At batch 1 (int8) it ran 1.49x AR greedy against the 2x model's 1.34x in the same run.
+#     Card: models/cards/ctc-en-de-1.5x-2026-12-07.training.json; docs/results.md, "Why not 2x at batch 1".
+gmlm train --objective ctc --out runs/ctc15 --spm $SPM --encoder-layers 3 --decoder-layers 3 --max-target-len 144 \
+  --ctc-upsample 1.5 --train-target runs/distill8.de --repeat-fallback --init-from runs/ctcnr/last \
+  --schedule-offset 1200 --restart-warmup 100 --max-tokens 4096 --lr 1e-3 --warmup 300 --val-every 200 \
+  --val-bleu-sentences 200 --max-steps 700 --cooldown-steps 350 --max-minutes 45 --glancing-ratio 0.5 \
+  --glancing-share 0.5 --threads 2 --no-progress
+python bench/model_table.py --gmlm runs/ctc15/last --gmlm runs/ctc15/averaged \
+  --gmlm-configs 1x1,1x1bp0.5,1x1bp1,1x1bp1.5,1x1bp2,1x1nr --splits val --threads 2 --compute-type float32
