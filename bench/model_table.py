@@ -98,12 +98,11 @@ def main(argv=None) -> int:
                         system = (f"CTC T={t}" + (" all" if m[6] else "") + (" no-repeat-rule" if m[5] else "")
                                   + f" bp={opts.get('blank_penalty', 'default')}")
                     else:
-                        if m[7]:
-                            p.error(f"--gmlm-configs: {tk!r}: blank_penalty (bp) applies to ctc models")
+                        if m[5] or m[7]:
+                            p.error(f"--gmlm-configs: {tk!r}: nr and bp apply to ctc models (a gmlm model's "
+                                    "repeat_remask is off by default; it has no blank)")
                         o = DEFAULT_LENGTH_OFFSET if m[3] is None else int(m[3])
                         opts = dict(iterations=t, length_beam=k, length_offset=o, stutter_remask=not m[4], update=upd)
-                        if m[5]:
-                            opts["repeat_remask"] = False
                         system = f"GMLM T={t} K={k} O={o:+d}" + (" no-stutter" if m[4] else "") + (" all" if m[6] else "")
                     t0 = time.perf_counter()
                     hyp = [r.text for r in tr.translate_batch(src, max_batch_size=64, **opts)]
